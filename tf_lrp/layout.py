@@ -1,0 +1,584 @@
+"""The network layout: manifest, schema validation, weight checks, gate order.
+
+A *manifest* is a JSON-able dict that lists a network's layers in order (see
+``weights_schema.json``, shipped inside the package). This module
+
+* validates a manifest against the schema (``jsonschema``) and then for meaning
+  (layers chain, the stack is one tf_lrp can build);
+* turns it into a frozen :class:`NetworkLayout` of layer specs;
+* checks a list or dict of numpy arrays against the layout (count, shape, dtype,
+  finiteness), with errors that name the layer, the array, the expected and actual shape
+  and the likely fix.
+
+It is the only place where gate order is written down (:data:`LSTM_GATES`,
+:data:`GRU_GATES`); the cells derive their slices from these tuples.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.resources
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import jsonschema
+import numpy as np
+
+from .errors import LayoutError
+
+#: Keras LSTM gate blocks along the last axis of kernel, recurrent_kernel and bias.
+LSTM_GATES: tuple[str, ...] = ("input", "forget", "cell", "output")
+#: Keras GRU gate blocks along the last axis (z, r, h).
+GRU_GATES: tuple[str, ...] = ("update", "reset", "candidate")
+#: Gate blocks of each recurrent cell kind.
+GATES: Mapping[str, tuple[str, ...]] = {"lstm": LSTM_GATES, "gru": GRU_GATES}
+
+FORMAT = "tf_lrp.layout"
+FORMAT_VERSION = 1
+
+Direction = Literal["forward", "backward", "bidirectional"]
+MergeMode = Literal["concat", "sum", "ave"]
+
+#: Activations the recurrent cells can compute (the forward pass uses the layer's own one).
+RECURRENT_ACTIVATIONS = ("tanh", "sigmoid", "hard_sigmoid", "relu", "linear")
+#: Activations allowed on a dense layer that is not the last one (relevance passes through them).
+HIDDEN_DENSE_ACTIVATIONS = ("relu", "linear")
+
+
+def gate_slice(gate: str, cell: str, units: int) -> slice:
+    """The column slice of ``gate`` in a fused (…, n_gates * units) array.
+
+    Args:
+        gate: a name from :data:`LSTM_GATES` or :data:`GRU_GATES`.
+        cell: ``"lstm"`` or ``"gru"``.
+        units: H.
+
+    Returns:
+        ``slice(k * units, (k + 1) * units)`` where ``k`` is the gate's block index.
+
+    Raises:
+        LayoutError: for an unknown cell or gate name.
+    """
+    try:
+        index = GATES[cell].index(gate)
+    except (KeyError, ValueError):
+        raise LayoutError(f"unknown gate {gate!r} for cell {cell!r}; gates are {GATES.get(cell)}") from None
+    return slice(index * units, (index + 1) * units)
+
+
+# --------------------------------------------------------------------------------------------
+# Layer specs
+
+
+@dataclass(frozen=True)
+class EmbeddingSpec:
+    """A token embedding: ids (B, T) -> vectors (B, T, output_dim)."""
+
+    input_dim: int
+    output_dim: int
+    mask_zero: bool = False
+    name: str = ""
+    kind: str = "embedding"
+
+    @property
+    def output_size(self) -> int:
+        """Width of the layer's output."""
+        return self.output_dim
+
+
+@dataclass(frozen=True)
+class RecurrentSpec:
+    """An LSTM or GRU layer, one or two directions."""
+
+    cell: str
+    units: int
+    input_size: int
+    direction: Direction = "forward"
+    merge_mode: MergeMode = "concat"
+    return_sequences: bool = False
+    reset_after: bool = True
+    activation: str = "tanh"
+    recurrent_activation: str = "sigmoid"
+    use_bias: bool = True
+    name: str = ""
+
+    @property
+    def kind(self) -> str:
+        """The manifest kind (``"lstm"`` or ``"gru"``)."""
+        return self.cell
+
+    @property
+    def directions(self) -> tuple[str, ...]:
+        """``("forward",)``, ``("backward",)`` or ``("forward", "backward")``."""
+        return ("forward", "backward") if self.direction == "bidirectional" else (self.direction,)
+
+    @property
+    def output_size(self) -> int:
+        """Width of the layer's output (2H for a bidirectional concat)."""
+        if self.direction == "bidirectional" and self.merge_mode == "concat":
+            return 2 * self.units
+        return self.units
+
+
+@dataclass(frozen=True)
+class DenseSpec:
+    """A dense layer; the last one's pre-activation is the explained score."""
+
+    units: int
+    input_size: int
+    activation: str = "linear"
+    use_bias: bool = True
+    name: str = ""
+    kind: str = "dense"
+
+    @property
+    def output_size(self) -> int:
+        """Width of the layer's output."""
+        return self.units
+
+
+LayerSpec = EmbeddingSpec | RecurrentSpec | DenseSpec
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """One named weight array of one layer, with its expected shape."""
+
+    layer: int
+    key: str  # e.g. "0/forward/kernel"
+    name: str  # e.g. "forward/kernel"
+    shape: tuple[int, ...]
+    shape_expr: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class NetworkLayout:
+    """A validated, frozen network layout.
+
+    Attributes:
+        layers: the layer specs, input to output.
+        manifest: the manifest it was built from (normalised, with defaults filled in).
+    """
+
+    layers: tuple[LayerSpec, ...]
+    manifest_json: str
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """A fresh copy of the normalised manifest."""
+        return json.loads(self.manifest_json)
+
+    @property
+    def embedding(self) -> EmbeddingSpec | None:
+        """The embedding layer, if the network starts with one."""
+        first = self.layers[0]
+        return first if isinstance(first, EmbeddingSpec) else None
+
+    @property
+    def recurrent(self) -> tuple[RecurrentSpec, ...]:
+        """The recurrent layers, bottom to top."""
+        return tuple(layer for layer in self.layers if isinstance(layer, RecurrentSpec))
+
+    @property
+    def dense(self) -> tuple[DenseSpec, ...]:
+        """The dense head, first to last."""
+        return tuple(layer for layer in self.layers if isinstance(layer, DenseSpec))
+
+    @property
+    def input_size(self) -> int:
+        """Feature width D of the input (the embedding dimension for token models)."""
+        first = self.layers[0]
+        return first.output_dim if isinstance(first, EmbeddingSpec) else first.input_size
+
+    @property
+    def num_outputs(self) -> int:
+        """C, the number of scores."""
+        return self.layers[-1].output_size
+
+    @property
+    def arrays(self) -> tuple[ArraySpec, ...]:
+        """Every weight array, in Keras ``get_weights()`` order."""
+        return _array_specs(self.layers)
+
+    def describe(self) -> str:
+        """One line per layer, for ``tf-lrp info`` and error messages."""
+        lines = []
+        for index, layer in enumerate(self.layers):
+            if isinstance(layer, RecurrentSpec):
+                extra = f", reset_after={layer.reset_after}" if layer.cell == "gru" else ""
+                merge = f" ({layer.merge_mode})" if layer.direction == "bidirectional" else ""
+                lines.append(
+                    f"{index}: {layer.cell.upper()}(units={layer.units}{extra}, "
+                    f"return_sequences={layer.return_sequences}) {layer.direction}{merge}: "
+                    f"{layer.input_size} -> {layer.output_size}"
+                )
+            elif isinstance(layer, DenseSpec):
+                lines.append(
+                    f"{index}: Dense(units={layer.units}, activation={layer.activation}): "
+                    f"{layer.input_size} -> {layer.units}"
+                )
+            else:
+                lines.append(
+                    f"{index}: Embedding(vocabulary={layer.input_dim}, mask_zero={layer.mask_zero}) "
+                    f"-> {layer.output_dim}"
+                )
+        return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# Schema
+
+
+@functools.cache
+def load_schema() -> dict[str, Any]:
+    """The manifest JSON Schema shipped inside the package (``tf_lrp/weights_schema.json``)."""
+    text = importlib.resources.files("tf_lrp").joinpath("weights_schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def _schema_errors(manifest: Any) -> list[str]:
+    validator = jsonschema.Draft202012Validator(load_schema())
+    messages = []
+    for error in sorted(validator.iter_errors(manifest), key=lambda e: list(e.absolute_path)):
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        messages.append(f"{where}: {error.message}")
+    return messages
+
+
+_TERM = re.compile(r"^\s*(\d+|[a-z_]+)\s*$")
+
+
+def eval_shape_expr(expr: str, sizes: Mapping[str, int]) -> int:
+    """Evaluate a shape expression of the schema, e.g. ``"4*units"``, without ``eval``.
+
+    Args:
+        expr: a product of integers and size names joined by ``*``.
+        sizes: the layer's sizes by name.
+
+    Returns:
+        The integer value.
+
+    Raises:
+        LayoutError: for a malformed expression or an unknown size name.
+    """
+    value = 1
+    for term in expr.split("*"):
+        match = _TERM.match(term)
+        if match is None:
+            raise LayoutError(f"malformed shape expression {expr!r} in weights_schema.json")
+        token = match.group(1)
+        if token.isdigit():
+            value *= int(token)
+        elif token in sizes:
+            value *= int(sizes[token])
+        else:
+            raise LayoutError(f"shape expression {expr!r} names unknown size {token!r}")
+    return value
+
+
+def _array_specs(layers: Sequence[LayerSpec]) -> tuple[ArraySpec, ...]:
+    schema = load_schema()
+    prefixes = schema["x-direction-prefixes"]
+    specs: list[ArraySpec] = []
+    for index, layer in enumerate(layers):
+        attrs = _layer_attrs(layer)
+        layer_prefixes = prefixes[layer.direction] if isinstance(layer, RecurrentSpec) else [""]
+        for prefix in layer_prefixes:
+            for entry in schema["$defs"][layer.kind]["x-arrays"]:
+                condition = entry.get("when", {})
+                if any(attrs.get(key) != want for key, want in condition.items()):
+                    continue
+                shape = tuple(eval_shape_expr(e, attrs) for e in entry["shape"])
+                name = prefix + entry["name"]
+                specs.append(ArraySpec(index, f"{index}/{name}", name, shape, tuple(entry["shape"])))
+    return tuple(specs)
+
+
+def _layer_attrs(layer: LayerSpec) -> dict[str, Any]:
+    attrs = dict(layer.__dict__)
+    attrs["kind"] = layer.kind
+    return attrs
+
+
+# --------------------------------------------------------------------------------------------
+# Manifest -> layout
+
+
+_RECURRENT_DEFAULTS: dict[str, Any] = {
+    "direction": "forward",
+    "merge_mode": "concat",
+    "return_sequences": False,
+    "activation": "tanh",
+    "recurrent_activation": "sigmoid",
+    "use_bias": True,
+}
+
+
+def validate_manifest(manifest: Mapping[str, Any]) -> NetworkLayout:
+    """Validate a manifest against the schema and for meaning; return the layout.
+
+    Args:
+        manifest: the parsed JSON manifest.
+
+    Returns:
+        The frozen :class:`NetworkLayout`.
+
+    Raises:
+        LayoutError: listing every schema violation, or the first structural problem (layers
+            that do not chain, a recurrent layer after a dense one, a classifier whose last
+            recurrent layer returns sequences, ...), with the fix.
+    """
+    if not isinstance(manifest, Mapping):
+        raise LayoutError(f"a layout manifest is a JSON object (dict); got {type(manifest).__name__}")
+    problems = _schema_errors(dict(manifest))
+    if problems:
+        raise LayoutError(
+            "the layout manifest does not match weights_schema.json:\n  " + "\n  ".join(problems)
+        )
+    layers: list[LayerSpec] = []
+    for entry in manifest["layers"]:
+        kind = entry["kind"]
+        if kind == "embedding":
+            layers.append(
+                EmbeddingSpec(
+                    input_dim=entry["input_dim"],
+                    output_dim=entry["output_dim"],
+                    mask_zero=entry.get("mask_zero", False),
+                    name=entry.get("name", ""),
+                )
+            )
+        elif kind in ("lstm", "gru"):
+            values = {**_RECURRENT_DEFAULTS, **entry}
+            layers.append(
+                RecurrentSpec(
+                    cell=kind,
+                    units=values["units"],
+                    input_size=values["input_size"],
+                    direction=values["direction"],
+                    merge_mode=values["merge_mode"],
+                    return_sequences=values["return_sequences"],
+                    reset_after=values.get("reset_after", True),
+                    activation=values["activation"],
+                    recurrent_activation=values["recurrent_activation"],
+                    use_bias=values["use_bias"],
+                    name=values.get("name", ""),
+                )
+            )
+        else:
+            layers.append(
+                DenseSpec(
+                    units=entry["units"],
+                    input_size=entry["input_size"],
+                    activation=entry.get("activation", "linear"),
+                    use_bias=entry.get("use_bias", True),
+                    name=entry.get("name", ""),
+                )
+            )
+    _check_structure(layers)
+    return NetworkLayout(tuple(layers), json.dumps(to_manifest(layers), sort_keys=True))
+
+
+def _check_structure(layers: Sequence[LayerSpec]) -> None:
+    recurrent = [i for i, layer in enumerate(layers) if isinstance(layer, RecurrentSpec)]
+    dense = [i for i, layer in enumerate(layers) if isinstance(layer, DenseSpec)]
+    for index, layer in enumerate(layers):
+        if isinstance(layer, EmbeddingSpec) and index != 0:
+            raise LayoutError(f"layer {index}: an embedding layer can only be the first layer")
+    if not recurrent:
+        raise LayoutError("the network has no recurrent (lstm/gru) layer; tf_lrp explains recurrent networks")
+    if not dense or dense[-1] != len(layers) - 1:
+        raise LayoutError(
+            "the last layer must be a dense layer (its pre-activation is the explained score); "
+            f"got {layers[-1].kind!r}"
+        )
+    if dense[0] < recurrent[-1]:
+        raise LayoutError(
+            f"layer {dense[0]} (dense) comes before recurrent layer {recurrent[-1]}; "
+            "tf_lrp builds recurrent layers first, then a dense head"
+        )
+    for index in recurrent[:-1]:
+        layer = layers[index]
+        if isinstance(layer, RecurrentSpec) and not layer.return_sequences:
+            raise LayoutError(
+                f"layer {index} ({layer.cell}) has return_sequences=false but feeds another recurrent "
+                "layer; set return_sequences=true on every recurrent layer except the last"
+            )
+    top = layers[recurrent[-1]]
+    if isinstance(top, RecurrentSpec) and top.return_sequences:
+        raise LayoutError(
+            f"layer {recurrent[-1]} ({top.cell}) is the last recurrent layer and has return_sequences=true; "
+            "the dense head explains one score per sequence, so the last recurrent layer must return "
+            "its final state only (return_sequences=false)"
+        )
+    for index in dense[:-1]:
+        layer = layers[index]
+        if isinstance(layer, DenseSpec) and layer.activation not in HIDDEN_DENSE_ACTIVATIONS:
+            raise LayoutError(
+                f"layer {index} (dense) has activation {layer.activation!r}; a dense layer before the last "
+                f"one must use one of {HIDDEN_DENSE_ACTIVATIONS}"
+            )
+    for index, layer in enumerate(layers):
+        if isinstance(layer, RecurrentSpec):
+            for field in ("activation", "recurrent_activation"):
+                if getattr(layer, field) not in RECURRENT_ACTIVATIONS:
+                    raise LayoutError(
+                        f"layer {index} ({layer.cell}): {field}={getattr(layer, field)!r} is not supported; "
+                        f"use one of {RECURRENT_ACTIVATIONS}"
+                    )
+        if index == 0:
+            continue
+        previous = layers[index - 1]
+        width = previous.output_size
+        if isinstance(layer, EmbeddingSpec):
+            continue
+        if layer.input_size != width:
+            how = ""
+            if isinstance(previous, RecurrentSpec) and previous.direction == "bidirectional":
+                how = f" (bidirectional {previous.merge_mode} of 2 × {previous.units} units)"
+            raise LayoutError(
+                f"layer {index} ({layer.kind}) has input_size {layer.input_size} but layer {index - 1} "
+                f"({previous.kind}) outputs width {width}{how}; the layers do not chain: set input_size "
+                f"of layer {index} to {width}"
+            )
+
+
+def to_manifest(layers: Sequence[LayerSpec], name: str | None = None) -> dict[str, Any]:
+    """The normalised manifest (all defaults written out) of a list of layer specs."""
+    entries: list[dict[str, Any]] = []
+    for layer in layers:
+        if isinstance(layer, EmbeddingSpec):
+            entry: dict[str, Any] = {
+                "kind": "embedding",
+                "input_dim": layer.input_dim,
+                "output_dim": layer.output_dim,
+                "mask_zero": layer.mask_zero,
+            }
+        elif isinstance(layer, RecurrentSpec):
+            entry = {
+                "kind": layer.cell,
+                "units": layer.units,
+                "input_size": layer.input_size,
+                "direction": layer.direction,
+                "merge_mode": layer.merge_mode,
+                "return_sequences": layer.return_sequences,
+                "activation": layer.activation,
+                "recurrent_activation": layer.recurrent_activation,
+                "use_bias": layer.use_bias,
+                "gate_order": list(GATES[layer.cell]),
+            }
+            if layer.cell == "gru":
+                entry["reset_after"] = layer.reset_after
+        else:
+            entry = {
+                "kind": "dense",
+                "units": layer.units,
+                "input_size": layer.input_size,
+                "activation": layer.activation,
+                "use_bias": layer.use_bias,
+            }
+        if layer.name:
+            entry["name"] = layer.name
+        entries.append(entry)
+    manifest: dict[str, Any] = {"format": FORMAT, "version": FORMAT_VERSION, "layers": entries}
+    if name:
+        manifest["name"] = name
+    return manifest
+
+
+# --------------------------------------------------------------------------------------------
+# Weights
+
+
+def check_weights(
+    layout: NetworkLayout,
+    weights: Sequence[Any] | Mapping[str, Any],
+) -> list[np.ndarray]:
+    """Check weight arrays against a layout and return them in Keras order.
+
+    Args:
+        layout: the validated layout.
+        weights: a list in ``model.get_weights()`` order, or a dict keyed
+            ``"{layer}/{array}"`` (e.g. ``"0/forward/kernel"``, ``"1/bias"``).
+
+    Returns:
+        The arrays as numpy arrays (not copied when already numpy), in Keras order.
+
+    Raises:
+        LayoutError: wrong count, missing or unknown keys, wrong shape (with a hint when the
+            shape is the transposed PyTorch layout), a non-floating dtype, or NaN/inf values.
+    """
+    specs = layout.arrays
+    if isinstance(weights, Mapping):
+        missing = [s.key for s in specs if s.key not in weights]
+        unknown = sorted(set(weights) - {s.key for s in specs})
+        if missing or unknown:
+            raise LayoutError(
+                f"weight dict keys do not match the layout: missing {missing}, unknown {unknown}; "
+                f"expected keys {[s.key for s in specs]}"
+            )
+        arrays = [weights[s.key] for s in specs]
+    else:
+        arrays = list(weights)
+        if len(arrays) != len(specs):
+            listing = ", ".join(f"{s.key} {s.shape}" for s in specs)
+            raise LayoutError(
+                f"expected {len(specs)} weight arrays for this layout, got {len(arrays)}. "
+                f"Expected, in Keras get_weights() order: {listing}"
+            )
+    checked = []
+    for spec, value in zip(specs, arrays):
+        array = np.asarray(value)
+        layer = layout.layers[spec.layer]
+        where = f"layer {spec.layer} ({layer.kind}) array {spec.name!r}"
+        if array.dtype.kind != "f":
+            raise LayoutError(
+                f"{where}: dtype {array.dtype} is not a real floating type; pass float32 or float64 arrays"
+            )
+        if array.shape != spec.shape:
+            expr = "(" + ", ".join(spec.shape_expr) + ")"
+            raise LayoutError(
+                f"{where}: expected shape {spec.shape} = {expr}, got {array.shape}. "
+                + _shape_hint(layer, spec, array.shape)
+            )
+        bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise LayoutError(f"{where}: {bad} of {array.size} values are NaN or infinite")
+        checked.append(array)
+    return checked
+
+
+def _shape_hint(layer: LayerSpec, spec: ArraySpec, got: tuple[int, ...]) -> str:
+    if got == tuple(reversed(spec.shape)) and len(got) == 2:
+        if isinstance(layer, RecurrentSpec):
+            return (
+                f"This is PyTorch layout ({len(GATES[layer.cell])}H, D): transpose it, or convert the whole "
+                "state_dict with tf_lrp.convert.from_torch (it also reorders GRU gates)."
+            )
+        return "This is the transposed (PyTorch nn.Linear) layout: transpose it."
+    if isinstance(layer, RecurrentSpec) and spec.name.endswith("bias"):
+        if layer.cell == "gru" and len(got) == 1 and layer.reset_after:
+            return "A (3H,) GRU bias belongs to reset_after=False; Keras 3's default reset_after=True has (2, 3H)."
+        if layer.cell == "gru" and len(got) == 2 and not layer.reset_after:
+            return "A (2, 3H) GRU bias belongs to reset_after=True; pass reset_after=True."
+    if isinstance(layer, RecurrentSpec) and len(got) == 2 and len(spec.shape) == 2:
+        gates = len(GATES[layer.cell])
+        if got[1] % gates == 0 and got[1] != spec.shape[1]:
+            other = "gru" if gates == 4 else "lstm"
+            if got[1] % len(GATES[other]) == 0 and got[1] // len(GATES[other]) in (spec.shape[0], got[0]):
+                return f"The column count fits a {other.upper()} ({len(GATES[other])} gate blocks): check `cell`."
+    return "Check the layer sizes (units, input_size) and the order of the arrays."
+
+
+def fingerprint(layout: NetworkLayout, arrays: Sequence[np.ndarray]) -> str:
+    """A SHA-256 over the normalised manifest and every array's dtype, shape and bytes."""
+    digest = hashlib.sha256(layout.manifest_json.encode("utf-8"))
+    for array in arrays:
+        contiguous = np.ascontiguousarray(array)
+        digest.update(f"{contiguous.dtype.str}{contiguous.shape}".encode())
+        digest.update(contiguous.tobytes())
+    return digest.hexdigest()
