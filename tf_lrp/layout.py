@@ -337,9 +337,7 @@ def validate_manifest(manifest: Mapping[str, Any]) -> NetworkLayout:
         raise LayoutError(f"a layout manifest is a JSON object (dict); got {type(manifest).__name__}")
     problems = _schema_errors(dict(manifest))
     if problems:
-        raise LayoutError(
-            "the layout manifest does not match weights_schema.json:\n  " + "\n  ".join(problems)
-        )
+        raise LayoutError("the layout manifest does not match weights_schema.json:\n  " + "\n  ".join(problems))
     layers: list[LayerSpec] = []
     for entry in manifest["layers"]:
         kind = entry["kind"]
@@ -393,8 +391,7 @@ def _check_structure(layers: Sequence[LayerSpec]) -> None:
         raise LayoutError("the network has no recurrent (lstm/gru) layer; tf_lrp explains recurrent networks")
     if not dense or dense[-1] != len(layers) - 1:
         raise LayoutError(
-            "the last layer must be a dense layer (its pre-activation is the explained score); "
-            f"got {layers[-1].kind!r}"
+            f"the last layer must be a dense layer (its pre-activation is the explained score); got {layers[-1].kind!r}"
         )
     if dense[0] < recurrent[-1]:
         raise LayoutError(
@@ -531,7 +528,7 @@ def check_weights(
                 f"Expected, in Keras get_weights() order: {listing}"
             )
     checked = []
-    for spec, value in zip(specs, arrays):
+    for spec, value in zip(specs, arrays, strict=True):
         array = np.asarray(value)
         layer = layout.layers[spec.layer]
         where = f"layer {spec.layer} ({layer.kind}) array {spec.name!r}"

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import keras
 from keras import ops
 
 from .cells import ACTIVATIONS, CELLS
@@ -98,16 +99,20 @@ def _scan(
             carries[t] = carry
         return carry, carries, out
 
-    The TensorFlow backend's scan requires the stacked outputs to share the carry's structure,
-    so the output rides along in the carry, starting from ``template`` (zeros of its shape).
+    Two quirks of ``keras.ops.scan`` on the TensorFlow backend shape this helper: the
+    stacked outputs must share the carry's structure, so the output rides along in the carry
+    (starting from ``template``, zeros of its shape); and several ``xs`` with an unknown
+    (``None``) time dimension fail, so the scan runs over the step index and each step reads
+    its slice of ``xs``.
     """
+    steps = ops.shape(keras.tree.flatten(xs)[0])[0]
 
-    def body(state: Any, x: Any) -> tuple[Any, Any]:
+    def body(state: Any, t: Any) -> tuple[Any, Any]:
         carry, _ = state
-        new_state = step(carry, x)
+        new_state = step(carry, keras.tree.map_structure(lambda a: a[t], xs))
         return new_state, new_state
 
-    (final, _), (carries, outputs) = ops.scan(body, (init, template), xs, reverse=reverse)
+    (final, _), (carries, outputs) = ops.scan(body, (init, template), ops.arange(steps), reverse=reverse)
     return final, carries, outputs
 
 
@@ -128,7 +133,7 @@ def _select(mask: Tensor | None, new: Any, old: Any) -> Any:
         return new
     if not isinstance(new, tuple):
         return ops.where(mask, new, old)
-    return tuple(ops.where(mask, n, o) for n, o in zip(new, old))
+    return tuple(ops.where(mask, n, o) for n, o in zip(new, old, strict=True))
 
 
 # --------------------------------------------------------------------------------------------
@@ -190,7 +195,7 @@ def _run_direction(
 
     xs = {"projected": projected} if mask is None else {"projected": projected, "mask": mask}
     final, states, gates = _scan(step, init, xs, cell.gates_template(zeros), reverse)
-    previous = tuple(_previous(s, i, reverse) for s, i in zip(states, init))
+    previous = tuple(_previous(s, i, reverse) for s, i in zip(states, init, strict=True))
     return DirectionForward(cell.make_cache(states, previous, gates), states[0], final[0])
 
 
@@ -218,11 +223,11 @@ def forward(layout: NetworkLayout, arrays: Sequence[Tensor], x: Tensor, mask: Te
     mask_t = None if mask is None else ops.expand_dims(ops.transpose(mask, (1, 0)), -1)
     recurrent = []
     features: Tensor = sequence
-    for spec, layer_params in zip(layout.layers[layer_index:], params[layer_index:]):
+    for spec, layer_params in zip(layout.layers[layer_index:], params[layer_index:], strict=True):
         if isinstance(spec, RecurrentSpec):
             directions = tuple(
                 _run_direction(spec, p, sequence, mask_t, direction == "backward")
-                for direction, p in zip(spec.directions, layer_params)
+                for direction, p in zip(spec.directions, layer_params, strict=True)
             )
             recurrent.append(RecurrentForward(sequence, directions))
             if spec.return_sequences:
@@ -230,7 +235,7 @@ def forward(layout: NetworkLayout, arrays: Sequence[Tensor], x: Tensor, mask: Te
             features = _merge(spec, [d.final for d in directions])
     dense = []
     dense_params = params[len(params) - len(layout.dense) :]
-    for index, (spec, p) in enumerate(zip(layout.dense, dense_params)):
+    for index, (spec, p) in enumerate(zip(layout.dense, dense_params, strict=True)):
         pre = ops.matmul(features, p.kernel) + p.bias
         dense.append(DenseForward(features, pre))
         if index < len(layout.dense) - 1:
@@ -265,16 +270,17 @@ class Propagator:
     template: Callable[[Tensor], Any]
 
 
-def _lrp_dense(spec: DenseSpec, params: DenseParams, fwd: DenseForward, relevance: Tensor, ctx: Any,
-               is_last: bool) -> Tensor:
+def _lrp_dense(
+    spec: DenseSpec, params: DenseParams, fwd: DenseForward, relevance: Tensor, ctx: Any, is_last: bool
+) -> Tensor:
     # a hidden layer's activation (relu / linear) passes relevance unchanged to its pre-activation
-    q, share = epsilon_node(fwd.pre_activation, relevance, params.bias, ctx.eps, ctx.bias_factor,
-                            spec.input_size)
+    q, share = epsilon_node(fwd.pre_activation, relevance, params.bias, ctx.eps, ctx.bias_factor, spec.input_size)
     return fwd.inputs * ops.matmul(q, ops.transpose(params.kernel)) + share
 
 
-def _gradient_dense(spec: DenseSpec, params: DenseParams, fwd: DenseForward, grad: Tensor, ctx: Any,
-                    is_last: bool) -> Tensor:
+def _gradient_dense(
+    spec: DenseSpec, params: DenseParams, fwd: DenseForward, grad: Tensor, ctx: Any, is_last: bool
+) -> Tensor:
     if not is_last:
         activation, derivative = ACTIVATIONS[spec.activation]
         grad = grad * derivative(activation(fwd.pre_activation))
@@ -328,8 +334,9 @@ def _gradient_template(spec: RecurrentSpec, zeros: Tensor) -> Any:
 #: Layer-wise relevance propagation (the rules of :class:`~tf_lrp.rules.RuleSet`).
 LRP = Propagator("lrp", _lrp_dense, _lrp_merge, _lrp_step, _lrp_inputs, _lrp_template)
 #: The plain gradient of the seeded scores.
-GRADIENT = Propagator("gradient", _gradient_dense, _gradient_merge, _gradient_step, _gradient_inputs,
-                      _gradient_template)
+GRADIENT = Propagator(
+    "gradient", _gradient_dense, _gradient_merge, _gradient_step, _gradient_inputs, _gradient_template
+)
 
 
 class Context(NamedTuple):
@@ -416,10 +423,11 @@ def backward(
     signal = seed
     dense_specs = layout.dense
     for index in reversed(range(len(dense_specs))):
-        signal = propagator.dense(dense_specs[index], dense_params[index], fwd.dense[index], signal, ctx,
-                                  index == len(dense_specs) - 1)
+        signal = propagator.dense(
+            dense_specs[index], dense_params[index], fwd.dense[index], signal, ctx, index == len(dense_specs) - 1
+        )
     recurrent_specs = layout.recurrent
-    recurrent_params = [p for s, p in zip(layout.layers, params) if isinstance(s, RecurrentSpec)]
+    recurrent_params = [p for s, p in zip(layout.layers, params, strict=True) if isinstance(s, RecurrentSpec)]
     final_signal: Tensor | None = signal
     above: Tensor | None = None
     initial_state = ops.zeros_like(seed[:, 0])
@@ -428,18 +436,29 @@ def backward(
         directions = layer_fwd.directions
         finals = (
             propagator.merge(spec, [d.final for d in directions], final_signal, ctx)
-            if final_signal is not None else (None,) * len(directions)
+            if final_signal is not None
+            else (None,) * len(directions)
         )
         aboves = (
             propagator.merge(spec, [d.outputs for d in directions], above, ctx)
-            if above is not None else (None,) * len(directions)
+            if above is not None
+            else (None,) * len(directions)
         )
         total = None
-        for direction, p, d_fwd, d_final, d_above in zip(spec.directions, recurrent_params[index], directions,
-                                                         finals, aboves):
+        for direction, p, d_fwd, d_final, d_above in zip(
+            spec.directions, recurrent_params[index], directions, finals, aboves, strict=True
+        ):
             d_signal, leftover = _backward_direction(
-                propagator, spec, p, d_fwd, layer_fwd.inputs, fwd.mask, d_above, d_final,
-                direction == "backward", ctx,
+                propagator,
+                spec,
+                p,
+                d_fwd,
+                layer_fwd.inputs,
+                fwd.mask,
+                d_above,
+                d_final,
+                direction == "backward",
+                ctx,
             )
             total = d_signal if total is None else total + d_signal
             initial_state = initial_state + leftover

@@ -111,9 +111,7 @@ class RuleSet:
 
     def __post_init__(self) -> None:
         if not isinstance(self.product, SignalTakesAll):
-            raise InputError(
-                f"product rule {self.product!r} is not supported; use tf_lrp.rules.SignalTakesAll()"
-            )
+            raise InputError(f"product rule {self.product!r} is not supported; use tf_lrp.rules.SignalTakesAll()")
         if self.sum_spread not in ("all", "per_unit"):
             raise InputError(f"sum_spread must be 'all' or 'per_unit'; got {self.sum_spread!r}")
 

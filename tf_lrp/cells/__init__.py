@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType, ModuleType
+
 from . import gru, lstm
 from .activations import ACTIVATIONS
 

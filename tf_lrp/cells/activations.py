@@ -34,4 +34,3 @@ ACTIVATIONS: Mapping[str, tuple[Callable[[Tensor], Tensor], Callable[[Tensor], T
         "linear": (_linear, _linear_derivative),
     }
 )
-

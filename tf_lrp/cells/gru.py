@@ -186,7 +186,11 @@ def relevance_step(
         R_h_candidate = cache.h_prev * ops.matmul(cache.reset * P, recurrent_kernel_candidate) + share  # noqa: N806
     else:
         P, share = epsilon_node(  # noqa: N806
-            cache.candidate_pre, R_candidate, params.input_bias[candidate_slice], eps, bias_factor,
+            cache.candidate_pre,
+            R_candidate,
+            params.input_bias[candidate_slice],
+            eps,
+            bias_factor,
             input_size + units,
         )
         R_h_candidate = cache.recurrent_candidate * ops.matmul(P, recurrent_kernel_candidate) + share  # noqa: N806
@@ -235,9 +239,7 @@ def gradient_step(
         d_reset = d_candidate_pre * cache.recurrent_candidate
         d_recurrent_candidate = d_candidate_pre * cache.reset
     else:
-        d_reset_input = ops.matmul(
-            d_candidate_pre, ops.transpose(params.recurrent_kernel[:, candidate_slice])
-        )
+        d_reset_input = ops.matmul(d_candidate_pre, ops.transpose(params.recurrent_kernel[:, candidate_slice]))
         d_reset = d_reset_input * cache.h_prev
         dh_prev = dh_prev + d_reset_input * cache.reset
         d_recurrent_candidate = ops.zeros_like(d_candidate_pre)

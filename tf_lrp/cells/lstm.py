@@ -113,9 +113,7 @@ def forward_step(
     return (h, c), LSTMGates(input_gate, forget_gate, candidate, output_gate, candidate_pre)
 
 
-def make_cache(
-    states: tuple[Tensor, Tensor], previous: tuple[Tensor, Tensor], gates: LSTMGates
-) -> LSTMCache:
+def make_cache(states: tuple[Tensor, Tensor], previous: tuple[Tensor, Tensor], gates: LSTMGates) -> LSTMCache:
     """Assemble the stacked cache from the scanned states, the previous states and the gates."""
     return LSTMCache(
         h_prev=previous[0],

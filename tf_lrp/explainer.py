@@ -1,0 +1,589 @@
+"""The facade: :class:`Explainer` and its :class:`Explanation`.
+
+An explainer holds configuration only: the validated layout, the weights in Keras order (as
+numpy arrays of the chosen dtype) and the compiled functions it has built. It validates every
+user argument, then hands plain arrays to a compiled core function from :mod:`tf_lrp.methods`.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import _io, backend
+from .errors import InputError, LayoutError
+from .layout import (
+    GATES,
+    DenseSpec,
+    LayerSpec,
+    NetworkLayout,
+    RecurrentSpec,
+    check_weights,
+    fingerprint,
+    to_manifest,
+    validate_manifest,
+)
+from .methods import METHODS, scores
+from .rules import RuleSet, as_ruleset
+
+DTYPES = ("float32", "float64")
+#: Default memory budget of one compiled call's working set, in bytes (see ``working_set_bytes``).
+DEFAULT_MEMORY_BUDGET = 1 << 30
+MANIFEST_KEY = "__manifest__"
+
+
+# --------------------------------------------------------------------------------------------
+# Results
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """The result of :meth:`Explainer.explain`.
+
+    Attributes:
+        relevance: (B, T, D) relevance per input dimension (for token models: per embedding
+            dimension); exactly 0 on masked (padded) steps.
+        scores: (B, C) the last dense layer's pre-activation (before any softmax).
+        target: (B,) the explained output unit.
+        initial_state_relevance: (B,) LRP relevance that reached the zero initial states (zero
+            when bias_factor = 0, and for gradient methods, which have no such share).
+        method: the method name.
+        eps: the LRP stabiliser used.
+        bias_factor: the LRP bias factor used.
+    """
+
+    relevance: np.ndarray
+    scores: np.ndarray
+    target: np.ndarray
+    initial_state_relevance: np.ndarray
+    method: str
+    eps: float
+    bias_factor: float
+    mask: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def explained_score(self) -> np.ndarray:
+        """(B,) ``scores[b, target[b]]``."""
+        return self.scores[np.arange(len(self.target)), self.target]
+
+    @property
+    def token_relevance(self) -> np.ndarray:
+        """(B, T) relevance per time step (token): the sum over the feature axis."""
+        return self.relevance.sum(axis=-1)
+
+    @property
+    def absorbed(self) -> np.ndarray:
+        """(B,) the share of the explained score absorbed by biases and stabilisers.
+
+        ``explained_score - relevance.sum() - initial_state_relevance``; 0 up to round-off
+        for LRP with bias_factor = 1.
+        """
+        total = self.relevance.sum(axis=(1, 2)) + self.initial_state_relevance
+        return self.explained_score - total
+
+    @property
+    def conservation_error(self) -> np.ndarray:
+        """(B,) ``|absorbed| / max(|explained_score|, tiny)``: relative conservation error."""
+        scale = np.maximum(np.abs(self.explained_score), np.finfo(self.scores.dtype).tiny)
+        return np.abs(self.absorbed) / scale
+
+    def conservation_report(self) -> str:
+        """A short human-readable summary of conservation over the batch."""
+        return (
+            f"{self.method}: explained score sum {self.explained_score.sum():.6g}, relevance sum "
+            f"{self.relevance.sum():.6g}, initial states {self.initial_state_relevance.sum():.6g}, "
+            f"absorbed {self.absorbed.sum():.6g} (bias_factor={self.bias_factor:g}); max relative "
+            f"conservation error {self.conservation_error.max():.3g}"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Building from a weight list
+
+
+def _infer_layers(
+    arrays: Sequence[np.ndarray],
+    cell: str,
+    bidirectional: bool,
+    reset_after: bool,
+    dense_activations: Sequence[str] | None,
+) -> list[LayerSpec]:
+    """Read the layer structure of ``Sequential([RNN..., Dense...])`` off its weight list."""
+    gates = len(GATES[cell])
+    directions = 2 if bidirectional else 1
+    layers: list[LayerSpec] = []
+    position = 0
+    count = len(arrays)
+
+    def shape(i: int) -> tuple[int, ...]:
+        return tuple(np.shape(arrays[i])) if i < count else ()
+
+    while position < count and not any(isinstance(layer, DenseSpec) for layer in layers):
+        kernel, recurrent = shape(position), shape(position + 1)
+        if len(recurrent) != 2 or len(kernel) != 2:
+            break
+        units = recurrent[0]
+        if recurrent[1] != gates * units:
+            hint = _recurrent_hint(cell, recurrent, len(layers))
+            if hint:
+                raise LayoutError(f"layer {len(layers)}: recurrent_kernel has shape {recurrent}. {hint}")
+            break
+        per_direction = 3
+        bias = shape(position + 2)
+        layers.append(
+            RecurrentSpec(
+                cell=cell,
+                units=units,
+                input_size=kernel[0] if kernel[1] == gates * units else kernel[1],
+                direction="bidirectional" if bidirectional else "forward",
+                return_sequences=True,
+                reset_after=reset_after,
+                use_bias=len(bias) in (1, 2) and bias[-1] == gates * units,
+            )
+        )
+        per_direction = 3 if layers[-1].use_bias else 2
+        position += per_direction * directions
+    if not layers:
+        first = shape(0) if count else ()
+        raise LayoutError(
+            f"no {cell.upper()} layer found at the start of the weight list (first array shape {first}, "
+            f"second {shape(1)}); expected kernel (D, {gates}H), recurrent_kernel (H, {gates}H), bias, ... "
+            f"as model.get_weights() returns for Sequential([{cell.upper()}(H), ..., Dense(C)])"
+        )
+    last = layers[-1]
+    layers[-1] = RecurrentSpec(**{**last.__dict__, "return_sequences": False})
+    dense: list[DenseSpec] = []
+    while position < count:
+        kernel = shape(position)
+        if len(kernel) != 2:
+            raise LayoutError(
+                f"array {position} (shape {kernel}) should be a dense kernel (D, C) after the recurrent layers"
+            )
+        bias = shape(position + 1)
+        use_bias = len(bias) == 1 and bias[0] == kernel[1]
+        dense.append(DenseSpec(units=kernel[1], input_size=kernel[0], use_bias=use_bias))
+        position += 2 if use_bias else 1
+    if not dense:
+        raise LayoutError("the weight list has no dense output layer after the recurrent layers")
+    if len(dense) > 1:
+        if dense_activations is None or len(dense_activations) != len(dense):
+            raise LayoutError(
+                f"the weight list has {len(dense)} dense layers; their activations cannot be read off the "
+                f"weights: pass dense_activations=[...] with {len(dense)} names (e.g. ['relu', 'linear'])"
+            )
+        dense = [DenseSpec(**{**d.__dict__, "activation": a}) for d, a in zip(dense, dense_activations, strict=True)]
+    return layers + list(dense)
+
+
+def _recurrent_hint(cell: str, recurrent: tuple[int, ...], index: int) -> str:
+    gates = len(GATES[cell])
+    rows, cols = recurrent
+    if rows == gates * cols:
+        return (
+            f"This is PyTorch layout ({gates}H, H): convert the state_dict with tf_lrp.convert.from_torch, "
+            "or transpose every kernel"
+        )
+    for other, other_gates in (("lstm", 4), ("gru", 3)):
+        if other != cell and cols == other_gates * rows:
+            return f"That is a {other.upper()} ({other_gates} gate blocks), not a {cell.upper()}: pass cell={other!r}"
+    return ""
+
+
+# --------------------------------------------------------------------------------------------
+# The explainer
+
+
+class Explainer:
+    """Explains a recurrent network's scores with LRP, Gradient×Input or Sensitivity.
+
+    Build one with :meth:`from_weights`, :meth:`from_manifest` or :meth:`load`.
+
+    Args:
+        layout: a validated layout.
+        weights: arrays in Keras order (checked against ``layout``).
+        dtype: ``"float32"`` or ``"float64"``; the weights are cast to it.
+        rules: a :class:`~tf_lrp.rules.RuleSet` or preset name; default ``"arras2017"``.
+        jit_compile: TensorFlow: compile with XLA.
+        memory_budget: bytes one compiled call may use for the forward activations kept for
+            the backward pass; ``explain`` splits larger batches into chunks.
+    """
+
+    def __init__(
+        self,
+        layout: NetworkLayout,
+        weights: Sequence[Any] | Mapping[str, Any],
+        dtype: str = "float32",
+        rules: RuleSet | str | None = None,
+        jit_compile: bool = False,
+        memory_budget: int = DEFAULT_MEMORY_BUDGET,
+    ) -> None:
+        if dtype not in DTYPES:
+            raise InputError(f"dtype must be one of {DTYPES}; got {dtype!r}")
+        self.layout = layout
+        self.dtype = dtype
+        self.rules = as_ruleset(rules)
+        self.jit_compile = bool(jit_compile)
+        if int(memory_budget) <= 0:
+            raise InputError(f"memory_budget must be a positive number of bytes; got {memory_budget!r}")
+        self.memory_budget = int(memory_budget)
+        checked = check_weights(layout, weights)
+        self.weights: list[np.ndarray] = [np.ascontiguousarray(w, dtype=dtype) for w in checked]
+        self._compiled: dict[tuple[Any, ...], backend.Compiled] = {}
+
+    # construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_weights(
+        cls,
+        weights: Sequence[Any],
+        cell: str = "lstm",
+        bidirectional: bool = False,
+        reset_after: bool = True,
+        dtype: str = "float32",
+        dense_activations: Sequence[str] | None = None,
+        **options: Any,
+    ) -> Explainer:
+        """Build from the weight list of ``Sequential([RNN(H) ..., Dense(C)])``.
+
+        Args:
+            weights: ``model.get_weights()`` of a model made of ``LSTM``/``GRU`` layers (each
+                optionally wrapped in ``Bidirectional(merge_mode="concat")``; all but the last
+                with ``return_sequences=True``) followed by ``Dense`` layers.
+            cell: ``"lstm"`` or ``"gru"``.
+            bidirectional: whether every recurrent layer is bidirectional.
+            reset_after: GRU only: Keras's ``reset_after`` (True is the Keras 3 default).
+            dtype: ``"float32"`` or ``"float64"``.
+            dense_activations: one activation per dense layer when there is more than one
+                (the activations cannot be read off the weights).
+            **options: passed to :class:`Explainer` (``rules``, ``jit_compile``, ``memory_budget``).
+
+        Returns:
+            The explainer.
+
+        Raises:
+            LayoutError: when the list does not describe such a model; the message names the
+                layer, the array, the expected and actual shape, and the likely fix.
+            InputError: for an unknown ``cell`` or ``dtype``.
+        """
+        if cell not in GATES:
+            raise InputError(f"cell must be one of {sorted(GATES)}; got {cell!r}")
+        if isinstance(weights, Mapping):
+            raise InputError(
+                "from_weights takes the list model.get_weights() returns; for a dict keyed by "
+                "'layer/array' use Explainer.from_manifest(manifest, weights)"
+            )
+        arrays = [np.asarray(w) for w in weights]
+        layers = _infer_layers(arrays, cell, bidirectional, reset_after, dense_activations)
+        layout = validate_manifest(to_manifest(layers))
+        return cls(layout, arrays, dtype=dtype, **options)
+
+    @classmethod
+    def from_manifest(
+        cls, manifest: Mapping[str, Any], weights: Sequence[Any] | Mapping[str, Any], **options: Any
+    ) -> Explainer:
+        """Build from a layout manifest (see ``weights_schema.json``) and its weights."""
+        return cls(validate_manifest(manifest), weights, **options)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], **options: Any) -> Explainer:
+        """Load an explainer saved with :meth:`save` (no model code needed, no unpickling)."""
+        import json
+
+        data = _io.load_npz(path)
+        if MANIFEST_KEY not in data:
+            raise InputError(f"{os.fspath(path)!r} is not a tf_lrp network file (no {MANIFEST_KEY!r} entry)")
+        try:
+            manifest = json.loads(str(data.pop(MANIFEST_KEY)))
+        except json.JSONDecodeError as exc:
+            raise LayoutError(f"{os.fspath(path)!r}: the stored manifest is not valid JSON ({exc})") from exc
+        dtype = options.pop("dtype", None) or (str(next(iter(data.values())).dtype) if data else "float32")
+        return cls.from_manifest(manifest, data, dtype=dtype, **options)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the manifest and the weights into one ``.npz`` (atomically)."""
+        import json
+
+        arrays: dict[str, np.ndarray] = {spec.key: w for spec, w in zip(self.layout.arrays, self.weights, strict=True)}
+        arrays[MANIFEST_KEY] = np.asarray(json.dumps(self.layout.manifest, sort_keys=True))
+        _io.save_npz(path, arrays)
+
+    # information ----------------------------------------------------------------------------
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The normalised layout manifest."""
+        return self.layout.manifest
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 of the manifest and the weights (as stored, in this explainer's dtype)."""
+        return fingerprint(self.layout, self.weights)
+
+    @property
+    def trace_count(self) -> int:
+        """How often the compiled functions were traced so far (all methods together)."""
+        return sum(c.traces for c in self._compiled.values())
+
+    def working_set_bytes(self, time_steps: int) -> int:
+        """Bytes of forward activations kept per sample for a sequence of ``time_steps``.
+
+        Per recurrent direction and step the cell keeps 8 (LSTM) or 7 (GRU) H-vectors plus
+        the output; the backward pass adds about as much again, transiently.
+        """
+        itemsize = np.dtype(self.dtype).itemsize
+        total = time_steps * self.layout.input_size
+        for spec in self.layout.recurrent:
+            fields = 9 if spec.cell == "lstm" else 8
+            total += time_steps * len(spec.directions) * (fields * spec.units + spec.input_size)
+        return 2 * total * itemsize
+
+    # running --------------------------------------------------------------------------------
+
+    def _function(self, method: str, has_mask: bool) -> backend.Compiled:
+        key = (method, has_mask)
+        if key not in self._compiled:
+            layout, rules = self.layout, self.rules
+            x_spec = (
+                backend.TensorSpec((None, None), "int32")
+                if layout.embedding is not None
+                else backend.TensorSpec((None, None, layout.input_size), self.dtype)
+            )
+            weight_specs = [backend.TensorSpec(w.shape, self.dtype) for w in self.weights]
+            scalar = backend.TensorSpec((), self.dtype)
+            if method == "score":
+
+                def run(arrays: Any, x: Any, *rest: Any) -> Any:
+                    return scores(layout, arrays, x, rest[0] if has_mask else None)
+
+                signature = [weight_specs, x_spec]
+            else:
+                implementation = METHODS[method]
+
+                def run(arrays: Any, x: Any, *rest: Any) -> Any:
+                    mask = rest[0] if has_mask else None
+                    target, eps, bias_factor = rest[-3:]
+                    return tuple(implementation(layout, rules, arrays, x, mask, target, eps, bias_factor))
+
+                signature = [weight_specs, x_spec, backend.TensorSpec((None,), "int32"), scalar, scalar]
+            if has_mask:
+                signature.insert(2, backend.TensorSpec((None, None), "bool"))
+            self._compiled[key] = backend.Compiled(run, signature, jit_compile=self.jit_compile)
+        return self._compiled[key]
+
+    def _check_x(self, x: Any) -> np.ndarray:
+        layout = self.layout
+        try:
+            array = np.asarray(x)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"x cannot be read as an array ({exc})") from exc
+        if layout.embedding is not None:
+            vocabulary = layout.embedding.input_dim
+            if array.ndim != 2:
+                raise InputError(
+                    f"x must be (batch, time) integer token ids for this network (it starts with an "
+                    f"embedding); got shape {array.shape}"
+                )
+            if array.dtype.kind not in "iu":
+                raise InputError(f"x must hold integer token ids; got dtype {array.dtype}")
+            _check_not_empty(array)
+            if array.size and (array.min() < 0 or array.max() >= vocabulary):
+                raise InputError(
+                    f"x holds token ids outside the vocabulary [0, {vocabulary}): min {array.min()}, max {array.max()}"
+                )
+            return array.astype(np.int32, copy=False)
+        if array.ndim != 3:
+            hint = " (one sequence? add a batch axis: x[None])" if array.ndim == 2 else ""
+            raise InputError(f"x must have shape (batch, time, {layout.input_size}); got {array.shape}{hint}")
+        if array.shape[2] != layout.input_size:
+            raise InputError(
+                f"x has {array.shape[2]} features per step but the network's first layer expects "
+                f"{layout.input_size}: x must have shape (batch, time, {layout.input_size})"
+            )
+        if array.dtype.kind not in "fiu":
+            raise InputError(f"x must hold real numbers; got dtype {array.dtype}")
+        _check_not_empty(array)
+        array = np.asarray(array, dtype=self.dtype)
+        finite = np.isfinite(array)
+        if not finite.all():
+            where = tuple(int(i) for i in np.argwhere(~finite)[0])
+            raise InputError(
+                f"x contains {int((~finite).sum())} NaN or infinite values (first at index {where}); "
+                "clean or impute them before explaining"
+            )
+        return array
+
+    def _check_mask(self, x: np.ndarray, mask: Any | None, lengths: Any | None) -> np.ndarray | None:
+        batch, steps = x.shape[:2]
+        if mask is not None and lengths is not None:
+            raise InputError("pass either mask= or lengths=, not both")
+        result: np.ndarray | None = None
+        if lengths is not None:
+            lengths = np.asarray(lengths)
+            if lengths.shape != (batch,) or lengths.dtype.kind not in "iu":
+                raise InputError(f"lengths must be ({batch},) integers; got shape {lengths.shape}, {lengths.dtype}")
+            if lengths.min() < 1 or lengths.max() > steps:
+                raise InputError(f"lengths must lie in [1, {steps}]; got min {lengths.min()}, max {lengths.max()}")
+            result = np.arange(steps)[None, :] < lengths[:, None]
+        elif mask is not None:
+            result = np.asarray(mask)
+            if result.shape != (batch, steps):
+                raise InputError(f"mask must have shape (batch, time) = {(batch, steps)}; got {result.shape}")
+            if result.dtype != bool:
+                if result.dtype.kind not in "iub" or not np.isin(result, (0, 1)).all():
+                    raise InputError("mask must be boolean (True = valid step) or 0/1 integers")
+                result = result.astype(bool)
+            if not result.any(axis=1).all():
+                empty = int(np.flatnonzero(~result.any(axis=1))[0])
+                raise InputError(f"mask marks no valid step in sample {empty}; every sequence needs one")
+        embedding = self.layout.embedding
+        if embedding is not None and embedding.mask_zero:
+            token_mask = x != 0
+            result = token_mask if result is None else result & token_mask
+            if not result.any(axis=1).all():
+                empty = int(np.flatnonzero(~result.any(axis=1))[0])
+                raise InputError(f"sample {empty} consists of padding (token id 0) only")
+        return result
+
+    def _check_target(self, target: Any, batch: int) -> np.ndarray:
+        classes = self.layout.num_outputs
+        if target is None:
+            return np.full((batch,), -1, dtype=np.int32)
+        array = np.asarray(target)
+        if array.dtype.kind not in "iu" or array.dtype == bool:
+            raise InputError(f"target must be None, an int or ({batch},) integers; got dtype {array.dtype}")
+        if array.ndim == 0:
+            array = np.full((batch,), int(array))
+        if array.shape != (batch,):
+            raise InputError(f"target must be None, an int or an array of shape ({batch},); got {array.shape}")
+        if array.min() < 0 or array.max() >= classes:
+            raise InputError(
+                f"target out of range: the network has {classes} outputs (0..{classes - 1}); "
+                f"got min {array.min()}, max {array.max()}"
+            )
+        return array.astype(np.int32)
+
+    def _chunk_size(self, batch: int, steps: int, batch_size: int | None) -> int:
+        if batch_size is not None:
+            if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+                raise InputError(f"batch_size must be a positive int or None; got {batch_size!r}")
+            return int(batch_size)
+        per_sample = max(self.working_set_bytes(steps), 1)
+        return max(1, min(batch, self.memory_budget // per_sample))
+
+    def explain(
+        self,
+        x: Any,
+        target: Any = None,
+        method: str = "lrp",
+        eps: float = 1e-3,
+        bias_factor: float = 0.0,
+        mask: Any = None,
+        lengths: Any = None,
+        batch_size: int | None = None,
+    ) -> Explanation:
+        """Explain the scores of a batch.
+
+        Args:
+            x: (B, T, D) floats, or (B, T) integer token ids for a network with an embedding.
+            target: None (explain the predicted class of each sample), an int (the same class
+                for all), or (B,) integers.
+            method: one of ``METHODS``: ``"lrp"``, ``"gradient_x_input"``, ``"sensitivity"``.
+            eps: LRP stabiliser ε ≥ 0 (``z + ε·sign(z)``, sign(0) = +1).
+            bias_factor: LRP share of bias and stabiliser that is redistributed, in [0, 1]:
+                1 conserves relevance exactly, 0 absorbs it (recommended for explanations).
+            mask: (B, T) bool, True where the step is valid (pre- or post-padding); masked
+                steps carry the state through and get zero relevance.
+            lengths: (B,) valid lengths for post-padded data (alternative to ``mask``).
+            batch_size: samples per compiled call; None picks it from ``memory_budget``.
+
+        Returns:
+            An :class:`Explanation` with numpy arrays.
+
+        Raises:
+            InputError: for any invalid argument; the message names it and the fix.
+        """
+        if method not in METHODS:
+            raise InputError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+        for label, value in (("eps", eps), ("bias_factor", bias_factor)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+                raise InputError(f"{label} must be a real number; got {value!r}")
+            if not math.isfinite(float(value)):
+                raise InputError(f"{label} must be finite; got {value!r}")
+        if eps < 0:
+            raise InputError(f"eps must be >= 0; got {eps!r}")
+        if not 0.0 <= bias_factor <= 1.0:
+            raise InputError(f"bias_factor must lie in [0, 1]; got {bias_factor!r}")
+        array = self._check_x(x)
+        valid = self._check_mask(array, mask, lengths)
+        targets = self._check_target(target, array.shape[0])
+        scalars = (np.asarray(eps, dtype=self.dtype), np.asarray(bias_factor, dtype=self.dtype))
+        relevance, scores_, target_, initial = self._run_chunks(
+            method, array, valid, batch_size, per_sample=(targets,), constants=scalars
+        )
+        if not np.isfinite(relevance).all():
+            raise InputError(
+                f"{method} produced non-finite values (a stabilised denominator was zero); use eps > 0"
+                if eps == 0
+                else f"{method} produced non-finite values; check the weights' scale"
+            )
+        return Explanation(
+            relevance=relevance,
+            scores=scores_,
+            target=target_.astype(np.int64),
+            initial_state_relevance=initial,
+            method=method,
+            eps=float(eps),
+            bias_factor=float(bias_factor),
+            mask=valid,
+        )
+
+    def score(self, x: Any, mask: Any = None, lengths: Any = None, batch_size: int | None = None) -> np.ndarray:
+        """The (B, C) scores (the last dense layer's pre-activation) of a batch."""
+        array = self._check_x(x)
+        valid = self._check_mask(array, mask, lengths)
+        (result,) = self._run_chunks("score", array, valid, batch_size)
+        return result
+
+    def _run_chunks(
+        self,
+        method: str,
+        x: np.ndarray,
+        mask: np.ndarray | None,
+        batch_size: int | None,
+        per_sample: tuple[np.ndarray, ...] = (),
+        constants: tuple[np.ndarray, ...] = (),
+    ) -> tuple[np.ndarray, ...]:
+        """Run a compiled function chunk by chunk and concatenate its outputs along the batch."""
+        function = self._function(method, mask is not None)
+        chunk = self._chunk_size(x.shape[0], x.shape[1], batch_size)
+        parts = []
+        for start in range(0, x.shape[0], chunk):
+            window = slice(start, start + chunk)
+            args: list[Any] = [self.weights, x[window]]
+            if mask is not None:
+                args.append(mask[window])
+            args += [a[window] for a in per_sample]
+            args += list(constants)
+            result = function(*args)
+            parts.append(result if isinstance(result, tuple) else (result,))
+        return tuple(np.concatenate(p, axis=0) for p in zip(*parts, strict=True))
+
+    def __repr__(self) -> str:
+        layers = self.layout.describe().replace("\n", "; ")
+        return f"Explainer({layers}; dtype={self.dtype}, backend={backend.name()})"
+
+
+def _check_not_empty(array: np.ndarray) -> None:
+    if array.shape[0] == 0:
+        raise InputError("x is empty: the batch has 0 samples")
+    if array.shape[1] == 0:
+        raise InputError("x has 0 time steps; every sequence needs at least one")
+
+
+__all__ = ["Explainer", "Explanation"]
