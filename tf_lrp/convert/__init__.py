@@ -20,4 +20,17 @@ class Converted(NamedTuple):
     weights: list[np.ndarray]
 
 
-__all__ = ["Converted"]
+def __getattr__(name: str) -> Any:
+    # lazy: tf_lrp.convert.torch is imported on first use of from_torch / load_state_dict
+    if name in ("from_torch", "load_state_dict"):
+        from . import torch as _torch
+
+        return getattr(_torch, name)
+    if name == "from_keras":
+        from .keras import from_keras
+
+        return from_keras
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["Converted", "from_keras", "from_torch", "load_state_dict"]
