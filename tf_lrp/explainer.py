@@ -202,7 +202,7 @@ def _recurrent_hint(cell: str, recurrent: tuple[int, ...], index: int) -> str:
 class Explainer:
     """Explains a recurrent network's scores with LRP, Gradient×Input or Sensitivity.
 
-    Build one with :meth:`from_weights`, :meth:`from_manifest` or :meth:`load`.
+    Build one with :meth:`from_keras`, :meth:`from_weights`, :meth:`from_manifest` or :meth:`load`.
 
     Args:
         layout: a validated layout.
@@ -289,6 +289,58 @@ class Explainer:
     ) -> Explainer:
         """Build from a layout manifest (see ``weights_schema.json``) and its weights."""
         return cls(validate_manifest(manifest), weights, **options)
+
+    @classmethod
+    def from_keras(
+        cls,
+        model: Any,
+        sample: Any = None,
+        dtype: str = "float32",
+        tolerance: float | None = None,
+        **options: Any,
+    ) -> Explainer:
+        """Build from a Keras 3 model (or a ``.keras`` file) and check it reproduces the model.
+
+        After converting (see :mod:`tf_lrp.convert.keras` for the layers and options read), the
+        converted network's scores are compared with the Keras model's own pre-activation
+        outputs of its last Dense layer on a probe batch: ``sample`` if given, else a random
+        batch of the right shape (token ids within the vocabulary, with padding when the
+        embedding has ``mask_zero``; steps equal to ``mask_value`` for a ``Masking`` layer).
+
+        Args:
+            model: a built ``keras.Model`` (Sequential or functional) or a ``.keras`` path
+                (loaded with ``safe_mode=True, compile=False``).
+            sample: optional (B, T, D) features or (B, T) token ids to run the check on.
+            dtype: ``"float32"`` or ``"float64"``.
+            tolerance: largest accepted ``max|ours - keras| / max(1, max|keras|)``; default
+                1e-4 (1e-2 for a float16/bfloat16 model).
+            **options: passed to :class:`Explainer` (``rules``, ``jit_compile``, ``memory_budget``).
+
+        Returns:
+            The explainer.
+
+        Raises:
+            InputError: a missing or unreadable file, an invalid ``sample`` or ``tolerance``.
+            ConversionError: a layer or option tf_lrp cannot reproduce (named, with its class
+                and the supported list), or scores that differ beyond ``tolerance`` (with the
+                max difference).
+        """
+        from .convert import keras as keras_convert
+
+        model = keras_convert.load_model(model)
+        manifest, weights = keras_convert.from_keras(model)
+        explainer = cls.from_manifest(manifest, weights, dtype=dtype, **options)
+        if tolerance is None:
+            low = any(getattr(layer, "compute_dtype", "float32") in ("float16", "bfloat16") for layer in model.layers)
+            tolerance = 1e-2 if low else 1e-4
+        elif isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance >= 0:
+            raise InputError(f"tolerance must be a number >= 0 or None; got {tolerance!r}")
+        probe = keras_convert.probe_batch(manifest, model) if sample is None else sample
+        probe = explainer._check_x(probe)[:256]
+        ours = explainer.score(probe)
+        theirs = keras_convert.keras_scores(model, probe)
+        keras_convert.check_equivalence(ours, theirs, float(tolerance), model.name)
+        return explainer
 
     @classmethod
     def from_torch(
@@ -483,6 +535,16 @@ class Explainer:
             if not result.any(axis=1).all():
                 empty = int(np.flatnonzero(~result.any(axis=1))[0])
                 raise InputError(f"sample {empty} consists of padding (token id 0) only")
+        mask_value = self.layout.mask_value
+        if mask_value is not None:
+            # Keras Masking: a step is masked when every feature equals mask_value
+            step_mask = np.any(x != np.asarray(mask_value, dtype=x.dtype), axis=-1)
+            result = step_mask if result is None else result & step_mask
+            if not result.any(axis=1).all():
+                empty = int(np.flatnonzero(~result.any(axis=1))[0])
+                raise InputError(
+                    f"sample {empty} consists of masked steps only (every feature equals mask_value={mask_value})"
+                )
         return result
 
     def _check_target(self, target: Any, batch: int) -> np.ndarray:

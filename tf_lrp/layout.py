@@ -166,6 +166,8 @@ class NetworkLayout:
 
     layers: tuple[LayerSpec, ...]
     manifest_json: str
+    #: Keras ``Masking``: a step whose features all equal this value is masked (None: no masking).
+    mask_value: float | None = None
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -378,7 +380,14 @@ def validate_manifest(manifest: Mapping[str, Any]) -> NetworkLayout:
                 )
             )
     _check_structure(layers)
-    return NetworkLayout(tuple(layers), json.dumps(to_manifest(layers), sort_keys=True))
+    mask_value = manifest.get("mask_value")
+    if mask_value is not None and isinstance(layers[0], EmbeddingSpec):
+        raise LayoutError(
+            "mask_value (Keras Masking) applies to float inputs; a network that starts with an embedding "
+            "masks padding with the embedding's mask_zero instead: remove mask_value"
+        )
+    normalised = to_manifest(layers, name=manifest.get("name"), mask_value=mask_value)
+    return NetworkLayout(tuple(layers), json.dumps(normalised, sort_keys=True), mask_value)
 
 
 def _check_structure(layers: Sequence[LayerSpec]) -> None:
@@ -444,8 +453,14 @@ def _check_structure(layers: Sequence[LayerSpec]) -> None:
             )
 
 
-def to_manifest(layers: Sequence[LayerSpec], name: str | None = None) -> dict[str, Any]:
-    """The normalised manifest (all defaults written out) of a list of layer specs."""
+def to_manifest(
+    layers: Sequence[LayerSpec], name: str | None = None, mask_value: float | None = None
+) -> dict[str, Any]:
+    """The normalised manifest (all defaults written out) of a list of layer specs.
+
+    ``mask_value`` records a Keras ``Masking`` layer in front of the network: a time step whose
+    features all equal it is masked (carries the state through, gets zero relevance).
+    """
     entries: list[dict[str, Any]] = []
     for layer in layers:
         if isinstance(layer, EmbeddingSpec):
@@ -484,6 +499,8 @@ def to_manifest(layers: Sequence[LayerSpec], name: str | None = None) -> dict[st
     manifest: dict[str, Any] = {"format": FORMAT, "version": FORMAT_VERSION, "layers": entries}
     if name:
         manifest["name"] = name
+    if mask_value is not None:
+        manifest["mask_value"] = float(mask_value)
     return manifest
 
 
