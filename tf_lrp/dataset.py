@@ -391,7 +391,7 @@ def explain_dataset(
     sink = _Sink(state["arrays"], None)
     completed = int(state["completed"])
     resumed_from = completed
-    done = completed
+    done = 0  # samples of the chunks passed so far, in processing order
     bar = _progress(progress, count, completed)
     try:
         for offset, chunk, block in _chunks(blocks(), state["batch_size"], state["budget"], per_sample_bytes, rank,

@@ -1,0 +1,354 @@
+"""explain_dataset: sources, bucketing and order, auto batch size, resumable output (tf_lrp.dataset)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+
+from tf_lrp import Explainer, InputError, dataset
+from tf_lrp.layout import DenseSpec, EmbeddingSpec, RecurrentSpec, to_manifest
+
+D, H, C, T, N = 3, 5, 2, 9, 40
+V, E = 12, 4
+TOL = {"rtol": 1e-10, "atol": 1e-12}
+
+
+def lstm_arrays(rng: np.random.Generator, inputs: int, units: int, directions: int) -> list[np.ndarray]:
+    arrays = []
+    for _ in range(directions):
+        arrays += [
+            rng.normal(0, 0.5, (inputs, 4 * units)),
+            rng.normal(0, 0.5, (units, 4 * units)),
+            rng.normal(0, 0.2, (4 * units,)),
+        ]
+    return arrays
+
+
+def feature_weights(seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [*lstm_arrays(rng, D, H, 2), rng.normal(0, 0.5, (2 * H, C)), rng.normal(0, 0.1, (C,))]
+
+
+@pytest.fixture(scope="module")
+def feat() -> Explainer:
+    """A float64 bidirectional LSTM on (B, T, 3) features."""
+    return Explainer.from_weights(feature_weights(), cell="lstm", bidirectional=True, dtype="float64")
+
+
+@pytest.fixture(scope="module")
+def tokens() -> Explainer:
+    """A float64 Embedding(mask_zero) -> bi-LSTM -> Dense token model."""
+    rng = np.random.default_rng(1)
+    layers = [
+        EmbeddingSpec(V, E, mask_zero=True),
+        RecurrentSpec("lstm", H, E, direction="bidirectional"),
+        DenseSpec(C, 2 * H),
+    ]
+    weights = [rng.normal(0, 1, (V, E)), *lstm_arrays(rng, E, H, 2), rng.normal(0, 0.5, (2 * H, C)), np.zeros(C)]
+    return Explainer.from_manifest(to_manifest(layers), weights, dtype="float64")
+
+
+@pytest.fixture(scope="module")
+def data() -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(2)
+    lengths = rng.integers(1, T + 1, size=N)
+    x = rng.normal(size=(N, T, D))
+    x[np.arange(T)[None, :] >= lengths[:, None]] = 0.0
+    ids = rng.integers(1, V, size=(N, T))
+    ids[np.arange(T)[None, :] >= lengths[:, None]] = 0
+    return {"x": x, "lengths": lengths, "ids": ids}
+
+
+def assert_same(result, reference) -> None:
+    np.testing.assert_allclose(result.relevance, reference.relevance, **TOL)
+    np.testing.assert_allclose(result.scores, reference.scores, **TOL)
+    np.testing.assert_array_equal(result.target, reference.target)
+    np.testing.assert_allclose(result.initial_state_relevance, reference.initial_state_relevance, **TOL)
+
+
+# --------------------------------------------------------------------------------------------
+# Sources
+
+
+def test_array_equals_explain(feat, data):
+    result = feat.explain_dataset(data["x"], batch_size=7, progress=False)
+    assert_same(result, feat.explain(data["x"]))
+    assert result.mask is None
+
+
+def test_lengths_buckets_keep_the_original_order(feat, data):
+    result = feat.explain_dataset(data["x"], batch_size=6, lengths=data["lengths"], progress=False)
+    reference = feat.explain(data["x"], lengths=data["lengths"])
+    assert_same(result, reference)
+    np.testing.assert_array_equal(result.mask, reference.mask)
+    assert np.all(result.relevance[~reference.mask] == 0)
+
+
+def test_pre_padding_mask_crops_leading_columns(feat, data):
+    lengths = data["lengths"]
+    mask = np.arange(T)[None, :] >= (T - lengths)[:, None]  # valid steps at the end
+    x = np.where(mask[..., None], data["x"][:, ::-1], 0.0)
+    chunks = dataset.plan(N, T, dataset.spans(T, mask=mask), 5, lambda t: 1, 1)
+    assert any(chunk.start > 0 and chunk.stop == T for chunk in chunks)
+    result = feat.explain_dataset(x, batch_size=5, mask=mask, progress=False)
+    assert_same(result, feat.explain(x, mask=mask))
+
+
+def test_mask_zero_tokens_are_bucketed(tokens, data):
+    seen = []
+    result = tokens.explain_dataset(data["ids"], batch_size=8, progress=False)
+    assert_same(result, tokens.explain(data["ids"]))
+    np.testing.assert_array_equal(result.mask, data["ids"] != 0)
+    chunks = dataset.plan(N, T, dataset.spans(T, mask=data["ids"] != 0), 8, lambda t: 1, 1)
+    seen = [chunk.stop - chunk.start for chunk in chunks]
+    assert seen == sorted(seen, reverse=True)
+    assert min(seen) < T
+
+
+def test_memmap_npy_and_npz_paths(feat, data, tmp_path):
+    np.save(tmp_path / "x.npy", data["x"])
+    np.savez(tmp_path / "x.npz", x=data["x"], lengths=data["lengths"])
+    reference = feat.explain(data["x"])
+    memmap = np.load(tmp_path / "x.npy", mmap_mode="r")
+    assert_same(feat.explain_dataset(memmap, batch_size=16, progress=False), reference)
+    assert_same(feat.explain_dataset(tmp_path / "x.npy", progress=False), reference)
+    result = feat.explain_dataset(str(tmp_path / "x.npz"), batch_size=16, progress=False)
+    assert_same(result, feat.explain(data["x"], lengths=data["lengths"]))
+
+
+def test_iterable_of_batches_in_every_form(feat, data):
+    x, lengths = data["x"], data["lengths"]
+    reference = feat.explain(x, lengths=lengths)
+    pieces = [slice(0, 15), slice(15, 33), slice(33, N)]
+    for batches in (
+        [{"x": x[s], "lengths": lengths[s]} for s in pieces],
+        [(x[s], lengths[s]) for s in pieces],
+        (  # a generator works too (without out=)
+            {"x": x[s], "mask": np.arange(T)[None, :] < lengths[s, None]} for s in pieces
+        ),
+    ):
+        assert_same(feat.explain_dataset(batches, batch_size=4, progress=False), reference)
+    plain = feat.explain_dataset([x[s] for s in pieces], progress=False)
+    assert_same(plain, feat.explain(x))
+
+
+def test_tf_data_dataset(feat, data):
+    tf = pytest.importorskip("tensorflow")
+    source = tf.data.Dataset.from_tensor_slices({"x": data["x"], "lengths": data["lengths"]}).batch(16)
+    result = feat.explain_dataset(source, progress=False)
+    assert_same(result, feat.explain(data["x"], lengths=data["lengths"]))
+
+
+def test_streams_with_out_and_targets(feat, data, tmp_path):
+    x = data["x"]
+    files = feat.explain_dataset([x[:20], x[20:]], out=tmp_path / "r.npy", targets=1, progress=False)
+    reference = feat.explain(x, target=1)
+    loaded = files.load()
+    np.testing.assert_allclose(loaded["relevance"], reference.relevance, **TOL)
+    np.testing.assert_array_equal(loaded["targets"], np.ones(N))
+    with pytest.raises(InputError, match="one-shot iterator"):
+        feat.explain_dataset((b for b in [x]), out=tmp_path / "g.npy", progress=False)
+
+
+def test_per_sample_targets_follow_the_samples(feat, data):
+    targets = np.arange(N) % C
+    result = feat.explain_dataset(data["x"], batch_size=6, lengths=data["lengths"], targets=targets, progress=False)
+    np.testing.assert_array_equal(result.target, targets)
+    assert_same(result, feat.explain(data["x"], target=targets, lengths=data["lengths"]))
+
+
+# --------------------------------------------------------------------------------------------
+# Chunk plan and memory budget
+
+
+def test_auto_batch_size_stays_within_a_small_budget(feat, data, monkeypatch):
+    budget = 6 * feat.working_set_bytes(T)
+    chunks = dataset.plan(N, T, dataset.spans(T, lengths=data["lengths"]), None, feat.working_set_bytes, budget)
+    assert all(len(c.indices) * feat.working_set_bytes(c.stop - c.start) <= budget for c in chunks)
+    assert len(chunks[0].indices) == 6  # the largest batch that fits the longest sequences
+    assert max(len(c.indices) for c in chunks) > 6  # shorter buckets get larger batches
+    assert sorted(np.concatenate([c.indices for c in chunks]).tolist()) == list(range(N))
+
+    sizes = []
+    original = dataset._run_chunk
+
+    def spy(run, block, chunk, targets):
+        sizes.append(len(chunk.indices) * feat.working_set_bytes(chunk.stop - chunk.start))
+        return original(run, block, chunk, targets)
+
+    monkeypatch.setattr(dataset, "_run_chunk", spy)
+    result = feat.explain_dataset(data["x"], lengths=data["lengths"], memory_budget=budget, progress=False)
+    assert max(sizes) <= budget
+    assert len(sizes) > 1
+    assert_same(result, feat.explain(data["x"], lengths=data["lengths"]))
+
+
+def test_auto_budget_defaults_to_a_fraction_of_host_memory(monkeypatch):
+    monkeypatch.setattr(dataset, "available_memory", lambda: 8 << 30)
+    assert dataset.default_budget() == 2 << 30
+    monkeypatch.setattr(dataset, "available_memory", lambda: None)
+    assert dataset.default_budget() == dataset.FALLBACK_BUDGET
+    assert dataset.plan(5000, 4, None, None, lambda t: 1, 1 << 40)[0].indices.size == dataset.MAX_AUTO_BATCH
+
+
+def test_spans_for_lengths_and_masks():
+    mask = np.array([[0, 1, 1, 0], [1, 1, 1, 1], [0, 0, 0, 1]], dtype=bool)
+    np.testing.assert_array_equal(dataset.spans(4, mask=mask), [[1, 3], [0, 4], [3, 4]])
+    np.testing.assert_array_equal(dataset.spans(4, lengths=np.array([2, 4])), [[0, 2], [0, 4]])
+    assert dataset.spans(4) is None
+
+
+# --------------------------------------------------------------------------------------------
+# Output files and resume
+
+
+def test_out_writes_npy_files_and_sidecar(feat, data, tmp_path):
+    files = feat.explain_dataset(data["x"], out=tmp_path / "rel.npy", batch_size=16, progress=False)
+    reference = feat.explain(data["x"])
+    loaded = files.load()
+    np.testing.assert_allclose(loaded["relevance"], reference.relevance, **TOL)
+    np.testing.assert_allclose(loaded["scores"], reference.scores, **TOL)
+    np.testing.assert_array_equal(loaded["targets"], reference.target)
+    sidecar = json.loads((tmp_path / "rel.json").read_text())
+    assert sidecar["completed"] == N == sidecar["samples"]
+    assert sidecar["arguments"]["fingerprint"] == feat.fingerprint
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "rel.npy", "rel.scores.npy", "rel.targets.npy", "rel.initial_state.npy", "rel.json"
+    }  # fmt: skip
+    again = feat.explain_dataset(data["x"], out=tmp_path / "rel.npy", batch_size=16, progress=False)
+    assert again.resumed_from == N  # complete: nothing recomputed
+
+
+def test_refuses_to_resume_a_different_run(feat, data, tmp_path):
+    out = tmp_path / "rel.npy"
+    feat.explain_dataset(data["x"], out=out, batch_size=16, progress=False)
+    with pytest.raises(InputError, match=r"other arguments or data \(eps: recorded 0.001, now 0.1\).*resume=False"):
+        feat.explain_dataset(data["x"], out=out, batch_size=16, eps=0.1, progress=False)
+    other = Explainer.from_weights(feature_weights(seed=9), cell="lstm", bidirectional=True, dtype="float64")
+    with pytest.raises(InputError, match="another model"):
+        other.explain_dataset(data["x"], out=out, batch_size=16, progress=False)
+    with pytest.raises(InputError, match="other arguments or data"):
+        feat.explain_dataset(data["x"] + 1.0, out=out, batch_size=16, progress=False)
+    with pytest.raises(InputError, match="other arguments or data"):
+        feat.explain_dataset(data["x"], out=out, batch_size=8, progress=False)
+    restarted = other.explain_dataset(data["x"], out=out, batch_size=16, progress=False, resume=False)
+    assert restarted.resumed_from == 0
+    np.testing.assert_allclose(np.load(out), other.explain(data["x"]).relevance, **TOL)
+    (tmp_path / "rel.json").unlink()
+    with pytest.raises(InputError, match="has no sidecar"):
+        feat.explain_dataset(data["x"], out=out, progress=False)
+
+
+CHILD = textwrap.dedent(
+    """
+    import sys, time
+    import numpy as np
+    from tf_lrp import Explainer, dataset
+    original = dataset._run_chunk
+    def slow(*args):
+        time.sleep(float(sys.argv[4]))
+        return original(*args)
+    dataset._run_chunk = slow
+    ex = Explainer.load(sys.argv[1])
+    ex.explain_dataset(sys.argv[2], out=sys.argv[3], batch_size=4, lengths=None, progress=False)
+    """
+)
+
+
+@pytest.mark.slow
+def test_resume_after_sigkill_is_byte_identical(feat, data, tmp_path):
+    net, source = tmp_path / "net.npz", tmp_path / "x.npz"
+    feat.save(net)
+    np.savez(source, x=data["x"], lengths=data["lengths"])
+    killed, whole = tmp_path / "killed", tmp_path / "whole"
+    killed.mkdir()
+    whole.mkdir()
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(net), str(source), str(killed / "rel.npy"), "0.15"], env=env
+    )
+    sidecar = killed / "rel.json"
+    deadline = time.monotonic() + 120
+    completed = 0
+    while time.monotonic() < deadline and child.poll() is None:
+        if sidecar.is_file():
+            try:
+                completed = json.loads(sidecar.read_text())["completed"]
+            except (json.JSONDecodeError, KeyError):  # pragma: no cover - the rename is atomic
+                completed = 0
+            if completed >= 12:
+                break
+        time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert child.returncode == -signal.SIGKILL, "the child finished before it could be killed"
+    partial = json.loads(sidecar.read_text())["completed"]
+    assert 0 < partial < N
+
+    loaded = feat  # the same network (same fingerprint) as the child's, already compiled
+    assert Explainer.load(net).fingerprint == feat.fingerprint
+    resumed = loaded.explain_dataset(source, out=killed / "rel.npy", batch_size=4, progress=False)
+    assert resumed.resumed_from == partial
+    loaded.explain_dataset(source, out=whole / "rel.npy", batch_size=4, progress=False)
+    for name in ("rel.npy", "rel.scores.npy", "rel.targets.npy", "rel.initial_state.npy"):
+        assert (killed / name).read_bytes() == (whole / name).read_bytes(), name
+    assert json.loads(sidecar.read_text())["completed"] == N
+
+
+# --------------------------------------------------------------------------------------------
+# Progress and errors
+
+
+def test_progress_bar_and_its_automatic_silence(feat, data, capsys):
+    feat.explain_dataset(data["x"][:8], progress=True)
+    assert "sample/s" in capsys.readouterr().err
+    feat.explain_dataset(data["x"][:8])  # stderr is not a terminal under pytest
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"batch_size": 0}, "batch_size must be 'auto' or a positive int"),
+        ({"batch_size": "big"}, "batch_size must be 'auto'"),
+        ({"memory_budget": -1}, "memory_budget must be a positive number"),
+        ({"out": "relevances.txt"}, r"out must name an \.npy file"),
+        ({"out": "/nonexistent-dir/r.npy"}, "does not exist"),
+        ({"method": "magic"}, "unknown method 'magic'"),
+        ({"eps": -1.0}, "eps must be >= 0"),
+        ({"targets": np.zeros(3, dtype=int)}, r"targets must be None, an int or \(40,\)"),
+        ({"targets": 7}, "target out of range"),
+        ({"lengths": np.zeros(N, dtype=int)}, r"lengths must lie in \[1, 9\]"),
+        ({"lengths": np.ones(N, dtype=int), "mask": np.ones((N, T), bool)}, "either lengths or mask"),
+    ],
+)
+def test_argument_errors(feat, data, kwargs, match):
+    with pytest.raises(InputError, match=match):
+        feat.explain_dataset(data["x"], progress=False, **kwargs)
+
+
+def test_data_errors(feat, tokens, data, tmp_path):
+    with pytest.raises(InputError, match=r"data must be \(batch, time, 3\) features.*got shape \(9, 3\)"):
+        feat.explain_dataset(data["x"][0], progress=False)
+    with pytest.raises(InputError, match=r"data must be \(batch, time\) token ids"):
+        tokens.explain_dataset(data["x"], progress=False)
+    with pytest.raises(InputError, match="does not exist"):
+        feat.explain_dataset(tmp_path / "missing.npy", progress=False)
+    np.savez(tmp_path / "nox.npz", y=data["x"])
+    with pytest.raises(InputError, match="has no array 'x'"):
+        feat.explain_dataset(tmp_path / "nox.npz", progress=False)
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object))
+    with pytest.raises(InputError, match="without unpickling"):
+        feat.explain_dataset(tmp_path / "obj.npy", progress=False)
+    with pytest.raises(InputError, match="put lengths/mask into each batch"):
+        feat.explain_dataset([data["x"]], lengths=data["lengths"], progress=False)
+    with pytest.raises(InputError, match="batch 1 of the data is a dict without key 'x'"):
+        feat.explain_dataset([{"x": data["x"]}, {"y": 1}], progress=False)
