@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _io, backend, dataset
+from . import _io, backend
 from .errors import InputError, LayoutError
 from .layout import (
     GATES,
@@ -29,7 +29,7 @@ from .layout import (
     to_manifest,
     validate_manifest,
 )
-from .methods import METHODS, scores
+from .methods import EXTRA_INPUTS, METHODS, scores
 from .rules import RuleSet, as_ruleset
 
 DTYPES = ("float32", "float64")
@@ -202,7 +202,7 @@ def _recurrent_hint(cell: str, recurrent: tuple[int, ...], index: int) -> str:
 class Explainer:
     """Explains a recurrent network's scores with LRP, Gradient×Input or Sensitivity.
 
-    Build one with :meth:`from_keras`, :meth:`from_weights`, :meth:`from_manifest` or :meth:`load`.
+    Build one with :meth:`from_weights`, :meth:`from_manifest` or :meth:`load`.
 
     Args:
         layout: a validated layout.
@@ -289,58 +289,6 @@ class Explainer:
     ) -> Explainer:
         """Build from a layout manifest (see ``weights_schema.json``) and its weights."""
         return cls(validate_manifest(manifest), weights, **options)
-
-    @classmethod
-    def from_keras(
-        cls,
-        model: Any,
-        sample: Any = None,
-        dtype: str = "float32",
-        tolerance: float | None = None,
-        **options: Any,
-    ) -> Explainer:
-        """Build from a Keras 3 model (or a ``.keras`` file) and check it reproduces the model.
-
-        After converting (see :mod:`tf_lrp.convert.keras` for the layers and options read), the
-        converted network's scores are compared with the Keras model's own pre-activation
-        outputs of its last Dense layer on a probe batch: ``sample`` if given, else a random
-        batch of the right shape (token ids within the vocabulary, with padding when the
-        embedding has ``mask_zero``; steps equal to ``mask_value`` for a ``Masking`` layer).
-
-        Args:
-            model: a built ``keras.Model`` (Sequential or functional) or a ``.keras`` path
-                (loaded with ``safe_mode=True, compile=False``).
-            sample: optional (B, T, D) features or (B, T) token ids to run the check on.
-            dtype: ``"float32"`` or ``"float64"``.
-            tolerance: largest accepted ``max|ours - keras| / max(1, max|keras|)``; default
-                1e-4 (1e-2 for a float16/bfloat16 model).
-            **options: passed to :class:`Explainer` (``rules``, ``jit_compile``, ``memory_budget``).
-
-        Returns:
-            The explainer.
-
-        Raises:
-            InputError: a missing or unreadable file, an invalid ``sample`` or ``tolerance``.
-            ConversionError: a layer or option tf_lrp cannot reproduce (named, with its class
-                and the supported list), or scores that differ beyond ``tolerance`` (with the
-                max difference).
-        """
-        from .convert import keras as keras_convert
-
-        model = keras_convert.load_model(model)
-        manifest, weights = keras_convert.from_keras(model)
-        explainer = cls.from_manifest(manifest, weights, dtype=dtype, **options)
-        if tolerance is None:
-            low = any(getattr(layer, "compute_dtype", "float32") in ("float16", "bfloat16") for layer in model.layers)
-            tolerance = 1e-2 if low else 1e-4
-        elif isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance >= 0:
-            raise InputError(f"tolerance must be a number >= 0 or None; got {tolerance!r}")
-        probe = keras_convert.probe_batch(manifest, model) if sample is None else sample
-        probe = explainer._check_x(probe)[:256]
-        ours = explainer.score(probe)
-        theirs = keras_convert.keras_scores(model, probe)
-        keras_convert.check_equivalence(ours, theirs, float(tolerance), model.name)
-        return explainer
 
     @classmethod
     def from_torch(
@@ -451,13 +399,27 @@ class Explainer:
                 signature = [weight_specs, x_spec]
             else:
                 implementation = METHODS[method]
+                extra_specs = _extra_specs(method, layout.input_size, self.dtype)
+                per_sample = sum(1 for kind, _ in extra_specs if kind == "inputs")
 
                 def run(arrays: Any, x: Any, *rest: Any) -> Any:
                     mask = rest[0] if has_mask else None
-                    target, eps, bias_factor = rest[-3:]
-                    return tuple(implementation(layout, rules, arrays, x, mask, target, eps, bias_factor))
+                    # argument order: [mask], target, per-sample extras, eps, bias_factor, shared extras
+                    target, *rest = rest[1:] if has_mask else rest
+                    samples, (eps, bias_factor, *shared) = rest[:per_sample], rest[per_sample:]
+                    return tuple(
+                        implementation(layout, rules, arrays, x, mask, target, eps, bias_factor, *samples, *shared)
+                    )
 
-                signature = [weight_specs, x_spec, backend.TensorSpec((None,), "int32"), scalar, scalar]
+                signature = [
+                    weight_specs,
+                    x_spec,
+                    backend.TensorSpec((None,), "int32"),
+                    *(spec for kind, spec in extra_specs if kind == "inputs"),
+                    scalar,
+                    scalar,
+                    *(spec for kind, spec in extra_specs if kind != "inputs"),
+                ]
             if has_mask:
                 signature.insert(2, backend.TensorSpec((None, None), "bool"))
             self._compiled[key] = backend.Compiled(run, signature, jit_compile=self.jit_compile)
@@ -535,16 +497,6 @@ class Explainer:
             if not result.any(axis=1).all():
                 empty = int(np.flatnonzero(~result.any(axis=1))[0])
                 raise InputError(f"sample {empty} consists of padding (token id 0) only")
-        mask_value = self.layout.mask_value
-        if mask_value is not None:
-            # Keras Masking: a step is masked when every feature equals mask_value
-            step_mask = np.any(x != np.asarray(mask_value, dtype=x.dtype), axis=-1)
-            result = step_mask if result is None else result & step_mask
-            if not result.any(axis=1).all():
-                empty = int(np.flatnonzero(~result.any(axis=1))[0])
-                raise InputError(
-                    f"sample {empty} consists of masked steps only (every feature equals mask_value={mask_value})"
-                )
         return result
 
     def _check_target(self, target: Any, batch: int) -> np.ndarray:
@@ -583,6 +535,9 @@ class Explainer:
         mask: Any = None,
         lengths: Any = None,
         batch_size: int | None = None,
+        steps: int = 32,
+        baseline: Any = None,
+        seed: int = 0,
     ) -> Explanation:
         """Explain the scores of a batch.
 
@@ -590,7 +545,8 @@ class Explainer:
             x: (B, T, D) floats, or (B, T) integer token ids for a network with an embedding.
             target: None (explain the predicted class of each sample), an int (the same class
                 for all), or (B,) integers.
-            method: one of ``METHODS``: ``"lrp"``, ``"gradient_x_input"``, ``"sensitivity"``.
+            method: one of ``METHODS``: ``"lrp"``, ``"gradient_x_input"``, ``"sensitivity"``,
+                ``"integrated_gradients"``, ``"occlusion"``, ``"random"`` (a control).
             eps: LRP stabiliser ε ≥ 0 (``z + ε·sign(z)``, sign(0) = +1).
             bias_factor: LRP share of bias and stabiliser that is redistributed, in [0, 1]:
                 1 conserves relevance exactly, 0 absorbs it (recommended for explanations).
@@ -598,6 +554,11 @@ class Explainer:
                 steps carry the state through and get zero relevance.
             lengths: (B,) valid lengths for post-padded data (alternative to ``mask``).
             batch_size: samples per compiled call; None picks it from ``memory_budget``.
+            steps: ``integrated_gradients`` only: the number of trapezoid intervals on the
+                path (``steps + 1`` gradient evaluations, batched; chunked by ``memory_budget``).
+            baseline: ``integrated_gradients`` and ``occlusion`` only: None (zeros), a number,
+                or an array broadcastable to (B, T, D) (embedding vectors for token models).
+            seed: ``random`` only: the seed of the control's uniform noise.
 
         Returns:
             An :class:`Explanation` with numpy arrays.
@@ -605,14 +566,28 @@ class Explainer:
         Raises:
             InputError: for any invalid argument; the message names it and the fix.
         """
-        _check_options(method, eps, bias_factor)
+        if method not in METHODS:
+            raise InputError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+        for label, value in (("eps", eps), ("bias_factor", bias_factor)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+                raise InputError(f"{label} must be a real number; got {value!r}")
+            if not math.isfinite(float(value)):
+                raise InputError(f"{label} must be finite; got {value!r}")
+        if eps < 0:
+            raise InputError(f"eps must be >= 0; got {eps!r}")
+        if not 0.0 <= bias_factor <= 1.0:
+            raise InputError(f"bias_factor must lie in [0, 1]; got {bias_factor!r}")
         array = self._check_x(x)
         valid = self._check_mask(array, mask, lengths)
         targets = self._check_target(target, array.shape[0])
         scalars = (np.asarray(eps, dtype=self.dtype), np.asarray(bias_factor, dtype=self.dtype))
-        relevance, scores_, target_, initial = self._run_chunks(
-            method, array, valid, batch_size, per_sample=(targets,), constants=scalars
-        )
+        samples, shared_chunks = self._method_extras(method, array, batch_size, steps, baseline, seed)
+        relevance = None
+        for shared in shared_chunks:  # partial results over chunks of IG points / occluded steps add up
+            part, scores_, target_, initial = self._run_chunks(
+                method, array, valid, batch_size, per_sample=(targets, *samples), constants=(*scalars, *shared)
+            )
+            relevance = part if relevance is None else relevance + part
         if not np.isfinite(relevance).all():
             raise InputError(
                 f"{method} produced non-finite values (a stabilised denominator was zero); use eps > 0"
@@ -630,110 +605,55 @@ class Explainer:
             mask=valid,
         )
 
-    def explain_dataset(
-        self,
-        data: Any,
-        batch_size: int | str = "auto",
-        out: str | os.PathLike[str] | None = None,
-        method: str = "lrp",
-        targets: Any = None,
-        eps: float = 1e-3,
-        bias_factor: float = 0.0,
-        lengths: Any = None,
-        mask: Any = None,
-        progress: bool | None = None,
-        memory_budget: int | None = None,
-        resume: bool = True,
-        **options: Any,
-    ) -> Explanation | dataset.OutputFiles:
-        """Explain a data set of any size in chunks; optionally stream into a resumable ``.npy``.
+    def _method_extras(
+        self, method: str, x: np.ndarray, batch_size: int | None, steps: Any, baseline: Any, seed: Any
+    ) -> tuple[tuple[np.ndarray, ...], list[tuple[np.ndarray, ...]]]:
+        """Validate the method options; build the per-sample extras and the chunks of shared ones."""
+        names = {name for name, _ in EXTRA_INPUTS.get(method, ())}
+        if baseline is not None and "baseline" not in names:
+            raise InputError(f"baseline= is used by integrated_gradients and occlusion only, not by {method!r}")
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise InputError(f"steps must be a positive int (integrated_gradients' intervals); got {steps!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise InputError(f"seed must be a non-negative int; got {seed!r}")
+        shape = (*x.shape[:2], self.layout.input_size)
+        if method == "random":
+            noise = np.random.default_rng(int(seed)).uniform(-1.0, 1.0, size=shape).astype(self.dtype)
+            return (noise,), [()]
+        if "baseline" not in names:
+            return (), [()]
+        base = self._check_baseline(baseline, shape)
+        calls = max(1, self.memory_budget // max(self.working_set_bytes(x.shape[1]), 1))
+        per_call = max(1, calls // self._chunk_size(x.shape[0], x.shape[1], batch_size))
+        if method == "integrated_gradients":
+            alphas = np.linspace(0.0, 1.0, int(steps) + 1)
+            weights = np.full(int(steps) + 1, 1.0 / int(steps))
+            weights[[0, -1]] /= 2  # the trapezoid rule
+            chunks = [
+                (alphas[i : i + per_call].astype(self.dtype), weights[i : i + per_call].astype(self.dtype))
+                for i in range(0, len(alphas), per_call)
+            ]
+            return (base,), chunks
+        positions = np.arange(x.shape[1], dtype=np.int32)
+        return (base,), [(positions[i : i + per_call],) for i in range(0, len(positions), per_call)]
 
-        See :mod:`tf_lrp.dataset` and ``docs/dataset.md``.
-
-        Args:
-            data: (N, T, D) / (N, T) array or ``np.memmap``, an ``.npy`` path (memory-mapped)
-                or ``.npz`` path (keys ``x``, optional ``lengths`` / ``mask``), a
-                ``tf.data.Dataset`` or an iterable of batches (arrays, ``(x, lengths)`` tuples
-                or dicts with ``x`` and ``lengths`` / ``mask``).
-            batch_size: ``"auto"`` (largest chunk whose working set fits ``memory_budget``) or
-                a positive int.
-            out: ``"relevances.npy"``: write there (plus scores, targets, initial-state
-                relevance and a JSON sidecar beside it) and return the paths.
-            method: one of ``METHODS``.
-            targets: None (predicted class), an int, or (N,) integers.
-            eps: LRP stabiliser ε ≥ 0.
-            bias_factor: LRP bias share in [0, 1].
-            lengths: (N,) valid lengths of post-padded data (arrays and paths).
-            mask: (N, T) bool, True on valid steps (arrays and paths).
-            progress: tqdm progress bar; None shows it only when stderr is a terminal.
-            memory_budget: bytes per chunk for ``batch_size="auto"``; None: a quarter of the
-                available host memory.
-            resume: continue the run recorded beside ``out``; False starts over.
-            **options: scalar method options passed to :meth:`explain` (``steps``, ``seed``).
-
-        Returns:
-            An :class:`Explanation` (``out=None``) or :class:`tf_lrp.dataset.OutputFiles`.
-
-        Raises:
-            InputError: for invalid arguments or data, or a recorded run that does not match.
-        """
-        _check_options(method, eps, bias_factor)
-        for key, value in options.items():
-            if not isinstance(value, (int, float, str, type(None))):
-                raise InputError(f"explain_dataset passes only scalar options to explain; {key}= is {type(value)}")
-        if targets is not None and np.ndim(targets) == 1:
-            targets = self._check_target(targets, len(targets))
-        elif targets is not None:
-            self._check_target(targets, 1)
-
-        def run(x: np.ndarray, target: Any, chunk_mask: Any, chunk_lengths: Any) -> tuple[Any, ...]:
-            result = self.explain(
-                x, target, method, eps, bias_factor, chunk_mask, chunk_lengths, batch_size=len(x), **options
-            )
-            return result.relevance, result.scores, result.target, result.initial_state_relevance, result.mask
-
-        record = {
-            "fingerprint": self.fingerprint,
-            "dtype": self.dtype,
-            "rules": repr(self.rules),
-            "backend": backend.name(),
-            "method": method,
-            "eps": float(eps),
-            "bias_factor": float(bias_factor),
-            "options": dict(sorted(options.items())),
-        }
-        embedding = self.layout.embedding
-        result = dataset.explain_dataset(
-            run,
-            data,
-            record=record,
-            per_sample_bytes=self.working_set_bytes,
-            feature_shape=() if embedding is not None else (self.layout.input_size,),
-            features=self.layout.input_size,
-            output_dtype=self.dtype,
-            num_outputs=self.layout.num_outputs,
-            mask_zero=embedding is not None and embedding.mask_zero,
-            batch_size=batch_size,
-            out=out,
-            targets=targets,
-            lengths=lengths,
-            mask=mask,
-            progress=progress,
-            memory_budget=memory_budget,
-            resume=resume,
-        )
-        if isinstance(result, dataset.OutputFiles):
-            return result
-        return Explanation(
-            relevance=result["relevance"],
-            scores=result["scores"],
-            target=result["targets"],
-            initial_state_relevance=result["initial_state_relevance"],
-            method=method,
-            eps=float(eps),
-            bias_factor=float(bias_factor),
-            mask=result["mask"],
-        )
+    def _check_baseline(self, baseline: Any, shape: tuple[int, int, int]) -> np.ndarray:
+        if baseline is None:
+            return np.zeros(shape, dtype=self.dtype)
+        try:
+            array = np.asarray(baseline, dtype=self.dtype)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"baseline cannot be read as a float array ({exc})") from exc
+        try:
+            array = np.broadcast_to(array, shape)
+        except ValueError as exc:
+            raise InputError(
+                f"baseline of shape {array.shape} does not broadcast to the (embedded) inputs' shape {shape}; "
+                "pass a number, a (D,), (T, D) or (B, T, D) array"
+            ) from exc
+        if not np.isfinite(array).all():
+            raise InputError("baseline contains NaN or infinite values")
+        return np.ascontiguousarray(array)
 
     def score(self, x: Any, mask: Any = None, lengths: Any = None, batch_size: int | None = None) -> np.ndarray:
         """The (B, C) scores (the last dense layer's pre-activation) of a batch."""
@@ -769,6 +689,16 @@ class Explainer:
     def __repr__(self) -> str:
         layers = self.layout.describe().replace("\n", "; ")
         return f"Explainer({layers}; dtype={self.dtype}, backend={backend.name()})"
+
+
+def _extra_specs(method: str, input_size: int, dtype: str) -> list[tuple[str, backend.TensorSpec]]:
+    """(kind, spec) of each extra argument of ``method`` (see ``methods.EXTRA_INPUTS``)."""
+    specs = {
+        "inputs": backend.TensorSpec((None, None, input_size), dtype),
+        "points": backend.TensorSpec((None,), dtype),
+        "positions": backend.TensorSpec((None,), "int32"),
+    }
+    return [(kind, specs[kind]) for _, kind in EXTRA_INPUTS.get(method, ())]
 
 
 def _check_options(method: str, eps: Any, bias_factor: Any) -> None:
