@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _io, backend
+from . import _io, backend, dataset
 from .errors import InputError, LayoutError
 from .layout import (
     GATES,
@@ -202,7 +202,7 @@ def _recurrent_hint(cell: str, recurrent: tuple[int, ...], index: int) -> str:
 class Explainer:
     """Explains a recurrent network's scores with LRP, Gradient×Input or Sensitivity.
 
-    Build one with :meth:`from_weights`, :meth:`from_manifest` or :meth:`load`.
+    Build one with :meth:`from_keras`, :meth:`from_weights`, :meth:`from_manifest` or :meth:`load`.
 
     Args:
         layout: a validated layout.
@@ -289,6 +289,58 @@ class Explainer:
     ) -> Explainer:
         """Build from a layout manifest (see ``weights_schema.json``) and its weights."""
         return cls(validate_manifest(manifest), weights, **options)
+
+    @classmethod
+    def from_keras(
+        cls,
+        model: Any,
+        sample: Any = None,
+        dtype: str = "float32",
+        tolerance: float | None = None,
+        **options: Any,
+    ) -> Explainer:
+        """Build from a Keras 3 model (or a ``.keras`` file) and check it reproduces the model.
+
+        After converting (see :mod:`tf_lrp.convert.keras` for the layers and options read), the
+        converted network's scores are compared with the Keras model's own pre-activation
+        outputs of its last Dense layer on a probe batch: ``sample`` if given, else a random
+        batch of the right shape (token ids within the vocabulary, with padding when the
+        embedding has ``mask_zero``; steps equal to ``mask_value`` for a ``Masking`` layer).
+
+        Args:
+            model: a built ``keras.Model`` (Sequential or functional) or a ``.keras`` path
+                (loaded with ``safe_mode=True, compile=False``).
+            sample: optional (B, T, D) features or (B, T) token ids to run the check on.
+            dtype: ``"float32"`` or ``"float64"``.
+            tolerance: largest accepted ``max|ours - keras| / max(1, max|keras|)``; default
+                1e-4 (1e-2 for a float16/bfloat16 model).
+            **options: passed to :class:`Explainer` (``rules``, ``jit_compile``, ``memory_budget``).
+
+        Returns:
+            The explainer.
+
+        Raises:
+            InputError: a missing or unreadable file, an invalid ``sample`` or ``tolerance``.
+            ConversionError: a layer or option tf_lrp cannot reproduce (named, with its class
+                and the supported list), or scores that differ beyond ``tolerance`` (with the
+                max difference).
+        """
+        from .convert import keras as keras_convert
+
+        model = keras_convert.load_model(model)
+        manifest, weights = keras_convert.from_keras(model)
+        explainer = cls.from_manifest(manifest, weights, dtype=dtype, **options)
+        if tolerance is None:
+            low = any(getattr(layer, "compute_dtype", "float32") in ("float16", "bfloat16") for layer in model.layers)
+            tolerance = 1e-2 if low else 1e-4
+        elif isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance >= 0:
+            raise InputError(f"tolerance must be a number >= 0 or None; got {tolerance!r}")
+        probe = keras_convert.probe_batch(manifest, model) if sample is None else sample
+        probe = explainer._check_x(probe)[:256]
+        ours = explainer.score(probe)
+        theirs = keras_convert.keras_scores(model, probe)
+        keras_convert.check_equivalence(ours, theirs, float(tolerance), model.name)
+        return explainer
 
     @classmethod
     def from_torch(
@@ -422,7 +474,14 @@ class Explainer:
                 ]
             if has_mask:
                 signature.insert(2, backend.TensorSpec((None, None), "bool"))
-            self._compiled[key] = backend.Compiled(run, signature, jit_compile=self.jit_compile)
+            # batch-major arguments: x, [mask], then (methods) target and the per-sample extras
+            batch_args = [1, 2] if has_mask else [1]
+            if method != "score":
+                first = batch_args[-1] + 1
+                batch_args += list(range(first, first + 1 + per_sample))
+            self._compiled[key] = backend.Compiled(
+                run, signature, jit_compile=self.jit_compile, batch_args=batch_args
+            )
         return self._compiled[key]
 
     def _check_x(self, x: Any) -> np.ndarray:
@@ -497,6 +556,16 @@ class Explainer:
             if not result.any(axis=1).all():
                 empty = int(np.flatnonzero(~result.any(axis=1))[0])
                 raise InputError(f"sample {empty} consists of padding (token id 0) only")
+        mask_value = self.layout.mask_value
+        if mask_value is not None:
+            # Keras Masking: a step is masked when every feature equals mask_value
+            step_mask = np.any(x != np.asarray(mask_value, dtype=x.dtype), axis=-1)
+            result = step_mask if result is None else result & step_mask
+            if not result.any(axis=1).all():
+                empty = int(np.flatnonzero(~result.any(axis=1))[0])
+                raise InputError(
+                    f"sample {empty} consists of masked steps only (every feature equals mask_value={mask_value})"
+                )
         return result
 
     def _check_target(self, target: Any, batch: int) -> np.ndarray:
@@ -538,6 +607,7 @@ class Explainer:
         steps: int = 32,
         baseline: Any = None,
         seed: int = 0,
+        strategy: Any = None,
     ) -> Explanation:
         """Explain the scores of a batch.
 
@@ -559,6 +629,8 @@ class Explainer:
             baseline: ``integrated_gradients`` and ``occlusion`` only: None (zeros), a number,
                 or an array broadcastable to (B, T, D) (embedding vectors for token models).
             seed: ``random`` only: the seed of the control's uniform noise.
+            strategy: a ``tf.distribute.Strategy`` (TensorFlow backend): each compiled call's
+                batch is split across its replicas and the results gathered in order.
 
         Returns:
             An :class:`Explanation` with numpy arrays.
@@ -566,17 +638,9 @@ class Explainer:
         Raises:
             InputError: for any invalid argument; the message names it and the fix.
         """
-        if method not in METHODS:
-            raise InputError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
-        for label, value in (("eps", eps), ("bias_factor", bias_factor)):
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-                raise InputError(f"{label} must be a real number; got {value!r}")
-            if not math.isfinite(float(value)):
-                raise InputError(f"{label} must be finite; got {value!r}")
-        if eps < 0:
-            raise InputError(f"eps must be >= 0; got {eps!r}")
-        if not 0.0 <= bias_factor <= 1.0:
-            raise InputError(f"bias_factor must lie in [0, 1]; got {bias_factor!r}")
+        _check_options(method, eps, bias_factor)
+        if strategy is not None:
+            backend.check_strategy(strategy)
         array = self._check_x(x)
         valid = self._check_mask(array, mask, lengths)
         targets = self._check_target(target, array.shape[0])
@@ -585,7 +649,8 @@ class Explainer:
         relevance = None
         for shared in shared_chunks:  # partial results over chunks of IG points / occluded steps add up
             part, scores_, target_, initial = self._run_chunks(
-                method, array, valid, batch_size, per_sample=(targets, *samples), constants=(*scalars, *shared)
+                method, array, valid, batch_size, per_sample=(targets, *samples), constants=(*scalars, *shared),
+                strategy=strategy,
             )
             relevance = part if relevance is None else relevance + part
         if not np.isfinite(relevance).all():
@@ -655,6 +720,118 @@ class Explainer:
             raise InputError("baseline contains NaN or infinite values")
         return np.ascontiguousarray(array)
 
+    def explain_dataset(
+        self,
+        data: Any,
+        batch_size: int | str = "auto",
+        out: str | os.PathLike[str] | None = None,
+        method: str = "lrp",
+        targets: Any = None,
+        eps: float = 1e-3,
+        bias_factor: float = 0.0,
+        lengths: Any = None,
+        mask: Any = None,
+        progress: bool | None = None,
+        memory_budget: int | None = None,
+        resume: bool = True,
+        strategy: Any = None,
+        **options: Any,
+    ) -> Explanation | dataset.OutputFiles:
+        """Explain a data set of any size in chunks; optionally stream into a resumable ``.npy``.
+
+        See :mod:`tf_lrp.dataset` and ``docs/dataset.md``.
+
+        Args:
+            data: (N, T, D) / (N, T) array or ``np.memmap``, an ``.npy`` path (memory-mapped)
+                or ``.npz`` path (keys ``x``, optional ``lengths`` / ``mask``), a
+                ``tf.data.Dataset`` or an iterable of batches (arrays, ``(x, lengths)`` tuples
+                or dicts with ``x`` and ``lengths`` / ``mask``).
+            batch_size: ``"auto"`` (largest chunk whose working set fits ``memory_budget``) or
+                a positive int.
+            out: ``"relevances.npy"``: write there (plus scores, targets, initial-state
+                relevance and a JSON sidecar beside it) and return the paths.
+            method: one of ``METHODS``.
+            targets: None (predicted class), an int, or (N,) integers.
+            eps: LRP stabiliser ε ≥ 0.
+            bias_factor: LRP bias share in [0, 1].
+            lengths: (N,) valid lengths of post-padded data (arrays and paths).
+            mask: (N, T) bool, True on valid steps (arrays and paths).
+            progress: tqdm progress bar; None shows it only when stderr is a terminal.
+            memory_budget: bytes per chunk for ``batch_size="auto"``; None: a quarter of the
+                available host memory.
+            resume: continue the run recorded beside ``out``; False starts over.
+            strategy: a ``tf.distribute.Strategy`` (TensorFlow backend, e.g.
+                ``tf.distribute.MirroredStrategy()``): each chunk is split across its replicas
+                and gathered in order; results equal the single-device run. See ``docs/scaling.md``.
+            **options: scalar method options passed to :meth:`explain` (``steps``, ``seed``).
+
+        Returns:
+            An :class:`Explanation` (``out=None``) or :class:`tf_lrp.dataset.OutputFiles`.
+
+        Raises:
+            InputError: for invalid arguments or data, or a recorded run that does not match.
+        """
+        _check_options(method, eps, bias_factor)
+        if strategy is not None:
+            backend.check_strategy(strategy)
+        for key, value in options.items():
+            if not isinstance(value, (int, float, str, type(None))):
+                raise InputError(f"explain_dataset passes only scalar options to explain; {key}= is {type(value)}")
+        if targets is not None and np.ndim(targets) == 1:
+            targets = self._check_target(targets, len(targets))
+        elif targets is not None:
+            self._check_target(targets, 1)
+
+        def run(x: np.ndarray, target: Any, chunk_mask: Any, chunk_lengths: Any) -> tuple[Any, ...]:
+            result = self.explain(
+                x, target, method, eps, bias_factor, chunk_mask, chunk_lengths, batch_size=len(x),
+                strategy=strategy, **options,
+            )  # fmt: skip
+            return result.relevance, result.scores, result.target, result.initial_state_relevance, result.mask
+
+        record = {
+            "fingerprint": self.fingerprint,
+            "dtype": self.dtype,
+            "rules": repr(self.rules),
+            "backend": backend.name(),
+            "method": method,
+            "eps": float(eps),
+            "bias_factor": float(bias_factor),
+            "options": dict(sorted(options.items())),
+        }
+        embedding = self.layout.embedding
+        result = dataset.explain_dataset(
+            run,
+            data,
+            record=record,
+            per_sample_bytes=self.working_set_bytes,
+            feature_shape=() if embedding is not None else (self.layout.input_size,),
+            features=self.layout.input_size,
+            output_dtype=self.dtype,
+            num_outputs=self.layout.num_outputs,
+            mask_zero=embedding is not None and embedding.mask_zero,
+            batch_size=batch_size,
+            out=out,
+            targets=targets,
+            lengths=lengths,
+            mask=mask,
+            progress=progress,
+            memory_budget=memory_budget,
+            resume=resume,
+        )
+        if isinstance(result, dataset.OutputFiles):
+            return result
+        return Explanation(
+            relevance=result["relevance"],
+            scores=result["scores"],
+            target=result["targets"],
+            initial_state_relevance=result["initial_state_relevance"],
+            method=method,
+            eps=float(eps),
+            bias_factor=float(bias_factor),
+            mask=result["mask"],
+        )
+
     def score(self, x: Any, mask: Any = None, lengths: Any = None, batch_size: int | None = None) -> np.ndarray:
         """The (B, C) scores (the last dense layer's pre-activation) of a batch."""
         array = self._check_x(x)
@@ -670,6 +847,7 @@ class Explainer:
         batch_size: int | None,
         per_sample: tuple[np.ndarray, ...] = (),
         constants: tuple[np.ndarray, ...] = (),
+        strategy: Any = None,
     ) -> tuple[np.ndarray, ...]:
         """Run a compiled function chunk by chunk and concatenate its outputs along the batch."""
         function = self._function(method, mask is not None)
@@ -682,7 +860,7 @@ class Explainer:
                 args.append(mask[window])
             args += [a[window] for a in per_sample]
             args += list(constants)
-            result = function(*args)
+            result = function(*args) if strategy is None else function.run_distributed(strategy, *args)
             parts.append(result if isinstance(result, tuple) else (result,))
         return tuple(np.concatenate(p, axis=0) for p in zip(*parts, strict=True))
 
