@@ -474,14 +474,7 @@ class Explainer:
                 ]
             if has_mask:
                 signature.insert(2, backend.TensorSpec((None, None), "bool"))
-            # batch-major arguments: x, [mask], then (methods) target and the per-sample extras
-            batch_args = [1, 2] if has_mask else [1]
-            if method != "score":
-                first = batch_args[-1] + 1
-                batch_args += list(range(first, first + 1 + per_sample))
-            self._compiled[key] = backend.Compiled(
-                run, signature, jit_compile=self.jit_compile, batch_args=batch_args
-            )
+            self._compiled[key] = backend.Compiled(run, signature, jit_compile=self.jit_compile)
         return self._compiled[key]
 
     def _check_x(self, x: Any) -> np.ndarray:
@@ -607,7 +600,6 @@ class Explainer:
         steps: int = 32,
         baseline: Any = None,
         seed: int = 0,
-        strategy: Any = None,
     ) -> Explanation:
         """Explain the scores of a batch.
 
@@ -629,8 +621,6 @@ class Explainer:
             baseline: ``integrated_gradients`` and ``occlusion`` only: None (zeros), a number,
                 or an array broadcastable to (B, T, D) (embedding vectors for token models).
             seed: ``random`` only: the seed of the control's uniform noise.
-            strategy: a ``tf.distribute.Strategy`` (TensorFlow backend): each compiled call's
-                batch is split across its replicas and the results gathered in order.
 
         Returns:
             An :class:`Explanation` with numpy arrays.
@@ -639,8 +629,6 @@ class Explainer:
             InputError: for any invalid argument; the message names it and the fix.
         """
         _check_options(method, eps, bias_factor)
-        if strategy is not None:
-            backend.check_strategy(strategy)
         array = self._check_x(x)
         valid = self._check_mask(array, mask, lengths)
         targets = self._check_target(target, array.shape[0])
@@ -649,8 +637,7 @@ class Explainer:
         relevance = None
         for shared in shared_chunks:  # partial results over chunks of IG points / occluded steps add up
             part, scores_, target_, initial = self._run_chunks(
-                method, array, valid, batch_size, per_sample=(targets, *samples), constants=(*scalars, *shared),
-                strategy=strategy,
+                method, array, valid, batch_size, per_sample=(targets, *samples), constants=(*scalars, *shared)
             )
             relevance = part if relevance is None else relevance + part
         if not np.isfinite(relevance).all():
@@ -668,6 +655,111 @@ class Explainer:
             eps=float(eps),
             bias_factor=float(bias_factor),
             mask=valid,
+        )
+
+    def explain_dataset(
+        self,
+        data: Any,
+        batch_size: int | str = "auto",
+        out: str | os.PathLike[str] | None = None,
+        method: str = "lrp",
+        targets: Any = None,
+        eps: float = 1e-3,
+        bias_factor: float = 0.0,
+        lengths: Any = None,
+        mask: Any = None,
+        progress: bool | None = None,
+        memory_budget: int | None = None,
+        resume: bool = True,
+        **options: Any,
+    ) -> Explanation | dataset.OutputFiles:
+        """Explain a data set of any size in chunks; optionally stream into a resumable ``.npy``.
+
+        See :mod:`tf_lrp.dataset` and ``docs/dataset.md``.
+
+        Args:
+            data: (N, T, D) / (N, T) array or ``np.memmap``, an ``.npy`` path (memory-mapped)
+                or ``.npz`` path (keys ``x``, optional ``lengths`` / ``mask``), a
+                ``tf.data.Dataset`` or an iterable of batches (arrays, ``(x, lengths)`` tuples
+                or dicts with ``x`` and ``lengths`` / ``mask``).
+            batch_size: ``"auto"`` (largest chunk whose working set fits ``memory_budget``) or
+                a positive int.
+            out: ``"relevances.npy"``: write there (plus scores, targets, initial-state
+                relevance and a JSON sidecar beside it) and return the paths.
+            method: one of ``METHODS``.
+            targets: None (predicted class), an int, or (N,) integers.
+            eps: LRP stabiliser ε ≥ 0.
+            bias_factor: LRP bias share in [0, 1].
+            lengths: (N,) valid lengths of post-padded data (arrays and paths).
+            mask: (N, T) bool, True on valid steps (arrays and paths).
+            progress: tqdm progress bar; None shows it only when stderr is a terminal.
+            memory_budget: bytes per chunk for ``batch_size="auto"``; None: a quarter of the
+                available host memory.
+            resume: continue the run recorded beside ``out``; False starts over.
+            **options: scalar method options passed to :meth:`explain` (``steps``, ``seed``).
+
+        Returns:
+            An :class:`Explanation` (``out=None``) or :class:`tf_lrp.dataset.OutputFiles`.
+
+        Raises:
+            InputError: for invalid arguments or data, or a recorded run that does not match.
+        """
+        _check_options(method, eps, bias_factor)
+        for key, value in options.items():
+            if not isinstance(value, (int, float, str, type(None))):
+                raise InputError(f"explain_dataset passes only scalar options to explain; {key}= is {type(value)}")
+        if targets is not None and np.ndim(targets) == 1:
+            targets = self._check_target(targets, len(targets))
+        elif targets is not None:
+            self._check_target(targets, 1)
+
+        def run(x: np.ndarray, target: Any, chunk_mask: Any, chunk_lengths: Any) -> tuple[Any, ...]:
+            result = self.explain(
+                x, target, method, eps, bias_factor, chunk_mask, chunk_lengths, batch_size=len(x), **options
+            )
+            return result.relevance, result.scores, result.target, result.initial_state_relevance, result.mask
+
+        record = {
+            "fingerprint": self.fingerprint,
+            "dtype": self.dtype,
+            "rules": repr(self.rules),
+            "backend": backend.name(),
+            "method": method,
+            "eps": float(eps),
+            "bias_factor": float(bias_factor),
+            "options": dict(sorted(options.items())),
+        }
+        embedding = self.layout.embedding
+        result = dataset.explain_dataset(
+            run,
+            data,
+            record=record,
+            per_sample_bytes=self.working_set_bytes,
+            feature_shape=() if embedding is not None else (self.layout.input_size,),
+            features=self.layout.input_size,
+            output_dtype=self.dtype,
+            num_outputs=self.layout.num_outputs,
+            mask_zero=embedding is not None and embedding.mask_zero,
+            batch_size=batch_size,
+            out=out,
+            targets=targets,
+            lengths=lengths,
+            mask=mask,
+            progress=progress,
+            memory_budget=memory_budget,
+            resume=resume,
+        )
+        if isinstance(result, dataset.OutputFiles):
+            return result
+        return Explanation(
+            relevance=result["relevance"],
+            scores=result["scores"],
+            target=result["targets"],
+            initial_state_relevance=result["initial_state_relevance"],
+            method=method,
+            eps=float(eps),
+            bias_factor=float(bias_factor),
+            mask=result["mask"],
         )
 
     def _method_extras(
@@ -720,118 +812,6 @@ class Explainer:
             raise InputError("baseline contains NaN or infinite values")
         return np.ascontiguousarray(array)
 
-    def explain_dataset(
-        self,
-        data: Any,
-        batch_size: int | str = "auto",
-        out: str | os.PathLike[str] | None = None,
-        method: str = "lrp",
-        targets: Any = None,
-        eps: float = 1e-3,
-        bias_factor: float = 0.0,
-        lengths: Any = None,
-        mask: Any = None,
-        progress: bool | None = None,
-        memory_budget: int | None = None,
-        resume: bool = True,
-        strategy: Any = None,
-        **options: Any,
-    ) -> Explanation | dataset.OutputFiles:
-        """Explain a data set of any size in chunks; optionally stream into a resumable ``.npy``.
-
-        See :mod:`tf_lrp.dataset` and ``docs/dataset.md``.
-
-        Args:
-            data: (N, T, D) / (N, T) array or ``np.memmap``, an ``.npy`` path (memory-mapped)
-                or ``.npz`` path (keys ``x``, optional ``lengths`` / ``mask``), a
-                ``tf.data.Dataset`` or an iterable of batches (arrays, ``(x, lengths)`` tuples
-                or dicts with ``x`` and ``lengths`` / ``mask``).
-            batch_size: ``"auto"`` (largest chunk whose working set fits ``memory_budget``) or
-                a positive int.
-            out: ``"relevances.npy"``: write there (plus scores, targets, initial-state
-                relevance and a JSON sidecar beside it) and return the paths.
-            method: one of ``METHODS``.
-            targets: None (predicted class), an int, or (N,) integers.
-            eps: LRP stabiliser ε ≥ 0.
-            bias_factor: LRP bias share in [0, 1].
-            lengths: (N,) valid lengths of post-padded data (arrays and paths).
-            mask: (N, T) bool, True on valid steps (arrays and paths).
-            progress: tqdm progress bar; None shows it only when stderr is a terminal.
-            memory_budget: bytes per chunk for ``batch_size="auto"``; None: a quarter of the
-                available host memory.
-            resume: continue the run recorded beside ``out``; False starts over.
-            strategy: a ``tf.distribute.Strategy`` (TensorFlow backend, e.g.
-                ``tf.distribute.MirroredStrategy()``): each chunk is split across its replicas
-                and gathered in order; results equal the single-device run. See ``docs/scaling.md``.
-            **options: scalar method options passed to :meth:`explain` (``steps``, ``seed``).
-
-        Returns:
-            An :class:`Explanation` (``out=None``) or :class:`tf_lrp.dataset.OutputFiles`.
-
-        Raises:
-            InputError: for invalid arguments or data, or a recorded run that does not match.
-        """
-        _check_options(method, eps, bias_factor)
-        if strategy is not None:
-            backend.check_strategy(strategy)
-        for key, value in options.items():
-            if not isinstance(value, (int, float, str, type(None))):
-                raise InputError(f"explain_dataset passes only scalar options to explain; {key}= is {type(value)}")
-        if targets is not None and np.ndim(targets) == 1:
-            targets = self._check_target(targets, len(targets))
-        elif targets is not None:
-            self._check_target(targets, 1)
-
-        def run(x: np.ndarray, target: Any, chunk_mask: Any, chunk_lengths: Any) -> tuple[Any, ...]:
-            result = self.explain(
-                x, target, method, eps, bias_factor, chunk_mask, chunk_lengths, batch_size=len(x),
-                strategy=strategy, **options,
-            )  # fmt: skip
-            return result.relevance, result.scores, result.target, result.initial_state_relevance, result.mask
-
-        record = {
-            "fingerprint": self.fingerprint,
-            "dtype": self.dtype,
-            "rules": repr(self.rules),
-            "backend": backend.name(),
-            "method": method,
-            "eps": float(eps),
-            "bias_factor": float(bias_factor),
-            "options": dict(sorted(options.items())),
-        }
-        embedding = self.layout.embedding
-        result = dataset.explain_dataset(
-            run,
-            data,
-            record=record,
-            per_sample_bytes=self.working_set_bytes,
-            feature_shape=() if embedding is not None else (self.layout.input_size,),
-            features=self.layout.input_size,
-            output_dtype=self.dtype,
-            num_outputs=self.layout.num_outputs,
-            mask_zero=embedding is not None and embedding.mask_zero,
-            batch_size=batch_size,
-            out=out,
-            targets=targets,
-            lengths=lengths,
-            mask=mask,
-            progress=progress,
-            memory_budget=memory_budget,
-            resume=resume,
-        )
-        if isinstance(result, dataset.OutputFiles):
-            return result
-        return Explanation(
-            relevance=result["relevance"],
-            scores=result["scores"],
-            target=result["targets"],
-            initial_state_relevance=result["initial_state_relevance"],
-            method=method,
-            eps=float(eps),
-            bias_factor=float(bias_factor),
-            mask=result["mask"],
-        )
-
     def score(self, x: Any, mask: Any = None, lengths: Any = None, batch_size: int | None = None) -> np.ndarray:
         """The (B, C) scores (the last dense layer's pre-activation) of a batch."""
         array = self._check_x(x)
@@ -847,7 +827,6 @@ class Explainer:
         batch_size: int | None,
         per_sample: tuple[np.ndarray, ...] = (),
         constants: tuple[np.ndarray, ...] = (),
-        strategy: Any = None,
     ) -> tuple[np.ndarray, ...]:
         """Run a compiled function chunk by chunk and concatenate its outputs along the batch."""
         function = self._function(method, mask is not None)
@@ -860,13 +839,28 @@ class Explainer:
                 args.append(mask[window])
             args += [a[window] for a in per_sample]
             args += list(constants)
-            result = function(*args) if strategy is None else function.run_distributed(strategy, *args)
+            result = function(*args)
             parts.append(result if isinstance(result, tuple) else (result,))
         return tuple(np.concatenate(p, axis=0) for p in zip(*parts, strict=True))
 
     def __repr__(self) -> str:
         layers = self.layout.describe().replace("\n", "; ")
         return f"Explainer({layers}; dtype={self.dtype}, backend={backend.name()})"
+
+
+def _check_options(method: str, eps: Any, bias_factor: Any) -> None:
+    """Validate the method name, ε and the bias factor (shared by explain and explain_dataset)."""
+    if method not in METHODS:
+        raise InputError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
+    for label, value in (("eps", eps), ("bias_factor", bias_factor)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+            raise InputError(f"{label} must be a real number; got {value!r}")
+        if not math.isfinite(float(value)):
+            raise InputError(f"{label} must be finite; got {value!r}")
+    if eps < 0:
+        raise InputError(f"eps must be >= 0; got {eps!r}")
+    if not 0.0 <= bias_factor <= 1.0:
+        raise InputError(f"bias_factor must lie in [0, 1]; got {bias_factor!r}")
 
 
 def _extra_specs(method: str, input_size: int, dtype: str) -> list[tuple[str, backend.TensorSpec]]:
