@@ -1,0 +1,297 @@
+"""The tf-lrp command line: every subcommand, its error paths, and one real console-script call."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tf_lrp import Explainer, cli
+from tf_lrp.explainer import MANIFEST_KEY
+
+D, H, C, T, N = 3, 4, 2, 6, 24
+
+
+def run(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main([str(a) for a in argv], stdout=out, stderr=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def weights(seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [
+        rng.normal(0, 0.5, (D, 4 * H)),
+        rng.normal(0, 0.5, (H, 4 * H)),
+        rng.normal(0, 0.2, (4 * H,)),
+        rng.normal(0, 0.5, (H, C)),
+        rng.normal(0, 0.1, (C,)),
+    ]
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("cli")
+    explainer = Explainer.from_weights(weights(), cell="lstm", dtype="float64")
+    explainer.save(root / "net.npz")
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(N, T, D))
+    lengths = rng.integers(1, T + 1, size=N)
+    np.save(root / "x.npy", x)
+    np.savez(root / "x.npz", x=x, lengths=lengths)
+    np.save(root / "wrong.npy", x[:, :, :2])
+    names = {"net": "net.npz", "x": "x.npy", "xz": "x.npz", "wrong": "wrong.npy"}
+    return {"root": root, **{key: root / name for key, name in names.items()}}
+
+
+@pytest.fixture(scope="module")
+def explainer(files) -> Explainer:
+    return Explainer.load(files["net"])
+
+
+# --------------------------------------------------------------------------------------------
+# explain
+
+
+def test_explain_writes_resumable_output(files, explainer, tmp_path):
+    out = tmp_path / "rel.npy"
+    code, stdout, stderr = run(["explain", files["net"], files["x"], "-o", out, "--no-progress"])
+    assert (code, stderr) == (0, "")
+    assert f"explained {N} samples" in stdout
+    x = np.load(files["x"])
+    reference = explainer.explain(x)
+    np.testing.assert_allclose(np.load(out), reference.relevance, rtol=1e-10, atol=1e-12)
+    np.testing.assert_array_equal(np.load(tmp_path / "rel.targets.npy"), reference.target)
+    assert json.loads((tmp_path / "rel.json").read_text())["completed"] == N
+
+    code, _, stderr = run(["explain", files["net"], files["x"], "-o", out, "--no-progress"])
+    assert code == 2
+    assert "exists: pass --resume to continue that run or --overwrite" in stderr
+    code, stdout, _ = run(["explain", files["net"], files["x"], "-o", out, "--resume", "--no-progress"])
+    assert code == 0
+    assert f"explained 0 samples (resumed after {N})" in stdout
+    code, _, stderr = run(["explain", files["net"], files["x"], "-o", out, "--resume", "--eps", "0.5"])
+    assert code == 2
+    assert "cannot resume" in stderr
+    assert "eps: recorded 0.001, now 0.5" in stderr
+    code, stdout, _ = run(["explain", files["net"], files["x"], "-o", out, "--overwrite", "--eps", "0.5"])
+    assert code == 0
+
+
+def test_explain_options_and_npz_data(files, explainer, tmp_path):
+    out = tmp_path / "g.npy"
+    argv = ["explain", files["net"], files["xz"], "-o", out, "--method", "gradient_x_input", "--target", "1"]
+    code, _, stderr = run([*argv, "--batch-size", "5", "--memory-budget", "64M", "--dtype", "float64"])
+    assert (code, stderr) == (0, "")
+    with np.load(files["xz"]) as data:
+        reference = explainer.explain(data["x"], target=1, method="gradient_x_input", lengths=data["lengths"])
+    np.testing.assert_allclose(np.load(out), reference.relevance, rtol=1e-10, atol=1e-12)
+    assert set(np.load(tmp_path / "g.targets.npy").tolist()) == {1}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["explain", "{root}/missing.npz", "{x}", "-o", "{tmp}/r.npy"], "model file '.*missing.npz' does not exist"),
+        (["explain", "{net}", "{root}/missing.npy", "-o", "{tmp}/r.npy"], "data file '.*missing.npy' does not exist"),
+        (["explain", "{net}", "{wrong}", "-o", "{tmp}/r.npy"], r"data must be \(batch, time, 3\) features"),
+        (["explain", "{x}", "{x}", "-o", "{tmp}/r.npy"], "unsupported model file"),
+        (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--target", "two"], "--target must be an integer or"),
+        (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--target", "5"], "target out of range"),
+        (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--batch-size", "0"], "--batch-size must be a positive"),
+        (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--memory-budget", "lots"], "--memory-budget must be"),
+        (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--bias-factor", "2"], r"bias_factor must lie in \[0, 1\]"),
+        (["explain", "{net}", "{x}", "-o", "{tmp}/r.csv"], r"out must name an \.npy file"),
+        (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--resume"], "there is no run to continue"),
+        (["explain", "{net}", "{root}/x.csv", "-o", "{tmp}/r.npy"], "does not exist"),
+        (["info", "{x}"], "info reads tf_lrp network .npz files"),
+        (["info", "{xz}"], "is not a tf_lrp network file"),
+        (["convert", "{root}/missing.keras", "-o", "{tmp}/n.npz"], "does not exist"),
+        (["convert", "{x}", "-o", "{tmp}/n.npz"], "unsupported model file"),
+        (["convert", "{net}", "-o", "{tmp}/n.txt"], r"-o must name an \.npz file"),
+        (["convert", "{xz}", "-o", "{tmp}/n.npz"], "no 'weight_ih_l0' entry"),
+        (["demo", "-o", "{tmp}/demo", "--samples", "0"], r"--samples must lie in \[1, 4000\]"),
+    ],
+)
+def test_user_mistakes_are_one_line_and_exit_2(files, tmp_path, argv, message):
+    names = {k: str(v) for k, v in files.items()} | {"tmp": str(tmp_path)}
+    code, _stdout, stderr = run([a.format(**names) for a in argv])
+    assert code == 2
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith(f"tf-lrp {argv[0]}: error: ")
+    assert re.search(message, lines[0]), lines[0]
+    assert "Traceback" not in stderr
+
+
+def test_debug_shows_the_traceback(files, tmp_path):
+    code, _, stderr = run(["--debug", "explain", tmp_path / "none.npz", files["x"], "-o", tmp_path / "r.npy"])
+    assert code == 2
+    assert "Traceback" in stderr
+    assert stderr.strip().splitlines()[-1].startswith("tf-lrp explain: error: model file")
+
+
+def test_argparse_errors_exit_2(capsys):
+    assert cli.main(["explain"]) == 2
+    assert cli.main(["explain", "a.npz", "b.npy", "-o", "c.npy", "--method", "magic"]) == 2
+    assert "invalid choice: 'magic'" in capsys.readouterr().err
+    assert cli.main(["frobnicate"]) == 2
+
+
+@pytest.mark.parametrize("command", sorted(cli.COMMANDS))
+def test_help_has_examples(command, capsys):
+    with pytest.raises(SystemExit) as stop:
+        cli.build_parser().parse_args([command, "--help"])
+    assert stop.value.code == 0
+    text = capsys.readouterr().out
+    assert "examples:" in text
+    assert f"tf-lrp {command}" in text
+
+
+def test_method_choices_come_from_the_methods_table(capsys):
+    from tf_lrp.methods import METHODS
+
+    with pytest.raises(SystemExit):
+        cli.build_parser().parse_args(["explain", "--help"])
+    text = capsys.readouterr().out
+    assert all(name in text for name in METHODS)
+
+
+# --------------------------------------------------------------------------------------------
+# convert, validate, info
+
+
+def test_convert_network_and_torch_state_dict(files, explainer, tmp_path):
+    code, stdout, _ = run(["convert", files["net"], "-o", tmp_path / "copy.npz", "--dtype", "float64"])
+    assert code == 0
+    assert "LSTM(units=4" in stdout
+    assert Explainer.load(tmp_path / "copy.npz").fingerprint == explainer.fingerprint
+
+    rng = np.random.default_rng(4)
+    state = {
+        "lstm.weight_ih_l0": rng.normal(size=(4 * H, D)),
+        "lstm.weight_hh_l0": rng.normal(size=(4 * H, H)),
+        "lstm.bias_ih_l0": rng.normal(size=(4 * H,)),
+        "lstm.bias_hh_l0": rng.normal(size=(4 * H,)),
+        "fc.weight": rng.normal(size=(C, H)),
+        "fc.bias": rng.normal(size=(C,)),
+    }
+    np.savez(tmp_path / "state.npz", **state)
+    code, stdout, stderr = run(["convert", tmp_path / "state.npz", "-o", tmp_path / "torch.npz", "--cell", "lstm"])
+    assert (code, stderr) == (0, "")
+    converted = Explainer.load(tmp_path / "torch.npz")
+    assert converted.layout.num_outputs == C
+    code, _, _ = run(["validate", tmp_path / "torch.npz"])
+    assert code == 0
+
+
+@pytest.mark.slow
+def test_convert_keras_file(tmp_path):
+    import keras
+
+    model = keras.Sequential([keras.Input((T, D)), keras.layers.LSTM(H), keras.layers.Dense(C)])
+    model.save(tmp_path / "m.keras")
+    code, _stdout, stderr = run(["convert", tmp_path / "m.keras", "-o", tmp_path / "k.npz"])
+    assert (code, stderr) == (0, "")
+    x = np.random.default_rng(5).normal(size=(4, T, D)).astype("float32")
+    ours = Explainer.load(tmp_path / "k.npz").score(x)
+    np.testing.assert_allclose(ours, model.predict(x, verbose=0), rtol=1e-4, atol=1e-5)
+    code, _, stderr = run(["convert", tmp_path / "m.keras", "-o", tmp_path / "k2.npz", "--cell", "gru"])
+    assert code == 2
+    assert "--cell and --bidirectional are for PyTorch" in stderr
+
+
+def test_validate_reports_layout_and_problems(files, tmp_path):
+    code, stdout, _ = run(["validate", files["net"]])
+    assert code == 0
+    assert "0: LSTM(units=4" in stdout
+    assert stdout.strip().endswith(": OK")
+
+    with np.load(files["net"]) as data:
+        arrays = {k: data[k] for k in data.files}
+    key = next(k for k in arrays if k.endswith("recurrent_kernel"))
+    arrays[key] = arrays[key][:, :-1]
+    np.savez(tmp_path / "broken.npz", **arrays)
+    code, stdout, _ = run(["validate", tmp_path / "broken.npz"])
+    assert code == 1
+    assert "problem: weights:" in stdout
+    assert "recurrent_kernel" in stdout
+
+    manifest = json.loads(str(arrays[MANIFEST_KEY]))
+    manifest["layers"][0]["units"] = 0
+    arrays[MANIFEST_KEY] = np.asarray(json.dumps(manifest))
+    np.savez(tmp_path / "badmanifest.npz", **arrays)
+    code, stdout, _ = run(["validate", tmp_path / "badmanifest.npz"])
+    assert code == 1
+    assert "problem: manifest:" in stdout
+
+    np.savez(tmp_path / "plain.npz", a=np.zeros(3))
+    code, stdout, _ = run(["validate", tmp_path / "plain.npz"])
+    assert code == 1
+    assert "not a tf_lrp network file" in stdout
+    code, _, stderr = run(["validate", tmp_path / "missing.npz"])
+    assert code == 2
+    assert "does not exist" in stderr
+
+
+def test_info(files, explainer):
+    code, stdout, _ = run(["info", files["net"]])
+    assert code == 0
+    assert f"fingerprint: {explainer.fingerprint}" in stdout
+    assert f"outputs: {C}" in stdout
+    assert "(batch, time, 3) features" in stdout
+
+
+# --------------------------------------------------------------------------------------------
+# demo
+
+
+def test_demo_explains_the_bundled_data(tmp_path):
+    code, stdout, stderr = run(["demo", "-o", tmp_path / "demo", "--samples", "300", "--no-progress"])
+    assert (code, stderr) == (0, "")
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert summary["samples"] == 300
+    assert summary["model_accuracy"] > 0.95
+    assert summary["top_relevance_on_keyword"] > 0.95  # the planted keyword carries the decision
+    assert summary["max_conservation_error_bias_factor_1"] < 1e-4  # float32
+    assert "samples/s" in stdout
+    assert "ground truth" in stdout
+    page = (tmp_path / "demo" / "heatmap.html").read_text()
+    assert page.startswith("<!DOCTYPE html>")
+    assert page.count("<p><b>sample") == cli.DEMO_HEATMAP_SAMPLES
+    assert np.load(tmp_path / "demo" / "relevances.npy").shape == (300, 32, 8)
+
+
+def test_bundled_demo_is_small_and_readable():
+    model, data, about = cli.demo_files()
+    assert model.stat().st_size + data.stat().st_size < 1 << 20
+    with np.load(data, allow_pickle=False) as arrays:
+        assert arrays["x"].shape[0] >= 1000
+        x, where = arrays["x"], arrays["keyword_position"]
+        assert np.isin(x[np.arange(len(x)), where], (1, 2, 3)).all()
+    assert about["ground_truth"] == "keyword_position"
+
+
+@pytest.mark.slow
+def test_console_script_runs_as_a_program(files, tmp_path):
+    script = Path(sys.executable).parent / "tf-lrp"
+    if not script.exists():
+        pytest.skip("the tf-lrp console script is not installed in this environment")
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(
+        [str(script), "explain", str(tmp_path / "no.npz"), str(files["x"]), "-o", str(tmp_path / "r.npy")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "tf-lrp explain: error: model file" in done.stderr
