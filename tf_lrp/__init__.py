@@ -10,15 +10,18 @@ from __future__ import annotations
 from ._version import __version__
 from .errors import ConversionError, InputError, LayoutError, TfLrpError
 from .explainer import Explainer, Explanation
+from .forecast import ForecastExplanation, Seq2SeqExplainer
 from .rules import RuleSet
 
 __all__ = [
     "ConversionError",
     "Explainer",
     "Explanation",
+    "ForecastExplanation",
     "InputError",
     "LayoutError",
     "RuleSet",
+    "Seq2SeqExplainer",
     "TfLrpError",
     "__version__",
 ]

@@ -352,6 +352,11 @@ def validate_manifest(manifest: Mapping[str, Any]) -> NetworkLayout:
                     name=entry.get("name", ""),
                 )
             )
+        elif kind == "seq2seq":
+            raise LayoutError(
+                "this manifest describes a GRU encoder-decoder forecaster (kind 'seq2seq'); build it with "
+                "tf_lrp.Seq2SeqExplainer.from_manifest, not Explainer"
+            )
         elif kind in ("lstm", "gru"):
             values = {**_RECURRENT_DEFAULTS, **entry}
             layers.append(

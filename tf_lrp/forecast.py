@@ -1,0 +1,468 @@
+"""The forecaster facade: :class:`Seq2SeqExplainer` and its :class:`ForecastExplanation`.
+
+Explains the forecasts of a GRU encoder-decoder (Mirzavand Borujeni et al. 2023; see
+:mod:`tf_lrp.seq2seq` and ``docs/forecaster.md``) with LRP or Gradient×Input: one forecast step
+and target, or all steps of one target at once, returning relevance maps for the history, the
+known-future inputs and the static features.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from . import _io, backend
+from .errors import InputError, LayoutError
+from .explainer import DTYPES
+from .network import GRADIENT, LRP, Context
+from .rules import RuleSet, as_ruleset
+from .seq2seq import (
+    Seq2SeqSpec,
+    backward,
+    check_seq2seq_weights,
+    forward,
+    manifest_json,
+    seed_mask,
+    validate_seq2seq_manifest,
+)
+
+MANIFEST_KEY = "__manifest__"
+#: Methods of :meth:`Seq2SeqExplainer.explain`.
+FORECAST_METHODS = ("lrp", "gradient_x_input")
+
+
+@dataclass(frozen=True)
+class ForecastExplanation:
+    """The result of :meth:`Seq2SeqExplainer.explain` (numpy arrays).
+
+    Attributes:
+        forecasts: (B, T_out, O) the forecasts ŷ.
+        history: (B, T_in, F) relevance of the history, **including** the seed path: the
+            relevance of ``x[:, -1, :O]`` through its use as the decoder's first input
+            (``seed``) is added at ``[:, -1, :O]``.
+        history_without_seed: (B, T_in, F) the same without that addition (encoder path only).
+        seed: (B, O) relevance of the last observed targets through the decoder seed.
+        future: (B, T_out, F_dec) relevance of the known-future inputs (0 after the explained step).
+        static: (B, S) relevance of the static features, summed over the decoder steps.
+        static_per_step: (B, T_out, S) the same per decoder step.
+        feedback: (B, T_out, O) relevance arriving at ŷ_t from step t+1's input (a diagnostic).
+        initial_state_relevance: (B,) LRP relevance absorbed by the encoder's zero initial
+            states (0 when bias_factor = 0 and for Gradient×Input).
+        step: the explained step, or None for all steps summed.
+        output: the explained target index.
+        method, eps, bias_factor: how it was computed.
+    """
+
+    forecasts: np.ndarray
+    history: np.ndarray
+    history_without_seed: np.ndarray
+    seed: np.ndarray
+    future: np.ndarray
+    static: np.ndarray
+    static_per_step: np.ndarray
+    feedback: np.ndarray
+    initial_state_relevance: np.ndarray
+    step: int | None
+    output: int
+    method: str
+    eps: float
+    bias_factor: float
+
+    @property
+    def explained(self) -> np.ndarray:
+        """(B,) the explained quantity: ``forecasts[:, step, output]`` or its sum over steps."""
+        series = self.forecasts[:, :, self.output]
+        return series.sum(axis=1) if self.step is None else series[:, self.step]
+
+    @property
+    def total(self) -> np.ndarray:
+        """(B,) the relevance of every input plus the initial states."""
+        return (
+            self.history.sum(axis=(1, 2))
+            + self.future.sum(axis=(1, 2))
+            + self.static.sum(axis=1)
+            + self.initial_state_relevance
+        )
+
+    @property
+    def absorbed(self) -> np.ndarray:
+        """(B,) ``explained - total``: absorbed by biases and stabilisers (0 for LRP with bias_factor = 1)."""
+        return self.explained - self.total
+
+    @property
+    def conservation_error(self) -> np.ndarray:
+        """(B,) ``|absorbed| / max(|explained|, tiny)``."""
+        scale = np.maximum(np.abs(self.explained), np.finfo(self.forecasts.dtype).tiny)
+        return np.abs(self.absorbed) / scale
+
+
+def _infer_spec(arrays: Sequence[np.ndarray], num_layers: int, outputs: int) -> Seq2SeqSpec:
+    """Read the sizes of a forecaster off its Keras-ordered weight list."""
+    if isinstance(num_layers, bool) or not isinstance(num_layers, (int, np.integer)) or num_layers < 1:
+        raise InputError(f"num_layers must be a positive int; got {num_layers!r}")
+    if isinstance(outputs, bool) or not isinstance(outputs, (int, np.integer)) or outputs < 1:
+        raise InputError(f"outputs must be a positive int; got {outputs!r}")
+    expected = 6 * num_layers + 3
+    if len(arrays) != expected:
+        raise LayoutError(
+            f"a {num_layers}-layer forecaster has {expected} weight arrays (per encoder and decoder layer: kernel, "
+            f"recurrent_kernel, bias; then head1_kernel, head1_bias, head2_kernel); got {len(arrays)}. "
+            "Check num_layers and pass the reference files' keras_weight_order"
+        )
+    shapes = [np.shape(a) for a in arrays]
+    recurrent = shapes[1]
+    if len(recurrent) != 2 or recurrent[1] != 3 * recurrent[0]:
+        raise LayoutError(
+            f"enc_l0_recurrent_kernel (array 1) has shape {recurrent}; expected (H, 3H) in Keras GRU layout"
+        )
+    units = recurrent[0]
+    offset = 3 * num_layers
+    encoder_in, decoder_in = shapes[0], shapes[offset]
+    head1, head2 = shapes[2 * offset], shapes[2 * offset + 2]
+    for label, shape in (("enc_l0_kernel", encoder_in), ("dec_l0_kernel", decoder_in), ("head1_kernel", head1)):
+        if len(shape) != 2:
+            raise LayoutError(f"{label} has shape {shape}; expected a 2-D kernel")
+    if len(head2) != 2 or head2[1] != outputs:
+        raise LayoutError(f"head2_kernel (the last array) has shape {head2}; expected (head_units, outputs={outputs})")
+    future_size = decoder_in[0] - outputs
+    static_size = head1[0] - units
+    if future_size < 0 or static_size < 0:
+        raise LayoutError(
+            f"dec_l0_kernel {decoder_in} / head1_kernel {head1} are too small for outputs={outputs}, units={units}: "
+            "the decoder's first layer reads outputs + future features, the head reads units + static features"
+        )
+    return Seq2SeqSpec(
+        num_layers=int(num_layers),
+        units=int(units),
+        input_size=int(encoder_in[0]),
+        outputs=int(outputs),
+        future_size=int(future_size),
+        static_size=int(static_size),
+        head_units=int(head1[1]),
+    )
+
+
+class Seq2SeqExplainer:
+    """Explains the forecasts of a GRU encoder-decoder with LRP or Gradient×Input.
+
+    Build one with :meth:`from_weights`, :meth:`from_manifest` or :meth:`load`.
+
+    Args:
+        spec: the forecaster's sizes.
+        weights: arrays in Keras order, or a dict keyed by the schema's names
+            (``enc_l0_kernel``, ..., ``head2_kernel``).
+        dtype: ``"float32"`` or ``"float64"``.
+        rules: a :class:`~tf_lrp.rules.RuleSet` or preset name; default ``"arras2017"``.
+        jit_compile: TensorFlow: compile with XLA.
+    """
+
+    def __init__(
+        self,
+        spec: Seq2SeqSpec,
+        weights: Sequence[Any] | Mapping[str, Any],
+        dtype: str = "float32",
+        rules: RuleSet | str | None = None,
+        jit_compile: bool = False,
+    ) -> None:
+        if dtype not in DTYPES:
+            raise InputError(f"dtype must be one of {DTYPES}; got {dtype!r}")
+        self.spec = spec
+        self.dtype = dtype
+        self.rules = as_ruleset(rules)
+        self.jit_compile = bool(jit_compile)
+        checked = check_seq2seq_weights(spec, weights)
+        self.weights: list[np.ndarray] = [np.ascontiguousarray(w, dtype=dtype) for w in checked]
+        self._compiled: dict[str, backend.Compiled] = {}
+
+    # construction ---------------------------------------------------------------------------
+
+    @classmethod
+    def from_weights(
+        cls,
+        weights: Sequence[Any] | Mapping[str, Any],
+        num_layers: int,
+        outputs: int,
+        dtype: str = "float32",
+        **options: Any,
+    ) -> Seq2SeqExplainer:
+        """Build from the forecaster's weights, sizes read off their shapes.
+
+        Args:
+            weights: the list ``enc_l0_kernel, enc_l0_recurrent_kernel, enc_l0_bias, ...,
+                dec_l0_kernel, ..., head1_kernel, head1_bias, head2_kernel`` (the reference files'
+                ``keras_weight_order``), or a dict keyed by those names.
+            num_layers: L (encoder and decoder alike).
+            outputs: O, forecast targets per step (the first O history features).
+            dtype: ``"float32"`` or ``"float64"``.
+            **options: passed to :class:`Seq2SeqExplainer` (``rules``, ``jit_compile``).
+
+        Raises:
+            LayoutError: when the arrays do not describe such a forecaster (the message names
+                the array, the expected and actual shape).
+            InputError: for a bad ``num_layers``, ``outputs`` or ``dtype``.
+        """
+        if isinstance(weights, Mapping):
+            names = ["enc_l0_recurrent_kernel"]
+            if not all(n in weights for n in names):
+                raise LayoutError(f"the weight dict has no {names[0]!r}; expected the names of weights_schema.json")
+            probe = Seq2SeqSpec(num_layers=int(num_layers), units=1, input_size=1, outputs=1)
+            missing = [s.name for s in probe.arrays if s.name not in weights]
+            if missing:
+                raise LayoutError(f"the weight dict lacks {missing} for num_layers={num_layers}")
+            arrays = [np.asarray(weights[s.name]) for s in probe.arrays]
+        else:
+            arrays = [np.asarray(w) for w in weights]
+        spec = _infer_spec(arrays, num_layers, outputs)
+        validate_seq2seq_manifest(spec.manifest)
+        return cls(spec, weights if isinstance(weights, Mapping) else arrays, dtype=dtype, **options)
+
+    @classmethod
+    def from_manifest(
+        cls, manifest: Mapping[str, Any], weights: Sequence[Any] | Mapping[str, Any], **options: Any
+    ) -> Seq2SeqExplainer:
+        """Build from a ``seq2seq`` manifest (see ``weights_schema.json``) and its weights."""
+        return cls(validate_seq2seq_manifest(manifest), weights, **options)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], **options: Any) -> Seq2SeqExplainer:
+        """Load a forecaster saved with :meth:`save` (plain arrays, no unpickling)."""
+        data = _io.load_npz(path)
+        if MANIFEST_KEY not in data:
+            raise InputError(f"{os.fspath(path)!r} is not a tf_lrp network file (no {MANIFEST_KEY!r} entry)")
+        try:
+            manifest = json.loads(str(data.pop(MANIFEST_KEY)))
+        except json.JSONDecodeError as exc:
+            raise LayoutError(f"{os.fspath(path)!r}: the stored manifest is not valid JSON ({exc})") from exc
+        dtype = options.pop("dtype", None) or (str(next(iter(data.values())).dtype) if data else "float32")
+        return cls.from_manifest(manifest, data, dtype=dtype, **options)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the manifest and the weights into one ``.npz`` (atomically)."""
+        arrays = {spec.name: w for spec, w in zip(self.spec.arrays, self.weights, strict=True)}
+        arrays[MANIFEST_KEY] = np.asarray(manifest_json(self.spec))
+        _io.save_npz(path, arrays)
+
+    # information ----------------------------------------------------------------------------
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The normalised manifest."""
+        return self.spec.manifest
+
+    @property
+    def trace_count(self) -> int:
+        """How often the compiled functions were traced so far."""
+        return sum(c.traces for c in self._compiled.values())
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """SHA-256 of the manifest and the weights (as stored, in this explainer's dtype)."""
+        import hashlib
+
+        digest = hashlib.sha256(manifest_json(self.spec).encode("utf-8"))
+        for array in self.weights:
+            digest.update(f"{array.dtype.str}{array.shape}".encode())
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
+
+    # running --------------------------------------------------------------------------------
+
+    def _function(self, method: str) -> backend.Compiled:
+        if method not in self._compiled:
+            spec, rules, dtype = self.spec, self.rules, self.dtype
+            signature: list[Any] = [
+                [backend.TensorSpec(w.shape, dtype) for w in self.weights],
+                backend.TensorSpec((None, None, spec.input_size), dtype),
+                backend.TensorSpec((None, None, spec.future_size), dtype),
+                backend.TensorSpec((None, spec.static_size), dtype),
+            ]
+            if method == "forecast":
+
+                def run(arrays: Any, x: Any, x_future: Any, static: Any) -> Any:
+                    return forward(spec, arrays, x, x_future, static).forecasts
+
+            else:
+                lrp = method == "lrp"
+                scalar = backend.TensorSpec((), dtype)
+                signature += [backend.TensorSpec((None,), dtype), backend.TensorSpec((spec.outputs,), dtype)]
+                signature += [scalar, scalar]
+
+                def run(arrays: Any, x: Any, x_future: Any, static: Any, *rest: Any) -> Any:
+                    step_weights, one_hot, eps, bias_factor = rest
+                    fwd = forward(spec, arrays, x, x_future, static)
+                    mask = seed_mask(step_weights, one_hot)
+                    seed = fwd.forecasts * mask if lrp else mask + 0 * fwd.forecasts
+                    back = backward(
+                        LRP if lrp else GRADIENT, spec, arrays, fwd, seed, Context(eps, bias_factor, rules)
+                    )
+                    return (fwd.forecasts, *back)
+
+            self._compiled[method] = backend.Compiled(run, signature, jit_compile=self.jit_compile)
+        return self._compiled[method]
+
+    def _check_inputs(
+        self, x: Any, x_future: Any, static: Any
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        spec = self.spec
+        history = _array("x", x, 3, f"(batch, T_in, {spec.input_size})", self.dtype)
+        if history.shape[2] != spec.input_size:
+            raise InputError(
+                f"x has {history.shape[2]} features per step; the encoder expects {spec.input_size}: "
+                f"x must be (batch, T_in, {spec.input_size})"
+            )
+        batch = history.shape[0]
+        if x_future is None:
+            raise InputError(
+                f"x_future is required: (batch, T_out, {spec.future_size}) known-future inputs; its time axis sets the "
+                "forecast horizon (with no future features pass np.zeros((batch, T_out, 0)))"
+            )
+        future = _array("x_future", x_future, 3, f"(batch, T_out, {spec.future_size})", self.dtype)
+        if future.shape[0] != batch or future.shape[2] != spec.future_size:
+            raise InputError(
+                f"x_future must be (batch={batch}, T_out, {spec.future_size}); got {future.shape}"
+            )
+        if future.shape[1] == 0:
+            raise InputError("x_future has 0 time steps; the forecast horizon T_out must be at least 1")
+        if spec.static_size == 0:
+            if static is not None and np.size(static) != 0:
+                raise InputError(f"this forecaster has no static features; got static of shape {np.shape(static)}")
+            static_array = np.zeros((batch, 0), dtype=self.dtype)
+        else:
+            if static is None:
+                raise InputError(f"static is required: (batch, {spec.static_size}) static features")
+            static_array = _array("static", static, 2, f"(batch, {spec.static_size})", self.dtype)
+            if static_array.shape != (batch, spec.static_size):
+                raise InputError(f"static must be (batch={batch}, {spec.static_size}); got {static_array.shape}")
+        return history, future, static_array
+
+    def forecast(self, x: Any, x_future: Any, static: Any = None) -> np.ndarray:
+        """(B, T_out, O) the forecasts of a batch."""
+        history, future, static_array = self._check_inputs(x, x_future, static)
+        return self._function("forecast")(self.weights, history, future, static_array)
+
+    def explain(
+        self,
+        x: Any,
+        x_future: Any,
+        static: Any = None,
+        step: int | None = None,
+        output: int = 0,
+        method: str = "lrp",
+        eps: float = 1e-3,
+        bias_factor: float = 0.0,
+    ) -> ForecastExplanation:
+        """Explain forecast ``step`` of target ``output`` (or all steps of it, summed).
+
+        Args:
+            x: (B, T_in, F) history; the first O features are the targets.
+            x_future: (B, T_out, F_dec) known-future inputs; T_out is the horizon.
+            static: (B, S) static features, or None when S = 0.
+            step: the forecast step in ``[0, T_out)`` (negative counts from the end), or None to
+                explain the sum of all steps (each seeded with its own value, one pass).
+            output: the target index in ``[0, O)``.
+            method: ``"lrp"`` or ``"gradient_x_input"``.
+            eps: LRP stabiliser ε ≥ 0.
+            bias_factor: LRP share of bias and stabiliser that is redistributed, in [0, 1].
+
+        Returns:
+            A :class:`ForecastExplanation`.
+
+        Raises:
+            InputError: for any invalid argument; the message names it and the fix.
+        """
+        if method not in FORECAST_METHODS:
+            raise InputError(f"unknown method {method!r}; choose one of {list(FORECAST_METHODS)}")
+        for label, value in (("eps", eps), ("bias_factor", bias_factor)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+                raise InputError(f"{label} must be a real number; got {value!r}")
+            if not math.isfinite(float(value)):
+                raise InputError(f"{label} must be finite; got {value!r}")
+        if eps < 0:
+            raise InputError(f"eps must be >= 0; got {eps!r}")
+        if not 0.0 <= bias_factor <= 1.0:
+            raise InputError(f"bias_factor must lie in [0, 1]; got {bias_factor!r}")
+        history, future, static_array = self._check_inputs(x, x_future, static)
+        horizon, outputs = future.shape[1], self.spec.outputs
+        step = _index("step", step, horizon, "the horizon T_out (x_future's time axis)", allow_none=True)
+        output = _index("output", output, outputs, "the number of forecast targets O", allow_none=False)
+        step_weights = np.ones(horizon, dtype=self.dtype) if step is None else np.eye(horizon, dtype=self.dtype)[step]
+        one_hot = np.eye(outputs, dtype=self.dtype)[output]
+        scalars = (np.asarray(eps, dtype=self.dtype), np.asarray(bias_factor, dtype=self.dtype))
+        result = self._function(method)(self.weights, history, future, static_array, step_weights, one_hot, *scalars)
+        forecasts, hist, seed, fut, static_steps, feedback, initial = result
+        if method == "gradient_x_input":
+            last = history[:, -1, :outputs]
+            hist, seed, fut = hist * history, seed * last, fut * future
+            static_steps = static_steps * static_array[:, None, :]
+            feedback = feedback * forecasts
+            initial = np.zeros_like(initial)
+        merged = hist.copy()
+        merged[:, -1, :outputs] += seed
+        for label, value in (("history", merged), ("future", fut), ("static", static_steps)):
+            if not np.isfinite(value).all():
+                hint = "use eps > 0" if eps == 0 else "check the weights' scale"
+                raise InputError(
+                    f"{method} produced non-finite {label} relevance (a stabilised denominator was 0); {hint}"
+                )
+        return ForecastExplanation(
+            forecasts=forecasts,
+            history=merged,
+            history_without_seed=hist,
+            seed=seed,
+            future=fut,
+            static=static_steps.sum(axis=1),
+            static_per_step=static_steps,
+            feedback=feedback,
+            initial_state_relevance=initial,
+            step=step,
+            output=output,
+            method=method,
+            eps=float(eps),
+            bias_factor=float(bias_factor),
+        )
+
+    def __repr__(self) -> str:
+        return f"Seq2SeqExplainer({self.spec.describe()}; dtype={self.dtype}, backend={backend.name()})"
+
+
+def _array(label: str, value: Any, ndim: int, shape: str, dtype: str) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{label} cannot be read as an array ({exc})") from exc
+    if array.ndim != ndim:
+        raise InputError(f"{label} must have shape {shape}; got {array.shape}")
+    if array.dtype.kind not in "fiu":
+        raise InputError(f"{label} must hold real numbers; got dtype {array.dtype}")
+    if array.shape[0] == 0:
+        raise InputError(f"{label} is empty: the batch has 0 samples")
+    array = np.asarray(array, dtype=dtype)
+    finite = np.isfinite(array)
+    if not finite.all():
+        where = tuple(int(i) for i in np.argwhere(~finite)[0])
+        raise InputError(
+            f"{label} contains {int((~finite).sum())} NaN or infinite values (first at index {where}); "
+            "clean or impute them before explaining"
+        )
+    return array
+
+
+def _index(label: str, value: Any, size: int, what: str, allow_none: bool) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        none = "None (all steps) or " if allow_none else ""
+        raise InputError(f"{label} must be {none}an int; got {value!r}")
+    if not -size <= value < size:
+        raise InputError(f"{label}={value} is out of range: {what} is {size}, so use 0..{size - 1} (or -{size}..-1)")
+    return int(value) % size
+
+
+__all__ = ["FORECAST_METHODS", "ForecastExplanation", "Seq2SeqExplainer"]
