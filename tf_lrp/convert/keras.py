@@ -177,6 +177,10 @@ def model_layers(model: keras.Model) -> list[Any]:
         if isinstance(layer, _L.InputLayer):
             break
         args, kwargs = node.arguments.args, node.arguments.kwargs
+        if len(args) == 1 and isinstance(args[0], (list, tuple)):
+            raise ConversionError(
+                f"model {model.name!r} is not a linear chain: {_describe(layer)} takes {len(args[0])} inputs"
+            )
         extra = sorted(set(kwargs) - {"mask", "training"})
         if len(args) != 1 or extra or len(layer._inbound_nodes) != 1:
             raise ConversionError(
