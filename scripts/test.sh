@@ -5,3 +5,4 @@ set -euo pipefail
 source "$(dirname "$0")/_venv.sh" "dev,torch,jax,viz"
 .venv/bin/ruff check .
 .venv/bin/python -m pytest "$@"
+KERAS_BACKEND=jax .venv/bin/python -m pytest -m core -q  # the numeric core again, on JAX

@@ -15,6 +15,8 @@ from tf_lrp import Explainer
 
 from .conftest import DATA, load_reference
 
+pytestmark = pytest.mark.core  # backend-agnostic: CI runs these on TensorFlow and on JAX
+
 FILES = sorted(p.name for p in Path(DATA).glob("lstm_*.npz")) + sorted(p.name for p in Path(DATA).glob("gru_*.npz"))
 TOLERANCE = {"float64": 1e-10, "float32": 1e-4}
 

@@ -474,7 +474,14 @@ class Explainer:
                 ]
             if has_mask:
                 signature.insert(2, backend.TensorSpec((None, None), "bool"))
-            self._compiled[key] = backend.Compiled(run, signature, jit_compile=self.jit_compile)
+            # batch-major arguments: x, [mask], then (methods) target and the per-sample extras
+            batch_args = [1, 2] if has_mask else [1]
+            if method != "score":
+                first = batch_args[-1] + 1
+                batch_args += list(range(first, first + 1 + per_sample))
+            self._compiled[key] = backend.Compiled(
+                run, signature, jit_compile=self.jit_compile, batch_args=batch_args
+            )
         return self._compiled[key]
 
     def _check_x(self, x: Any) -> np.ndarray:

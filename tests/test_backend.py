@@ -1,0 +1,184 @@
+"""The compiled core on TensorFlow and JAX: identical float64 results, bounded tracing.
+
+The JAX side runs in a subprocess (``KERAS_BACKEND`` is fixed per process) in which
+``import tensorflow`` is blocked, so it also proves that tf_lrp's numeric core needs no
+TensorFlow under the JAX backend. It writes its results to an ``.npz`` that this
+(TensorFlow) process compares with its own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tf_lrp import Explainer, backend
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# (name, cell, bidirectional, layer sizes): input D, recurrent H per layer, classes C
+MODELS = {
+    "lstm_bidi": ("lstm", True, 5, (6,), 3),
+    "gru_stack": ("gru", False, 4, (5, 3), 2),
+}
+BATCHES = (2, 5, 6)  # several batch sizes (5 and 6 share a JAX bucket) ...
+LENGTHS = (4, 9)  # ... and lengths through one explainer
+
+
+def _weights(cell: str, bidirectional: bool, inputs: int, units: tuple[int, ...], classes: int) -> list[np.ndarray]:
+    """Random weights in Keras order for ``Sequential([RNN(H) ..., Dense(C)])``."""
+    rng = np.random.default_rng(7)
+    gates = 4 if cell == "lstm" else 3
+    arrays: list[np.ndarray] = []
+    size = inputs
+    for h in units:
+        for _ in range(2 if bidirectional else 1):
+            bias_shape = (gates * h,) if cell == "lstm" else (2, gates * h)
+            arrays += [
+                rng.normal(0, 0.5, (size, gates * h)),
+                rng.normal(0, 0.5, (h, gates * h)),
+                rng.normal(0, 0.2, bias_shape),
+            ]
+        size = h * (2 if bidirectional else 1)
+    arrays += [rng.normal(0, 0.5, (size, classes)), rng.normal(0, 0.1, (classes,))]
+    return arrays
+
+
+def _inputs(inputs: int, batch: int, steps: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(batch * 100 + steps)
+    lengths = rng.integers(1, steps + 1, size=batch)
+    return rng.normal(size=(batch, steps, inputs)), lengths
+
+
+def _run_all(explainers: dict[str, Explainer]) -> dict[str, np.ndarray]:
+    """Every (model, method, batch, length) result as flat named arrays, plus trace counts."""
+    out: dict[str, np.ndarray] = {}
+    for name, ex in explainers.items():
+        inputs = MODELS[name][2]
+        for steps in LENGTHS:
+            for batch in BATCHES:
+                x, lengths = _inputs(inputs, batch, steps)
+                # LRP at every shape; the gradient (a second compiled function) at one shape
+                for method in ("lrp", "gradient_x_input") if (batch, steps) == (BATCHES[0], LENGTHS[0]) else ("lrp",):
+                    res = ex.explain(x, method=method, lengths=lengths, eps=1e-3, bias_factor=1.0)
+                    key = f"{name}/{method}/{batch}/{steps}"
+                    out[key + "/relevance"] = res.relevance
+                    out[key + "/scores"] = res.scores
+                    out[key + "/initial"] = res.initial_state_relevance
+        out[f"{name}/traces"] = np.asarray(ex.trace_count)
+    return out
+
+
+def _explainers(dtype: str = "float64") -> dict[str, Explainer]:
+    return {
+        name: Explainer.from_weights(_weights(cell, bidi, d, units, c), cell=cell, bidirectional=bidi, dtype=dtype)
+        for name, (cell, bidi, d, units, c) in MODELS.items()
+    }
+
+
+JAX_SCRIPT = textwrap.dedent(
+    """
+    import sys
+    sys.modules["tensorflow"] = None  # importing TensorFlow now fails: the JAX path must not need it
+    import numpy as np
+    import tests.test_backend as t
+    from tf_lrp import backend
+    assert backend.name() == "jax", backend.name()
+    np.savez(sys.argv[1], **t._run_all(t._explainers()))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def jax_results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
+    pytest.importorskip("jax")
+    path = tmp_path_factory.mktemp("jax") / "results.npz"
+    env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-c", JAX_SCRIPT, str(path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+@pytest.fixture(scope="module")
+def tf_results() -> dict[str, np.ndarray]:
+    if backend.name() != "tensorflow":
+        pytest.skip("compares the TensorFlow backend (this process) with JAX (a subprocess)")
+    return _run_all(_explainers())
+
+
+@pytest.mark.slow
+@pytest.mark.jax
+def test_jax_matches_tensorflow_float64(tf_results: dict[str, np.ndarray], jax_results: dict[str, np.ndarray]) -> None:
+    compared = [k for k in tf_results if not k.endswith("/traces")]
+    assert sorted(compared) == sorted(k for k in jax_results if not k.endswith("/traces"))
+    assert len(compared) == len(MODELS) * (len(BATCHES) * len(LENGTHS) + 1) * 3
+    worst = 0.0
+    for key in compared:
+        expected, actual = tf_results[key], jax_results[key]
+        assert actual.dtype == np.float64, key
+        scale = max(np.abs(expected).max(), np.finfo(np.float64).tiny)
+        np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-10 * scale, err_msg=key)
+        worst = max(worst, float(np.abs(actual - expected).max() / scale))
+    assert worst < 1e-10
+
+
+@pytest.mark.slow
+def test_tensorflow_traces_once_per_method(tf_results: dict[str, np.ndarray]) -> None:
+    # two methods (lrp, gradient_x_input), each traced once for 3 batch sizes x 2 lengths
+    for name in MODELS:
+        assert int(tf_results[f"{name}/traces"]) == 2, name
+
+
+@pytest.mark.slow
+@pytest.mark.jax
+def test_jax_compiles_once_per_bucket_and_length(jax_results: dict[str, np.ndarray]) -> None:
+    # JAX specialises on shapes; the batch is padded to backend.bucket, so the compilations
+    # are bounded by (buckets hit) x (lengths) per method, not by the batch sizes seen
+    buckets = {backend.bucket(b) for b in BATCHES}
+    assert len(buckets) < len(BATCHES)  # the test exercises the padding
+    for name in MODELS:
+        assert int(jax_results[f"{name}/traces"]) == len(buckets) * len(LENGTHS) + 1, name
+
+
+def test_bucket_values() -> None:
+    assert [backend.bucket(n) for n in (1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 256, 257, 4096)] == [
+        1, 2, 3, 4, 6, 6, 8, 8, 12, 16, 256, 384, 4096,
+    ]  # fmt: skip
+    sizes = range(1, 5000)
+    assert all(n <= backend.bucket(n) < max(n * 3 // 2, 2) for n in sizes)  # less than half more work
+    assert len({backend.bucket(n) for n in sizes}) <= 2 * 13
+    with pytest.raises(ValueError, match="size must be positive"):
+        backend.bucket(0)
+
+
+def test_x64_only_for_float64_signatures() -> None:
+    spec = backend.TensorSpec
+    assert backend.needs_x64([[spec((3, 4), "float64")], spec((None,), "int32")])
+    assert not backend.needs_x64([[spec((3, 4), "float32")], spec((None,), "int32")])
+
+
+def test_padding_does_not_change_results() -> None:
+    """Batch padding (JAX, XLA) feeds bucket(B) rows, cuts outputs back to B, keeps 0-d outputs."""
+    from keras import ops
+
+    def function(x: object, scale: object) -> tuple[object, object]:
+        return x * scale, ops.sum(ops.ones_like(x[:, 0]))
+
+    signature = [backend.TensorSpec((None, 2), "float64"), backend.TensorSpec((), "float64")]
+    padded = backend.Compiled(function, signature, jit_compile=backend.name() == "tensorflow", batch_args=[0])
+    plain = backend.Compiled(function, signature)
+    x = np.arange(10.0).reshape(5, 2)
+    scaled, rows = padded(x, np.asarray(2.0))
+    np.testing.assert_array_equal(scaled, x * 2)
+    assert float(rows) == backend.bucket(5) == 6
+    scaled, rows = plain(x, np.asarray(2.0))
+    np.testing.assert_array_equal(scaled, x * 2)
+    assert float(rows) == 5
