@@ -80,9 +80,10 @@ def load_npz(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     if not file.is_file():
         raise InputError(f"file {str(file)!r} does not exist")
     try:
-        with np.load(file, allow_pickle=False) as data:
-            if not isinstance(data, Mapping):
-                raise InputError(f"{str(file)!r} holds a single array; expected an .npz archive")
+        data = np.load(file, allow_pickle=False)
+        if not isinstance(data, Mapping):  # a .npy file gives one ndarray (no context manager)
+            raise InputError(f"{str(file)!r} holds a single array; expected an .npz archive")
+        with data:
             return {key: data[key] for key in data.files}
     except InputError:
         raise
