@@ -199,6 +199,12 @@ def test_auto_budget_defaults_to_a_fraction_of_host_memory(monkeypatch):
     assert dataset.plan(5000, 4, None, None, lambda t: 1, 1 << 40)[0].indices.size == dataset.MAX_AUTO_BATCH
 
 
+def test_crop_widths_round_up_to_the_quantum_and_stay_exact():
+    window = np.array([[0, 3], [2, 5], [6, 9], [0, 9]])
+    chunks = dataset.plan(4, 9, window, 1, lambda t: 1, 1, quantum=4)
+    assert [(c.start, c.stop) for c in chunks] == [(0, 9), (0, 4), (2, 6), (5, 9)]
+
+
 def test_spans_for_lengths_and_masks():
     mask = np.array([[0, 1, 1, 0], [1, 1, 1, 1], [0, 0, 0, 1]], dtype=bool)
     np.testing.assert_array_equal(dataset.spans(4, mask=mask), [[1, 3], [0, 4], [3, 4]])

@@ -40,7 +40,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _io
+from . import _io, backend
 from .errors import InputError
 
 #: Upper bound of an automatically chosen batch (keeps progress and resume granularity useful).
@@ -49,6 +49,8 @@ MAX_AUTO_BATCH = 1024
 HOST_MEMORY_FRACTION = 0.25
 #: Budget used when the available memory cannot be read.
 FALLBACK_BUDGET = 1 << 30
+#: On JAX (one compilation per shape) crop widths are multiples of this.
+JAX_WIDTH_QUANTUM = 8
 SIDECAR_FORMAT = "tf_lrp.explain_dataset"
 SIDECAR_VERSION = 1
 #: Rows hashed at each end of the data to recognise it again on resume.
@@ -123,6 +125,7 @@ def plan(
     batch_size: int | None,
     per_sample_bytes: Callable[[int], int],
     budget: int,
+    quantum: int = 1,
 ) -> list[Chunk]:
     """Split ``count`` samples into chunks, longest valid span first.
 
@@ -133,6 +136,8 @@ def plan(
         batch_size: a fixed batch size, or None to fit ``budget``.
         per_sample_bytes: working set of one sample of a given length.
         budget: bytes one chunk may use (``batch_size=None`` only).
+        quantum: crop widths are rounded up to a multiple of this (within ``[0, steps)``), so
+            that a backend that compiles once per shape (JAX) sees few distinct lengths.
 
     Returns:
         The chunks in processing order; together they hold every index exactly once.
@@ -149,13 +154,20 @@ def plan(
         size = batch_size or _fit(budget, per_sample_bytes, int(window[first, 1] - window[first, 0]))
         while True:
             members = order[position : position + size]
-            start, stop = int(window[members, 0].min()), int(window[members, 1].max())
+            start, stop = _widen(int(window[members, 0].min()), int(window[members, 1].max()), steps, quantum)
             if batch_size or size == 1 or size * per_sample_bytes(stop - start) <= budget:
                 break
             size = _fit(budget, per_sample_bytes, stop - start)
         chunks.append(Chunk(np.sort(members), start, stop))
         position += len(members)
     return chunks
+
+
+def _widen(start: int, stop: int, steps: int, quantum: int) -> tuple[int, int]:
+    """Grow ``[start, stop)`` to a width that is a multiple of ``quantum`` (or ``steps``)."""
+    width = min(steps, -(-(stop - start) // quantum) * quantum)
+    stop = min(steps, start + width)
+    return stop - width, stop
 
 
 def _fit(budget: int, per_sample_bytes: Callable[[int], int], steps: int) -> int:
@@ -478,7 +490,8 @@ def _chunks(
         _check_array(block.x, rank, feature_shape)
         _check_block_masks(block, f"batch {number}")
         window = _block_spans(block, mask_zero)
-        for chunk in plan(block.x.shape[0], block.x.shape[1], window, batch_size, per_sample_bytes, budget):
+        quantum = JAX_WIDTH_QUANTUM if backend.name() == "jax" else 1
+        for chunk in plan(block.x.shape[0], block.x.shape[1], window, batch_size, per_sample_bytes, budget, quantum):
             yield offset, chunk, block
         offset += block.x.shape[0]
 
@@ -635,6 +648,8 @@ def _open_output(
         if previous.get("format") != SIDECAR_FORMAT:
             raise InputError(f"cannot resume: {str(sidecar_path)!r} is not a tf_lrp explain_dataset record")
         _compare(previous.get("arguments", {}), arguments, sidecar_path)
+        if int(previous.get("completed", 0)) == 0:
+            return _open_output(paths, arguments, count, steps, features, output_dtype, num_outputs, False, budget)
         plan_record = previous["plan"]
         arrays = _allocate(paths, count, steps, features, output_dtype, num_outputs, mode="r+")
         return {
