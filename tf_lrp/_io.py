@@ -40,6 +40,8 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
         raise InputError(f"cannot write {str(target)!r}: directory {str(directory)!r} does not exist")
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=directory)
     try:
+        # mkstemp creates the file 0600; give the result the permissions a plain open() would
+        os.chmod(tmp_name, _default_file_mode())
         with os.fdopen(fd, mode) as handle:
             yield handle
             handle.flush()
@@ -49,6 +51,13 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp_name)
         raise
+
+
+def _default_file_mode() -> int:
+    """``0o666`` less the process umask (what ``open(path, "w")`` would create)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def write_json(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> None:
