@@ -285,3 +285,70 @@ def test_static_refused_when_absent(explainers) -> None:
     ex = explainers[0]
     with pytest.raises(InputError, match="has no static features"):
         ex.explain(np.zeros((1, 2, 2)), np.zeros((1, 1, 0)), static=np.ones((1, 1)))
+
+
+# --------------------------------------------------------------------------------------------
+# Ground truth: a forecaster trained on a task whose correct explanation is known
+
+
+LAG, T_IN, T_OUT = 2, 6, 2
+
+
+def _copy_task(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """y_0 = x[:, LAG, 1] (a driver copied from a known lag), y_1 = x_future[:, 1, 0]; all else is noise."""
+    x = rng.uniform(-1, 1, size=(n, T_IN, 2))
+    future = rng.uniform(-1, 1, size=(n, T_OUT, 1))
+    y = np.stack([x[:, LAG, 1], future[:, 1, 0]], axis=1)[..., None]
+    return x, future, y
+
+
+def _train(spec: Seq2SeqSpec, steps: int) -> list[np.ndarray]:
+    """Adam on the forecaster's own forward (keras.ops, differentiated by tf.GradientTape)."""
+    import tensorflow as tf
+
+    from tf_lrp.seq2seq import forward
+
+    rng = np.random.default_rng(0)
+    variables = [tf.Variable(rng.uniform(-0.5, 0.5, size=a.shape)) for a in spec.arrays]
+    first = [tf.Variable(tf.zeros_like(v)) for v in variables]
+    second = [tf.Variable(tf.zeros_like(v)) for v in variables]
+    x, future, y = _copy_task(rng, 2048)
+    static = np.zeros((len(x), 0))
+
+    @tf.function
+    def train_step(x, future, static, y, t, rate):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean((forward(spec, variables, x, future, static).forecasts - y) ** 2)
+        for v, g, m, s in zip(variables, tape.gradient(loss, variables), first, second, strict=True):
+            m.assign(0.9 * m + 0.1 * g)
+            s.assign(0.999 * s + 0.001 * g * g)
+            v.assign_sub(rate * (m / (1 - 0.9**t)) / (tf.sqrt(s / (1 - 0.999**t)) + 1e-8))
+        return loss
+
+    batch = 128
+    for i in range(1, steps + 1):
+        window = slice((i * batch) % len(x), (i * batch) % len(x) + batch)
+        rate = 0.02 if i < 0.75 * steps else 0.005
+        train_step(x[window], future[window], static[window], y[window], tf.constant(float(i), tf.float64),
+                   tf.constant(rate, tf.float64))
+    return [v.numpy() for v in variables]
+
+
+@pytest.mark.slow
+def test_ground_truth_copy_task() -> None:
+    spec = Seq2SeqSpec(num_layers=1, units=8, input_size=2, outputs=1, future_size=1, head_units=8)
+    ex = Seq2SeqExplainer(spec, _train(spec, steps=400), dtype="float64")
+    x, future, y = _copy_task(np.random.default_rng(1), 200)
+    step0 = ex.explain(x, future, step=0, eps=1e-3)
+    step1 = ex.explain(x, future, step=1, eps=1e-3)
+    assert np.abs(step0.forecasts - y).mean() < 0.05, "the forecaster did not learn the task"
+    # the correct explanation of y_0 is x[:, LAG, 1] at (LAG, 1) and nothing elsewhere; of y_1 it is future[:, 1, 0]
+    assert np.corrcoef(step0.history[:, LAG, 1], x[:, LAG, 1])[0, 1] > 0.98
+    assert np.corrcoef(step1.future[:, 1, 0], future[:, 1, 0])[0, 1] > 0.98
+    for res, where in ((step0, ("history", LAG, 1)), (step1, ("future", 1, 0))):
+        maps = np.concatenate([np.abs(res.history).reshape(200, -1), np.abs(res.future).reshape(200, -1)], axis=1)
+        offset = 0 if where[0] == "history" else T_IN * 2
+        expected = offset + where[1] * (2 if where[0] == "history" else 1) + where[2]
+        assert np.argmax(maps.mean(axis=0)) == expected
+        assert np.mean(np.argmax(maps, axis=1) == expected) > 0.8
+    np.testing.assert_array_equal(step0.future[:, 1], 0)

@@ -411,9 +411,16 @@ def backward(
     decoder = fwd.decoder
     units, outputs = spec.units, spec.outputs
 
+    # what the per-step rules read, per decoder layer (stacked over time)
+    prepare = getattr(propagator, "prepare", None)
+    caches = tuple(
+        prepare(gru, s, p, c, u, ctx) if prepare is not None else c
+        for s, p, c, u in zip(spec.decoder, params.decoder, decoder.caches, decoder.inputs, strict=True)
+    )
+
     def step(carry: Any, xs: Any) -> tuple[Any, Any]:
         *states, fed_back = carry
-        record, seed_t = xs["record"], xs["seed"]
+        record, caches_t, seed_t = xs["record"], xs["caches"], xs["seed"]
         signal = propagator.dense(
             head2_spec, head2, DenseForward(record.hidden, record.forecast), seed_t + fed_back, ctx, True
         )
@@ -425,7 +432,7 @@ def backward(
         for layer in reversed(range(spec.num_layers)):
             layer_spec, layer_params = spec.decoder[layer], params.decoder[layer]
             (new_states[layer],), out = propagator.step(
-                gru, layer_spec, layer_params, record.caches[layer], (signal + states[layer],), ctx
+                gru, layer_spec, layer_params, caches_t[layer], (signal + states[layer],), ctx
             )
             signal = propagator.inputs(gru, layer_spec, layer_params, record.inputs[layer], out)
         fed_back = signal[:, :outputs]
@@ -435,7 +442,7 @@ def backward(
     zeros_h = ops.zeros_like(first)
     zeros_o = _zeros(first, outputs)
     template = (_zeros(first, spec.future_size), _zeros(first, spec.static_size), zeros_o)
-    xs = {"record": decoder, "seed": ops.transpose(seed, (1, 0, 2))}
+    xs = {"record": decoder._replace(caches=()), "caches": caches, "seed": ops.transpose(seed, (1, 0, 2))}
     final, _, (future, static, fed_back) = _scan(
         step, (*([zeros_h] * spec.num_layers), zeros_o), xs, template, True
     )
