@@ -258,19 +258,3 @@ def test_shape_expressions_never_eval() -> None:
     with pytest.raises(LayoutError, match="unknown size 'width'"):
         eval_shape_expr("3*width", {"units": 1})
 
-
-def test_atomic_write_gives_ordinary_permissions(tmp_path) -> None:
-    import os
-
-    from tf_lrp._io import atomic_write, write_json
-
-    umask = os.umask(0o022)
-    try:
-        write_json(tmp_path / "a.json", {"x": 1})
-        with atomic_write(tmp_path / "b.bin") as handle:
-            handle.write(b"1")
-    finally:
-        os.umask(umask)
-    for name in ("a.json", "b.bin"):
-        assert (tmp_path / name).stat().st_mode & 0o777 == 0o644
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.json", "b.bin"]  # no temporary file left
