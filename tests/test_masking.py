@@ -37,20 +37,12 @@ LAYOUTS = {
             {"kind": "dense", "units": 2, "input_size": 4},
         ]
     ),
-    "gru_bi_stacked_masking": _manifest(
+    "gru_bi_masking": _manifest(
         [
             {
                 "kind": "gru",
-                "units": 3,
-                "input_size": 3,
-                "direction": "bidirectional",
-                "return_sequences": True,
-                "reset_after": True,
-            },
-            {
-                "kind": "gru",
                 "units": 4,
-                "input_size": 6,
+                "input_size": 3,
                 "direction": "bidirectional",
                 "merge_mode": "sum",
                 "reset_after": False,
@@ -64,7 +56,7 @@ LAYOUTS = {
         [
             {"kind": "embedding", "input_dim": 20, "output_dim": 3, "mask_zero": True},
             {"kind": "lstm", "units": 4, "input_size": 3, "direction": "backward", "return_sequences": True},
-            {"kind": "lstm", "units": 3, "input_size": 4, "direction": "bidirectional", "merge_mode": "ave"},
+            {"kind": "lstm", "units": 3, "input_size": 4},
             {"kind": "dense", "units": 2, "input_size": 3},
         ]
     ),
@@ -87,7 +79,7 @@ def explainer(request: pytest.FixtureRequest) -> Explainer:
 
 @pytest.fixture(scope="module")
 def masking_explainer() -> Explainer:
-    return _explainer("gru_bi_stacked_masking")
+    return _explainer("gru_bi_masking")
 
 
 def _batch(explainer: Explainer, rng: np.random.Generator, batch: int, steps: int) -> np.ndarray:
