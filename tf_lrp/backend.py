@@ -136,6 +136,8 @@ class Compiled:
         self.x64 = needs_x64(signature)
         specialises = self.backend == "jax" or (self.backend == "tensorflow" and jit_compile)
         self._batched = frozenset(batch_args) if specialises else frozenset()
+        self._batch_args = frozenset(batch_args)  # split across replicas by run_distributed
+        self._steps: dict[int, tuple[Any, Callable[..., Any]]] = {}  # id(strategy) -> (strategy, step)
 
         def traced(*args: Any) -> Any:
             self.traces += 1  # runs once per trace, never per call
@@ -172,8 +174,132 @@ class Compiled:
             result = keras.tree.map_structure(lambda t: t[:rows] if t.ndim else t, result)
         return result
 
+    def run_distributed(self, strategy: Any, *args: Any) -> Any:
+        """Like calling, but with the batch split across ``strategy``'s replicas (TensorFlow only).
+
+        See :func:`distribute_call`: the ``batch_args`` are split, the other arguments go to
+        every replica. Needs ``batch_args``; the outputs must be batch-major (or scalars).
+        """
+        check_strategy(strategy)
+        if not self._batch_args:
+            raise ValueError("run_distributed needs a Compiled built with batch_args (the batch-major arguments)")
+        if id(strategy) not in self._steps:
+            self._steps[id(strategy)] = (strategy, distributed_step(strategy, self._call))
+        batched = [i in self._batch_args for i in range(len(args))]
+        pad_to = bucket if self._batched else None
+        return distribute_call(strategy, self._steps[id(strategy)][1], args, batched, pad_to)
+
 
 def is_spec(value: Any) -> bool:
     """Whether ``value`` is a :class:`TensorSpec` (for structure mapping)."""
     return isinstance(value, TensorSpec)
 
+
+# --------------------------------------------------------------------------------------------
+# Several devices: tf.distribute
+
+
+def check_strategy(strategy: Any) -> None:
+    """Refuse a ``strategy`` that is not a ``tf.distribute.Strategy`` or a backend that is not TensorFlow.
+
+    Raises:
+        InputError: naming what was passed and the fix.
+    """
+    from .errors import InputError
+
+    if name() != "tensorflow":
+        raise InputError(
+            f"strategy= needs the TensorFlow backend; the active Keras backend is {name()!r}. "
+            "Set KERAS_BACKEND=tensorflow, or drop strategy= (on JAX, shard with jax.sharding instead)"
+        )
+    import tensorflow as tf
+
+    if not isinstance(strategy, tf.distribute.Strategy):
+        raise InputError(
+            f"strategy must be a tf.distribute.Strategy (e.g. tf.distribute.MirroredStrategy()); "
+            f"got {type(strategy).__name__}"
+        )
+
+
+def distributed_step(strategy: Any, function: Callable[..., Any]) -> Callable[..., Any]:
+    """A ``tf.function`` that runs ``function`` on every replica of ``strategy`` (``strategy.run``).
+
+    The per-replica function is a ``tf.function`` with a fixed input signature, so it traces
+    once per replica device; the step itself relaxes to unknown batch and time dimensions
+    after the second shape (``reduce_retracing``).
+    """
+    import tensorflow as tf
+
+    def replica(*args: Any) -> Any:  # a plain callable: strategy.run re-wraps a tf.function itself
+        return function(*args)
+
+    def step(*args: Any) -> Any:
+        return strategy.run(replica, args=args)
+
+    return tf.function(step, reduce_retracing=True)
+
+
+def distribute_call(
+    strategy: Any,
+    step: Callable[..., Any],
+    args: list[Any] | tuple[Any, ...],
+    batched: list[bool],
+    pad_to: Callable[[int], int] | None = None,
+) -> Any:
+    """Split the batch of one call across ``strategy``'s replicas, run, gather in order.
+
+    The batch-major arguments (``batched[i]``) are padded with copies of their last row to
+    ``n·per`` rows (``n`` replicas, ``per = ceil(B / n)``, or ``pad_to(per)``) and cut into
+    ``n`` contiguous slices, replica ``r`` getting rows ``[r·per, (r+1)·per)``; the other
+    arguments (weights, scalars) go to every replica unchanged. The per-replica outputs are
+    concatenated in replica order (``experimental_local_results``; ``strategy.gather`` when
+    some replicas live on other workers, so each worker sees the whole batch) and cut back to
+    ``B`` rows. Samples are independent, so the result equals the single-device call (up to
+    the last bits: a smaller batch may change the order of BLAS sums).
+
+    Args:
+        strategy: a ``tf.distribute.Strategy`` (checked by :func:`check_strategy`).
+        step: runs the per-replica function on every replica (:func:`distributed_step`).
+        args: its positional arguments, numpy arrays or nested lists of them.
+        batched: per argument, whether it is batch-major (split) or shared (broadcast).
+        pad_to: rounds the per-replica batch up (e.g. :func:`bucket` for XLA); None: exact.
+
+    Returns:
+        The outputs (same structure as ``function``'s) as numpy arrays with ``B`` rows.
+    """
+    import tensorflow as tf
+
+    replicas = int(strategy.num_replicas_in_sync)
+    rows = len(next(a for a, b in zip(args, batched, strict=True) if b))
+    per = -(-rows // replicas)
+    if pad_to is not None:
+        per = pad_to(per)
+    extra = per * replicas - rows
+    padded = [_pad_rows(a, extra) if b and extra else a for a, b in zip(args, batched, strict=True)]
+    split = [a for a, b in zip(padded, batched, strict=True) if b]
+
+    def replica_values(context: Any) -> tuple[Any, ...]:
+        window = slice(context.replica_id_in_sync_group * per, (context.replica_id_in_sync_group + 1) * per)
+        return tuple(tf.convert_to_tensor(a[window]) for a in split)
+
+    values = iter(strategy.experimental_distribute_values_from_function(replica_values))
+    call_args = [next(values) if b else tf.nest.map_structure(tf.convert_to_tensor, a)
+                 for a, b in zip(padded, batched, strict=True)]  # fmt: skip
+    result = step(*call_args)
+    if _all_local(strategy):  # concatenate the replicas' outputs in order
+        gathered = tf.nest.map_structure(lambda value: _concatenate_local(strategy, value), result)
+    else:  # several workers: an all-gather, so each worker sees the whole batch
+        gathered = tf.nest.map_structure(lambda value: np.asarray(strategy.gather(value, axis=0)), result)
+    return tf.nest.map_structure(lambda t: t[:rows] if t.ndim else t, gathered)
+
+
+def _all_local(strategy: Any) -> bool:
+    try:
+        return len(strategy.extended.worker_devices) == strategy.num_replicas_in_sync
+    except RuntimeError:  # the default strategy has no worker devices: one replica, here
+        return True
+
+
+def _concatenate_local(strategy: Any, value: Any) -> np.ndarray:
+    parts = [np.asarray(part) for part in strategy.experimental_local_results(value)]
+    return np.concatenate(parts, axis=0) if parts[0].ndim else parts[0]

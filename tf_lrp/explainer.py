@@ -607,6 +607,7 @@ class Explainer:
         steps: int = 32,
         baseline: Any = None,
         seed: int = 0,
+        strategy: Any = None,
     ) -> Explanation:
         """Explain the scores of a batch.
 
@@ -628,6 +629,8 @@ class Explainer:
             baseline: ``integrated_gradients`` and ``occlusion`` only: None (zeros), a number,
                 or an array broadcastable to (B, T, D) (embedding vectors for token models).
             seed: ``random`` only: the seed of the control's uniform noise.
+            strategy: a ``tf.distribute.Strategy`` (TensorFlow backend): each compiled call's
+                batch is split across its replicas and the results gathered in order.
 
         Returns:
             An :class:`Explanation` with numpy arrays.
@@ -636,6 +639,8 @@ class Explainer:
             InputError: for any invalid argument; the message names it and the fix.
         """
         _check_options(method, eps, bias_factor)
+        if strategy is not None:
+            backend.check_strategy(strategy)
         array = self._check_x(x)
         valid = self._check_mask(array, mask, lengths)
         targets = self._check_target(target, array.shape[0])
@@ -644,7 +649,8 @@ class Explainer:
         relevance = None
         for shared in shared_chunks:  # partial results over chunks of IG points / occluded steps add up
             part, scores_, target_, initial = self._run_chunks(
-                method, array, valid, batch_size, per_sample=(targets, *samples), constants=(*scalars, *shared)
+                method, array, valid, batch_size, per_sample=(targets, *samples), constants=(*scalars, *shared),
+                strategy=strategy,
             )
             relevance = part if relevance is None else relevance + part
         if not np.isfinite(relevance).all():
@@ -678,6 +684,7 @@ class Explainer:
         progress: bool | None = None,
         memory_budget: int | None = None,
         resume: bool = True,
+        strategy: Any = None,
         **options: Any,
     ) -> Explanation | dataset.OutputFiles:
         """Explain a data set of any size in chunks; optionally stream into a resumable ``.npy``.
@@ -703,6 +710,9 @@ class Explainer:
             memory_budget: bytes per chunk for ``batch_size="auto"``; None: a quarter of the
                 available host memory.
             resume: continue the run recorded beside ``out``; False starts over.
+            strategy: a ``tf.distribute.Strategy`` (TensorFlow backend, e.g.
+                ``tf.distribute.MirroredStrategy()``): each chunk is split across its replicas
+                and gathered in order; results equal the single-device run. See ``docs/scaling.md``.
             **options: scalar method options passed to :meth:`explain` (``steps``, ``seed``).
 
         Returns:
@@ -712,6 +722,8 @@ class Explainer:
             InputError: for invalid arguments or data, or a recorded run that does not match.
         """
         _check_options(method, eps, bias_factor)
+        if strategy is not None:
+            backend.check_strategy(strategy)
         for key, value in options.items():
             if not isinstance(value, (int, float, str, type(None))):
                 raise InputError(f"explain_dataset passes only scalar options to explain; {key}= is {type(value)}")
@@ -722,8 +734,9 @@ class Explainer:
 
         def run(x: np.ndarray, target: Any, chunk_mask: Any, chunk_lengths: Any) -> tuple[Any, ...]:
             result = self.explain(
-                x, target, method, eps, bias_factor, chunk_mask, chunk_lengths, batch_size=len(x), **options
-            )
+                x, target, method, eps, bias_factor, chunk_mask, chunk_lengths, batch_size=len(x),
+                strategy=strategy, **options,
+            )  # fmt: skip
             return result.relevance, result.scores, result.target, result.initial_state_relevance, result.mask
 
         record = {
@@ -834,6 +847,7 @@ class Explainer:
         batch_size: int | None,
         per_sample: tuple[np.ndarray, ...] = (),
         constants: tuple[np.ndarray, ...] = (),
+        strategy: Any = None,
     ) -> tuple[np.ndarray, ...]:
         """Run a compiled function chunk by chunk and concatenate its outputs along the batch."""
         function = self._function(method, mask is not None)
@@ -846,7 +860,7 @@ class Explainer:
                 args.append(mask[window])
             args += [a[window] for a in per_sample]
             args += list(constants)
-            result = function(*args)
+            result = function(*args) if strategy is None else function.run_distributed(strategy, *args)
             parts.append(result if isinstance(result, tuple) else (result,))
         return tuple(np.concatenate(p, axis=0) for p in zip(*parts, strict=True))
 
