@@ -45,6 +45,7 @@ def _explain(ex: Seq2SeqExplainer, ref: dict[str, np.ndarray], **kwargs):
     return ex.explain(ref["x"], ref["x_future"], ref["static"], **options)
 
 
+@pytest.mark.core
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_reference(ref, ex64, dtype: str) -> None:
     ex = ex64 if dtype == "float64" else Seq2SeqExplainer.from_weights(
@@ -78,6 +79,7 @@ def test_reference(ref, ex64, dtype: str) -> None:
     np.testing.assert_array_equal(gi.initial_state_relevance, 0)
 
 
+@pytest.mark.core
 def test_reference_conserves_and_merges_the_seed(ref, ex64) -> None:
     res = _explain(ex64, ref)  # the file's bias_factor is 1
     assert float(ref["bias_factor"]) == 1.0
@@ -87,6 +89,7 @@ def test_reference_conserves_and_merges_the_seed(ref, ex64) -> None:
     np.testing.assert_array_equal(res.history, merged)
 
 
+@pytest.mark.core
 def test_all_steps_is_the_sum_of_the_steps(ref, ex64) -> None:
     every = _explain(ex64, ref, step=None, bias_factor=0.0)
     steps = [_explain(ex64, ref, step=k, bias_factor=0.0) for k in range(ref["x_future"].shape[1])]
@@ -95,6 +98,7 @@ def test_all_steps_is_the_sum_of_the_steps(ref, ex64) -> None:
     np.testing.assert_allclose(every.explained, ref["forecasts"][:, :, 0].sum(axis=1), rtol=1e-14)
 
 
+@pytest.mark.core
 def test_later_steps_get_no_relevance(ref, ex64) -> None:
     res = _explain(ex64, ref, step=0)
     np.testing.assert_array_equal(res.future[:, 1:], 0)
@@ -345,10 +349,10 @@ def test_ground_truth_copy_task() -> None:
     # the correct explanation of y_0 is x[:, LAG, 1] at (LAG, 1) and nothing elsewhere; of y_1 it is future[:, 1, 0]
     assert np.corrcoef(step0.history[:, LAG, 1], x[:, LAG, 1])[0, 1] > 0.98
     assert np.corrcoef(step1.future[:, 1, 0], future[:, 1, 0])[0, 1] > 0.98
-    for res, where in ((step0, ("history", LAG, 1)), (step1, ("future", 1, 0))):
+    # flat position of the copied input in [history (T_IN x 2) ; future (T_OUT x 1)]
+    for res, expected, copied in ((step0, LAG * 2 + 1, x[:, LAG, 1]), (step1, T_IN * 2 + 1, future[:, 1, 0])):
         maps = np.concatenate([np.abs(res.history).reshape(200, -1), np.abs(res.future).reshape(200, -1)], axis=1)
-        offset = 0 if where[0] == "history" else T_IN * 2
-        expected = offset + where[1] * (2 if where[0] == "history" else 1) + where[2]
         assert np.argmax(maps.mean(axis=0)) == expected
-        assert np.mean(np.argmax(maps, axis=1) == expected) > 0.8
+        clear = np.abs(copied) > 0.3  # where the copied value is near 0 its relevance is small, as it should be
+        assert np.mean(np.argmax(maps[clear], axis=1) == expected) > 0.95
     np.testing.assert_array_equal(step0.future[:, 1], 0)
