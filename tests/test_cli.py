@@ -60,6 +60,7 @@ def explainer(files) -> Explainer:
 # explain
 
 
+@pytest.mark.slow
 def test_explain_writes_resumable_output(files, explainer, tmp_path):
     out = tmp_path / "rel.npy"
     code, stdout, stderr = run(["explain", files["net"], files["x"], "-o", out, "--no-progress"])
@@ -85,6 +86,7 @@ def test_explain_writes_resumable_output(files, explainer, tmp_path):
     assert code == 0
 
 
+@pytest.mark.slow
 def test_explain_options_and_npz_data(files, explainer, tmp_path):
     out = tmp_path / "g.npy"
     argv = ["explain", files["net"], files["xz"], "-o", out, "--method", "gradient_x_input", "--target", "1"]
