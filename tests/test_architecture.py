@@ -30,18 +30,20 @@ RANKS = {
     "explainer": 8,
     "forecast": 9,
     "cli": 10,
+    "beam": 10,
     "__init__": 11,
     "_demo": 11,
 }
 #: consumers of arrays: they may import only these (not the numeric core).
 SIDE_MODULES = {"evaluate": {"errors", "_io", "_version"}, "viz": {"errors", "_io", "_version", "evaluate"}}
 #: modules of the numeric core: written in keras.ops, never in a framework.
-FRAMEWORKS = {"tensorflow", "jax", "torch", "matplotlib"}
+FRAMEWORKS = {"tensorflow", "jax", "torch", "matplotlib", "apache_beam"}
 FRAMEWORK_OWNERS = {
     "tensorflow": {"backend"},
     "jax": {"backend"},
     "torch": {"convert.torch"},
     "matplotlib": {"viz"},
+    "apache_beam": {"beam"},
 }
 
 
