@@ -216,3 +216,75 @@ def test_explainer_from_path(tmp_path) -> None:
     ex = Explainer.from_torch(tmp_path / "model.pt", dtype="float64")
     assert ex.layout.recurrent[0].cell == "gru"
     assert ex.layout.num_outputs == C
+
+
+# --------------------------------------------------------------------------------------------
+# The GRU encoder-decoder forecaster
+
+
+class Forecaster(torch.nn.Module):
+    """GRU encoder-decoder as in docs/forecaster.md: autoregressive decoder, relu head, static at the head."""
+
+    def __init__(self, layers: int = 2, units: int = 5, features: int = 3, outputs: int = 2, future: int = 2,
+                 static: int = 1) -> None:
+        super().__init__()
+        self.outputs = outputs
+        self.encoder = torch.nn.GRU(features, units, num_layers=layers, batch_first=True)
+        self.decoder = torch.nn.GRU(outputs + future, units, num_layers=layers, batch_first=True)
+        self.out1 = torch.nn.Linear(units + static, 4)
+        self.out2 = torch.nn.Linear(4, outputs, bias=False)
+
+    def forward(self, x: torch.Tensor, x_future: torch.Tensor, static: torch.Tensor) -> torch.Tensor:
+        _, hidden = self.encoder(x)
+        previous = x[:, -1:, : self.outputs]
+        forecasts = []
+        for t in range(x_future.shape[1]):
+            out, hidden = self.decoder(torch.cat([previous, x_future[:, t : t + 1]], dim=-1), hidden)
+            previous = self.out2(torch.relu(self.out1(torch.cat([out, static[:, None]], dim=-1))))
+            forecasts.append(previous)
+        return torch.cat(forecasts, dim=1)
+
+
+@pytest.mark.slow
+def test_forecaster_matches_torch() -> None:
+    from tf_lrp import Seq2SeqExplainer
+
+    torch.manual_seed(3)
+    model = Forecaster().double()
+    rng = np.random.default_rng(2)
+    x, future, static = rng.normal(size=(4, 6, 3)), rng.normal(size=(4, 3, 2)), rng.normal(size=(4, 1))
+    ex = Seq2SeqExplainer.from_torch(model, dtype="float64")
+    assert ex.spec.num_layers == 2
+    assert (ex.spec.outputs, ex.spec.future_size, ex.spec.static_size, ex.spec.head_units) == (2, 2, 1, 4)
+    inputs = [torch.tensor(a, requires_grad=True) for a in (x, future, static)]
+    forecasts = model(*inputs)
+    forecasts[:, 1, 1].sum().backward()
+    gi = ex.explain(x, future, static, step=1, output=1, method="gradient_x_input")
+    np.testing.assert_allclose(gi.forecasts, forecasts.detach().numpy(), rtol=0, atol=1e-12)
+    expected = [(t.grad * t).detach().numpy() for t in inputs]
+    np.testing.assert_allclose(gi.history, expected[0], rtol=0, atol=1e-12)  # both uses of x[:, -1, :O]
+    np.testing.assert_allclose(gi.future, expected[1], rtol=0, atol=1e-12)
+    np.testing.assert_allclose(gi.static, expected[2], rtol=0, atol=1e-12)
+    ex32 = Seq2SeqExplainer.from_torch(model.float().state_dict(), dtype="float32")
+    with torch.no_grad():
+        expected32 = model(*(torch.tensor(a, dtype=torch.float32) for a in (x, future, static))).numpy()
+    np.testing.assert_allclose(ex32.forecast(x, future, static), expected32, rtol=1e-6, atol=1e-6)
+
+
+def test_forecaster_conversion_errors() -> None:
+    from tf_lrp.convert import from_torch_seq2seq
+
+    state = {k: v.numpy() for k, v in Forecaster().state_dict().items()}
+    manifest, weights = from_torch_seq2seq(state)
+    assert manifest["layers"][0]["kind"] == "seq2seq"
+    assert len(weights) == 6 * 2 + 3
+    with pytest.raises(ConversionError, match="must be equally deep"):
+        from_torch_seq2seq({k: v for k, v in state.items() if "_l1" not in k or k.startswith("encoder")})
+    with pytest.raises(ConversionError, match="cannot tell the encoder"):
+        from_torch_seq2seq({("a" + k[7:] if k.startswith("encoder") else k): v for k, v in state.items()})
+    with pytest.raises(ConversionError, match="output layer has no bias"):
+        from_torch_seq2seq({**state, "out2.bias": np.zeros(2)}, head1="out1.", head2="out2.")
+    with pytest.raises(ConversionError, match=r"unknown state_dict key 'extra\.scale'"):
+        from_torch_seq2seq({**state, "extra.scale": np.zeros(2)})
+    with pytest.raises(ConversionError, match=r"missing 'decoder\.bias_hh_l0'"):
+        from_torch_seq2seq({k: v for k, v in state.items() if k != "decoder.bias_hh_l0"})

@@ -231,6 +231,28 @@ class Seq2SeqExplainer:
         return cls(validate_seq2seq_manifest(manifest), weights, **options)
 
     @classmethod
+    def from_torch(cls, state_dict: Any, dtype: str = "float32", **options: Any) -> Seq2SeqExplainer:
+        """Build from a PyTorch forecaster's ``state_dict`` (or the module, or a ``.pt``/``.pth``/``.npz`` path).
+
+        Args:
+            state_dict: see :func:`tf_lrp.convert.torch.from_torch_seq2seq`.
+            dtype: ``"float32"`` or ``"float64"``.
+            **options: ``encoder_prefix``, ``decoder_prefix``, ``head1``, ``head2`` go to the
+                converter; ``rules`` and ``jit_compile`` to :class:`Seq2SeqExplainer`.
+
+        Raises:
+            ConversionError: when the state_dict is not such a forecaster.
+        """
+        from .convert.torch import from_torch_seq2seq, load_state_dict
+
+        names = ("encoder_prefix", "decoder_prefix", "head1", "head2")
+        convert_options = {k: options.pop(k) for k in names if k in options}
+        if isinstance(state_dict, (str, os.PathLike)):
+            state_dict = load_state_dict(state_dict)
+        manifest, weights = from_torch_seq2seq(state_dict, **convert_options)
+        return cls.from_manifest(manifest, weights, dtype=dtype, **options)
+
+    @classmethod
     def load(cls, path: str | os.PathLike[str], **options: Any) -> Seq2SeqExplainer:
         """Load a forecaster saved with :meth:`save` (plain arrays, no unpickling)."""
         data = _io.load_npz(path)

@@ -22,7 +22,7 @@ class Converted(NamedTuple):
 
 def __getattr__(name: str) -> Any:
     # lazy: tf_lrp.convert.torch is imported on first use of from_torch / load_state_dict
-    if name in ("from_torch", "load_state_dict"):
+    if name in ("from_torch", "from_torch_seq2seq", "load_state_dict"):
         from . import torch as _torch
 
         return getattr(_torch, name)
@@ -33,4 +33,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["Converted", "from_keras", "from_torch", "load_state_dict"]
+__all__ = ["Converted", "from_keras", "from_torch", "from_torch_seq2seq", "load_state_dict"]

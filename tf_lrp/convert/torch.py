@@ -30,7 +30,7 @@ import numpy as np
 
 from .._io import load_npz
 from ..errors import ConversionError, InputError
-from ..layout import GATES, DenseSpec, LayerSpec, RecurrentSpec, to_manifest, validate_manifest
+from ..layout import FORMAT, FORMAT_VERSION, GATES, DenseSpec, LayerSpec, RecurrentSpec, to_manifest, validate_manifest
 from . import Converted
 
 #: PyTorch GRU row blocks, in PyTorch order.
@@ -330,6 +330,139 @@ def from_torch(
     return Converted(manifest, weights)
 
 
+def _seq2seq_gru(state: dict[str, Any], prefix: str, role: str) -> tuple[int, list[np.ndarray]]:
+    """Convert one unidirectional ``nn.GRU`` under ``prefix``: (num_layers, Keras-ordered arrays)."""
+    weights: list[np.ndarray] = []
+    layer = 0
+    while f"{prefix}weight_ih_l{layer}" in state:
+        arrays = {}
+        for kind in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            key = f"{prefix}{kind}_l{layer}"
+            if key not in state:
+                raise ConversionError(f"{role}: state_dict is missing {key!r}; the {role} must be an nn.GRU with bias")
+            arrays[kind] = _to_numpy(state[key], key)
+        w_hh = arrays["weight_hh"]
+        if w_hh.ndim != 2 or w_hh.shape[0] != 3 * w_hh.shape[1]:
+            raise ConversionError(
+                f"{prefix + 'weight_hh_l' + str(layer)!r} has shape {w_hh.shape}; the {role} must be an nn.GRU: (3H, H)"
+            )
+        units = w_hh.shape[1]
+        weights += [
+            _gru_rows(arrays["weight_ih"], units).T.copy(),
+            _gru_rows(w_hh, units).T.copy(),
+            np.stack([_gru_rows(arrays["bias_ih"], units), _gru_rows(arrays["bias_hh"], units)]),
+        ]
+        layer += 1
+    if any(k.startswith(prefix) and k.endswith("_reverse") for k in state):
+        raise ConversionError(f"{role} {prefix!r} is bidirectional; the forecaster's GRUs are unidirectional")
+    if layer == 0:
+        raise ConversionError(f"no {prefix + 'weight_ih_l0'!r} in the state_dict: name the {role} GRU's prefix")
+    return layer, weights
+
+
+def from_torch_seq2seq(
+    state_dict: Any,
+    *,
+    encoder_prefix: str | None = None,
+    decoder_prefix: str | None = None,
+    head1: str | None = None,
+    head2: str | None = None,
+) -> Converted:
+    """Convert a PyTorch GRU encoder-decoder forecaster (Mirzavand Borujeni et al. 2023).
+
+    The model: an ``nn.GRU`` encoder, an ``nn.GRU`` decoder with as many layers, run one step at
+    a time on ``[ŷ_(t−1) ; x_future_t]``, and a head ``out2(relu(out1([h ; static])))`` where
+    ``out2`` has no bias (see ``docs/forecaster.md``).
+
+    Args:
+        state_dict: the model's ``state_dict()`` (tensors or numpy arrays), or the module.
+        encoder_prefix: key prefix of the encoder GRU (e.g. ``"encoder.rnn_layer."``); None:
+            the one recurrent prefix that contains ``"enc"``.
+        decoder_prefix: the decoder GRU's prefix; None: the one that contains ``"dec"``.
+        head1: prefix of the head's first ``nn.Linear`` (with bias); None: the linear layer
+            with a bias.
+        head2: prefix of the output ``nn.Linear`` (no bias); None: the linear layer without one.
+
+    Returns:
+        :class:`~tf_lrp.convert.Converted` with a ``seq2seq`` manifest and the weights in the
+        order of ``weights_schema.json`` (``Seq2SeqExplainer.from_manifest(*converted)``).
+
+    Raises:
+        ConversionError: naming the key or prefix at fault and the fix.
+    """
+    state = _as_state_dict(state_dict)
+    keys = list(state)
+    prefixes = sorted({m.group("prefix") for k in keys if (m := _RNN_KEY.match(k)) and k.endswith("weight_ih_l0")})
+
+    def pick(given: str | None, word: str, role: str) -> str:
+        if given is not None:
+            return given
+        found = [p for p in prefixes if word in p.lower()]
+        if len(found) != 1:
+            raise ConversionError(
+                f"cannot tell the {role} GRU from the recurrent prefixes {prefixes}; pass {role}_prefix='...'"
+            )
+        return found[0]
+
+    encoder, decoder = pick(encoder_prefix, "enc", "encoder"), pick(decoder_prefix, "dec", "decoder")
+    encoder_layers, encoder_weights = _seq2seq_gru(state, encoder, "encoder")
+    decoder_layers, decoder_weights = _seq2seq_gru(state, decoder, "decoder")
+    if encoder_layers != decoder_layers:
+        raise ConversionError(
+            f"the encoder has {encoder_layers} layers and the decoder {decoder_layers}; decoder layer l starts from "
+            "encoder layer l's final state, so they must be equally deep"
+        )
+    gru_keys = {k for k in keys if (m := _RNN_KEY.match(k)) and m.group("prefix") in (encoder, decoder)}
+    linear = sorted({k[: -len("weight")] for k in set(keys) - gru_keys if k.endswith("weight")})
+    if head1 is None:
+        with_bias = [p for p in linear if f"{p}bias" in state]
+        if len(with_bias) != 1:
+            raise ConversionError(f"cannot find the head's first nn.Linear among {linear}; pass head1='...'")
+        head1 = with_bias[0]
+    if head2 is None:
+        without = [p for p in linear if f"{p}bias" not in state]
+        if len(without) != 1:
+            raise ConversionError(f"cannot find the bias-free output nn.Linear among {linear}; pass head2='...'")
+        head2 = without[0]
+    for key in (f"{head1}weight", f"{head1}bias", f"{head2}weight"):
+        if key not in state:
+            raise ConversionError(f"state_dict has no {key!r}; check head1 / head2")
+    if f"{head2}bias" in state:
+        raise ConversionError(f"{head2 + 'bias'!r}: the forecaster's output layer has no bias (nn.Linear(bias=False))")
+    used = gru_keys | {f"{head1}weight", f"{head1}bias", f"{head2}weight"}
+    leftover = sorted(set(keys) - used)
+    if leftover:
+        raise ConversionError(
+            f"unknown state_dict key {leftover[0]!r} (of {leftover}); it is not part of the forecaster"
+        )
+    w1, b1, w2 = (_to_numpy(state[k], k) for k in (f"{head1}weight", f"{head1}bias", f"{head2}weight"))
+    units = encoder_weights[1].shape[0]
+    input_size = encoder_weights[0].shape[0]
+    outputs = w2.shape[0]
+    if w1.ndim != 2 or w2.ndim != 2 or w1.shape[1] < units or w2.shape[1] != w1.shape[0]:
+        raise ConversionError(
+            f"head shapes {head1}weight {w1.shape}, {head2}weight {w2.shape} do not chain: expected "
+            f"(H', {units} + S) and (O, H')"
+        )
+    entry = {
+        "kind": "seq2seq",
+        "num_layers": encoder_layers,
+        "units": units,
+        "input_size": input_size,
+        "outputs": outputs,
+        "future_size": decoder_weights[0].shape[0] - outputs,
+        "static_size": w1.shape[1] - units,
+        "head_units": w1.shape[0],
+    }
+    if entry["future_size"] < 0:
+        raise ConversionError(
+            f"the decoder reads {decoder_weights[0].shape[0]} features per step but the head forecasts {outputs}; "
+            "the decoder's input is [previous forecast ; known-future features]"
+        )
+    manifest = {"format": FORMAT, "version": FORMAT_VERSION, "layers": [entry]}
+    return Converted(manifest, [*encoder_weights, *decoder_weights, w1.T.copy(), b1, w2.T.copy()])
+
+
 def load_state_dict(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     """Read a state_dict from ``.npz`` (no pickle) or ``.pt`` / ``.pth`` (``torch.load(weights_only=True)``).
 
@@ -372,4 +505,4 @@ def load_state_dict(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
     return {str(k): _to_numpy(v, str(k)) for k, v in loaded.items()}
 
 
-__all__ = ["from_torch", "load_state_dict"]
+__all__ = ["from_torch", "from_torch_seq2seq", "load_state_dict"]
