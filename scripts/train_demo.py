@@ -57,6 +57,10 @@ def make_data(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
 
 def main() -> int:
     keras.utils.set_random_seed(SEED)
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()  # same weights on every run
     rng = np.random.default_rng(SEED)
     train, test = make_data(TRAIN, rng), make_data(TEST, rng)
     model = keras.Sequential(
