@@ -121,6 +121,16 @@ def test_no_retrace_for_new_batch_and_lengths(ref, ex64) -> None:
 
 def test_forecast_matches_explain(ref, ex64) -> None:
     np.testing.assert_allclose(ex64.forecast(ref["x"], ref["x_future"], ref["static"]), ref["forecasts"], atol=1e-14)
+    chunked = ex64.forecast(ref["x"], ref["x_future"], ref["static"], batch_size=2)
+    np.testing.assert_allclose(chunked, ref["forecasts"], atol=1e-14)
+
+
+def test_chunks_equal_one_call(ref, ex64) -> None:
+    whole = _explain(ex64, ref)
+    chunked = _explain(ex64, ref, batch_size=1)
+    for name in ("forecasts", "history", "seed", "future", "static_per_step", "feedback", "initial_state_relevance"):
+        expected = getattr(whole, name)  # equal up to batch-size-dependent matmul round-off
+        np.testing.assert_allclose(getattr(chunked, name), expected, rtol=0, atol=1e-12 * np.abs(expected).max())
 
 
 # --------------------------------------------------------------------------------------------
@@ -277,6 +287,7 @@ def test_weight_errors(ref) -> None:
         ({"eps": float("nan")}, "eps must be finite"),
         ({"bias_factor": 2.0}, r"bias_factor must lie in \[0, 1\]"),
         ({"bias_factor": "1"}, "bias_factor must be a real number"),
+        ({"batch_size": 0}, "batch_size must be a positive int"),
     ],
 )
 def test_explain_errors(ref, ex64, kwargs, match) -> None:

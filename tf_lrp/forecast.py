@@ -364,10 +364,28 @@ class Seq2SeqExplainer:
                 raise InputError(f"static must be (batch={batch}, {spec.static_size}); got {static_array.shape}")
         return history, future, static_array
 
-    def forecast(self, x: Any, x_future: Any, static: Any = None) -> np.ndarray:
-        """(B, T_out, O) the forecasts of a batch."""
-        history, future, static_array = self._check_inputs(x, x_future, static)
-        return self._function("forecast")(self.weights, history, future, static_array)
+    def _run(
+        self, method: str, per_sample: tuple[np.ndarray, ...], constants: tuple[np.ndarray, ...], batch_size: Any
+    ) -> tuple[np.ndarray, ...]:
+        """Run a compiled function chunk by chunk; concatenate its (per-sample) outputs."""
+        batch = per_sample[0].shape[0]
+        if batch_size is None:
+            chunk = batch
+        elif isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+            raise InputError(f"batch_size must be a positive int or None; got {batch_size!r}")
+        else:
+            chunk = int(batch_size)
+        function = self._function(method)
+        parts = []
+        for start in range(0, batch, chunk):
+            result = function(self.weights, *(a[start : start + chunk] for a in per_sample), *constants)
+            parts.append(result if isinstance(result, tuple) else (result,))
+        return tuple(np.concatenate(p, axis=0) for p in zip(*parts, strict=True))
+
+    def forecast(self, x: Any, x_future: Any, static: Any = None, batch_size: int | None = None) -> np.ndarray:
+        """(B, T_out, O) the forecasts of a batch (``batch_size`` samples per compiled call)."""
+        (result,) = self._run("forecast", self._check_inputs(x, x_future, static), (), batch_size)
+        return result
 
     def explain(
         self,
@@ -379,6 +397,7 @@ class Seq2SeqExplainer:
         method: str = "lrp",
         eps: float = 1e-3,
         bias_factor: float = 0.0,
+        batch_size: int | None = None,
     ) -> ForecastExplanation:
         """Explain forecast ``step`` of target ``output`` (or all steps of it, summed).
 
@@ -392,6 +411,8 @@ class Seq2SeqExplainer:
             method: ``"lrp"`` or ``"gradient_x_input"``.
             eps: LRP stabiliser ε ≥ 0.
             bias_factor: LRP share of bias and stabiliser that is redistributed, in [0, 1].
+            batch_size: samples per compiled call (bounds memory: the forward activations of
+                every step are kept for the backward pass); None: the whole batch at once.
 
         Returns:
             A :class:`ForecastExplanation`.
@@ -417,7 +438,7 @@ class Seq2SeqExplainer:
         step_weights = np.ones(horizon, dtype=self.dtype) if step is None else np.eye(horizon, dtype=self.dtype)[step]
         one_hot = np.eye(outputs, dtype=self.dtype)[output]
         scalars = (np.asarray(eps, dtype=self.dtype), np.asarray(bias_factor, dtype=self.dtype))
-        result = self._function(method)(self.weights, history, future, static_array, step_weights, one_hot, *scalars)
+        result = self._run(method, (history, future, static_array), (step_weights, one_hot, *scalars), batch_size)
         forecasts, hist, seed, fut, static_steps, feedback, initial = result
         if method == "gradient_x_input":
             last = history[:, -1, :outputs]
