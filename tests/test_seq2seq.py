@@ -77,6 +77,11 @@ def test_reference(ref, ex64, dtype: str) -> None:
     _close(gi.future, ref["gi_future"], dtype, gi_scale)
     _close(gi.static, ref["gi_static"], dtype, gi_scale)
     np.testing.assert_array_equal(gi.initial_state_relevance, 0)
+    grad = _explain(ex, ref, method="gradient")
+    grad_scale = np.abs(ref["grad_history"]).max()
+    _close(grad.history, ref["grad_history"], dtype)
+    _close(grad.future, ref["grad_future"], dtype, grad_scale)
+    _close(grad.static, ref["grad_static"], dtype, grad_scale)
 
 
 @pytest.mark.core

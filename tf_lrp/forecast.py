@@ -35,7 +35,7 @@ from .seq2seq import (
 
 MANIFEST_KEY = "__manifest__"
 #: Methods of :meth:`Seq2SeqExplainer.explain`.
-FORECAST_METHODS = ("lrp", "gradient_x_input")
+FORECAST_METHODS = ("lrp", "gradient_x_input", "gradient")
 
 
 @dataclass(frozen=True)
@@ -408,7 +408,8 @@ class Seq2SeqExplainer:
             step: the forecast step in ``[0, T_out)`` (negative counts from the end), or None to
                 explain the sum of all steps (each seeded with its own value, one pass).
             output: the target index in ``[0, O)``.
-            method: ``"lrp"`` or ``"gradient_x_input"``.
+            method: ``"lrp"``, ``"gradient_x_input"``, or ``"gradient"`` (the plain gradient of
+                the explained forecast; the history map adds both uses of ``x[:, -1, :O]``).
             eps: LRP stabiliser ε ≥ 0.
             bias_factor: LRP share of bias and stabiliser that is redistributed, in [0, 1].
             batch_size: samples per compiled call (bounds memory: the forward activations of
@@ -438,14 +439,16 @@ class Seq2SeqExplainer:
         step_weights = np.ones(horizon, dtype=self.dtype) if step is None else np.eye(horizon, dtype=self.dtype)[step]
         one_hot = np.eye(outputs, dtype=self.dtype)[output]
         scalars = (np.asarray(eps, dtype=self.dtype), np.asarray(bias_factor, dtype=self.dtype))
-        result = self._run(method, (history, future, static_array), (step_weights, one_hot, *scalars), batch_size)
+        core = "lrp" if method == "lrp" else "gradient"  # both gradient methods share one compiled function
+        result = self._run(core, (history, future, static_array), (step_weights, one_hot, *scalars), batch_size)
         forecasts, hist, seed, fut, static_steps, feedback, initial = result
+        if core == "gradient":
+            initial = np.zeros_like(initial)
         if method == "gradient_x_input":
             last = history[:, -1, :outputs]
             hist, seed, fut = hist * history, seed * last, fut * future
             static_steps = static_steps * static_array[:, None, :]
             feedback = feedback * forecasts
-            initial = np.zeros_like(initial)
         merged = hist.copy()
         merged[:, -1, :outputs] += seed
         for label, value in (("history", merged), ("future", fut), ("static", static_steps)):
