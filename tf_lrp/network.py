@@ -25,7 +25,7 @@ from keras import ops
 
 from .cells import ACTIVATIONS, CELLS
 from .layout import DenseSpec, EmbeddingSpec, NetworkLayout, RecurrentSpec
-from .rules import RuleSet, epsilon_node, sum_node
+from .rules import RuleSet, gate_takes_relevance, sum_node
 
 Tensor = Any
 
@@ -259,7 +259,9 @@ class Propagator:
             one step of the recurrence, backwards.
         inputs: ``(cell module, spec, params, inputs, stacked per-step outputs) -> signal at
             the layer's inputs`` (T, B, D), computed for all steps at once.
-        template: ``(spec, zeros (B, H)) -> zeros shaped like one per-step output``.
+        template: ``(spec, zeros (B, H), ctx) -> zeros shaped like one per-step output``.
+        prepare: ``(cell module, spec, params, cache, inputs, ctx) -> what the steps read``
+            (LRP adds gate pre-activations when the product rule feeds gates).
     """
 
     name: str
@@ -267,15 +269,16 @@ class Propagator:
     merge: Callable[..., tuple[Tensor, ...]]
     step: Callable[..., tuple[Any, Any]]
     inputs: Callable[..., Tensor]
-    template: Callable[[Tensor], Any]
+    template: Callable[..., Any]
+    prepare: Callable[..., Any] = lambda cell, spec, params, cache, inputs, ctx: cache
 
 
 def _lrp_dense(
     spec: DenseSpec, params: DenseParams, fwd: DenseForward, relevance: Tensor, ctx: Any, is_last: bool
 ) -> Tensor:
     # a hidden layer's activation (relu / linear) passes relevance unchanged to its pre-activation
-    q, share = epsilon_node(fwd.pre_activation, relevance, params.bias, ctx.eps, ctx.bias_factor, spec.input_size)
-    return fwd.inputs * ops.matmul(q, ops.transpose(params.kernel)) + share
+    rule = ctx.rules.dense_rule(is_last)
+    return rule.dense(fwd.inputs, params.kernel, params.bias, fwd.pre_activation, relevance, ctx.eps, ctx.bias_factor)
 
 
 def _gradient_dense(
@@ -323,16 +326,21 @@ def _gradient_inputs(cell: Any, spec: RecurrentSpec, params: Any, inputs: Tensor
     return cell.input_gradient(spec, params, outputs)
 
 
-def _lrp_template(spec: RecurrentSpec, zeros: Tensor) -> Any:
-    return (zeros, zeros[:, :1])
+def _lrp_template(spec: RecurrentSpec, zeros: Tensor, ctx: Any) -> Any:
+    width = len(CELLS[spec.cell].GATES) if gate_takes_relevance(ctx.rules.product) else 1
+    return (ops.concatenate([zeros] * width, axis=-1) if width > 1 else zeros, zeros[:, :1])
 
 
-def _gradient_template(spec: RecurrentSpec, zeros: Tensor) -> Any:
+def _lrp_prepare(cell: Any, spec: RecurrentSpec, params: Any, cache: Any, inputs: Tensor, ctx: Any) -> Any:
+    return cell.relevance_cache(spec, params, cache, inputs, ctx.rules)
+
+
+def _gradient_template(spec: RecurrentSpec, zeros: Tensor, ctx: Any) -> Any:
     return ops.concatenate([zeros] * len(CELLS[spec.cell].GATES), axis=-1)
 
 
 #: Layer-wise relevance propagation (the rules of :class:`~tf_lrp.rules.RuleSet`).
-LRP = Propagator("lrp", _lrp_dense, _lrp_merge, _lrp_step, _lrp_inputs, _lrp_template)
+LRP = Propagator("lrp", _lrp_dense, _lrp_merge, _lrp_step, _lrp_inputs, _lrp_template, _lrp_prepare)
 #: The plain gradient of the seeded scores.
 GRADIENT = Propagator(
     "gradient", _gradient_dense, _gradient_merge, _gradient_step, _gradient_inputs, _gradient_template
@@ -380,13 +388,13 @@ def _backward_direction(
         zero_out = tuple(ops.zeros_like(o) for o in out) if isinstance(out, tuple) else ops.zeros_like(out)
         return tuple(_select(mask_t, tuple(new_carry), carry)), _select(mask_t, out, zero_out)
 
-    xs: dict[str, Any] = {"cache": fwd.cache}
+    xs: dict[str, Any] = {"cache": propagator.prepare(cell, spec, params, fwd.cache, inputs, ctx)}
     if above is not None:
         xs["above"] = above
     if mask is not None:
         xs["mask"] = mask
     # the backward pass walks time against the direction's forward scan
-    carry, _, outputs = _scan(step, init, xs, propagator.template(spec, zeros), not reverse)
+    carry, _, outputs = _scan(step, init, xs, propagator.template(spec, zeros, ctx), not reverse)
     signal = propagator.inputs(cell, spec, params, inputs, outputs)
     leftover = sum(ops.sum(c, axis=-1) for c in carry)
     return signal, leftover

@@ -82,15 +82,207 @@ def epsilon_node(
 class SignalTakesAll:
     """Product rule for ``gate ⊙ signal``: the signal takes all relevance, the gate none.
 
-    The default of Arras et al. 2017 ("LRP-all" in Arras et al. 2019).
+    The default of Arras et al. 2017 ("LRP-all" in Arras et al. 2019). Gates then never
+    receive relevance, so their pre-activations need no ε-node.
     """
 
     name: str = "signal_takes_all"
 
+    def weigh(self, gate: Tensor, signal: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Slot: the two shares' weights; None means "all to the signal"."""
+        return None
 
-ProductRule = SignalTakesAll
+
+@dataclass(frozen=True)
+class Proportional:
+    """LRP-prop (Arras et al. 2019): gate and signal share in proportion to their values.
+
+    ``R_gate = gate / (gate + signal) · R`` and ``R_signal = signal / (gate + signal) · R``,
+    the denominator stabilised like an ε-node (``sign(0) = +1``); the stabiliser's share
+    times ``bias_factor`` goes half to each, so ``bias_factor = 1`` conserves exactly.
+    """
+
+    name: str = "proportional"
+
+    def weigh(self, gate: Tensor, signal: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Slot: the weights are the values themselves."""
+        return gate, signal
+
+
+@dataclass(frozen=True)
+class Half:
+    """LRP-half (Arras et al. 2019): gate and signal get half of the relevance each (exact)."""
+
+    name: str = "half"
+
+    def weigh(self, gate: Tensor, signal: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Slot: equal weights."""
+        return ops.ones_like(signal), ops.ones_like(signal)
+
+
+@dataclass(frozen=True)
+class Absolute:
+    """LRP-abs (Arras et al. 2019): shares in proportion to ``|gate|`` and ``|signal|``.
+
+    The denominator ``|gate| + |signal| + ε`` is positive; the ε share times ``bias_factor``
+    goes half to each, so ``bias_factor = 1`` conserves exactly.
+    """
+
+    name: str = "abs"
+
+    def weigh(self, gate: Tensor, signal: Tensor) -> tuple[Tensor, Tensor] | None:
+        """Slot: the weights are the absolute values."""
+        return ops.abs(gate), ops.abs(signal)
+
+
+ProductRule = SignalTakesAll | Proportional | Half | Absolute
+#: Product rules by name (``RuleSet(product="half")`` works too).
+PRODUCT_RULES: dict[str, type] = {
+    "signal_takes_all": SignalTakesAll,
+    "proportional": Proportional,
+    "half": Half,
+    "abs": Absolute,
+}
+
+
+def gate_takes_relevance(rule: ProductRule) -> bool:
+    """Whether ``rule`` gives gates any relevance (static: decides the relevance path)."""
+    return not isinstance(rule, SignalTakesAll)
+
+
+def split_product(
+    rule: ProductRule, gate: Tensor, signal: Tensor, relevance: Tensor, eps: Tensor, bias_factor: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Split the relevance of ``gate ⊙ signal`` (all (B, H)) into ``(R_gate, R_signal)``.
+
+    With the weights ``(w_g, w_s)`` from ``rule.weigh``: ``Q = R / stabilize(w_g + w_s)``,
+    ``R_gate = w_g Q + s``, ``R_signal = w_s Q + s`` with ``s = bias_factor · ε·sign·Q / 2``;
+    :class:`Half` divides by exactly 2.
+    """
+    weights = rule.weigh(gate, signal)
+    if weights is None:
+        return ops.zeros_like(relevance), relevance
+    if isinstance(rule, Half):
+        return relevance / 2, relevance / 2
+    total = weights[0] + weights[1]
+    q = relevance / stabilize(total, eps)
+    share = bias_factor * ops.where(total >= 0, eps, -eps) * q / 2
+    return weights[0] * q + share, weights[1] * q + share
+
+
+# --------------------------------------------------------------------------------------------
+# Rules for the dense head (linear layers)
+
+
+@dataclass(frozen=True)
+class Epsilon:
+    """The ε-rule with bias share for a dense layer (Bach et al. 2015; Arras et al. 2017).
+
+    Attributes:
+        eps: a fixed stabiliser for this layer, or None to use the ``eps`` given to
+            ``explain`` (the default; traced, so a new ε never retraces).
+    """
+
+    eps: float | None = None
+    name: str = "epsilon"
+
+    def __post_init__(self) -> None:
+        if self.eps is not None and (isinstance(self.eps, bool) or not isinstance(self.eps, (int, float))):
+            raise InputError(f"Epsilon(eps=...) must be a number >= 0 or None; got {self.eps!r}")
+        if self.eps is not None and not (self.eps >= 0 and self.eps < float("inf")):
+            raise InputError(f"Epsilon(eps=...) must be finite and >= 0; got {self.eps!r}")
+
+    def dense(
+        self,
+        inputs: Tensor,
+        kernel: Tensor,
+        bias: Tensor,
+        z: Tensor,
+        relevance: Tensor,
+        eps: Tensor,
+        bias_factor: Tensor,
+    ) -> Tensor:
+        """Slot: relevance (B, D) of the inputs (B, D) of ``z = inputs @ kernel + bias`` (B, C)."""
+        stabiliser = eps if self.eps is None else ops.cast(self.eps, z.dtype)
+        q, share = epsilon_node(z, relevance, bias, stabiliser, bias_factor, ops.shape(kernel)[0])
+        return inputs * ops.matmul(q, ops.transpose(kernel)) + share
+
+
+@dataclass(frozen=True)
+class ZPlus:
+    """The z⁺-rule (Montavon et al. 2017) for inputs of any sign: only positive contributions.
+
+    ``R_i = Σ_j (a_i w_ij)⁺ / (Σ_i (a_i w_ij)⁺ + stabilizer) · R_j``; the bias is ignored. With
+    ``(a w)⁺ = a⁺ w⁺ + a⁻ w⁻`` it costs four matmuls and never builds the (B, D, C) messages.
+    Conserves relevance wherever an output has some positive contribution.
+
+    Attributes:
+        stabilizer: a small positive number added to the denominator.
+    """
+
+    stabilizer: float = 1e-9
+    name: str = "zplus"
+
+    def __post_init__(self) -> None:
+        value = self.stabilizer
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+            raise InputError(f"ZPlus(stabilizer=...) must be a number > 0; got {self.stabilizer!r}")
+
+    def dense(
+        self,
+        inputs: Tensor,
+        kernel: Tensor,
+        bias: Tensor,
+        z: Tensor,
+        relevance: Tensor,
+        eps: Tensor,
+        bias_factor: Tensor,
+    ) -> Tensor:
+        """Slot: relevance (B, D) of the inputs (B, D) of a dense layer; see the class."""
+        zero = ops.zeros_like(inputs)
+        a_pos, a_neg = ops.maximum(inputs, zero), ops.minimum(inputs, zero)
+        w_pos, w_neg = ops.maximum(kernel, ops.zeros_like(kernel)), ops.minimum(kernel, ops.zeros_like(kernel))
+        positive = ops.matmul(a_pos, w_pos) + ops.matmul(a_neg, w_neg)
+        q = relevance / (positive + ops.cast(self.stabilizer, z.dtype))
+        return a_pos * ops.matmul(q, ops.transpose(w_pos)) + a_neg * ops.matmul(q, ops.transpose(w_neg))
+
+
+LinearRule = Epsilon | ZPlus
+#: Dense-layer rules by name.
+LINEAR_RULES: dict[str, type] = {"epsilon": Epsilon, "zplus": ZPlus}
 
 SumSpread = Literal["all", "per_unit"]
+
+
+def as_product_rule(rule: Any) -> ProductRule:
+    """Coerce a product rule instance or name (``"half"``, ...) into an instance.
+
+    Raises:
+        InputError: for anything else.
+    """
+    if isinstance(rule, tuple(PRODUCT_RULES.values())):
+        return rule
+    if isinstance(rule, str) and rule in PRODUCT_RULES:
+        return PRODUCT_RULES[rule]()
+    raise InputError(f"unknown product rule {rule!r}; choose one of {sorted(PRODUCT_RULES)} or pass a rule object")
+
+
+def as_linear_rule(rule: Any) -> LinearRule:
+    """Coerce a dense-layer rule: an instance, a name (``"zplus"``) or a number (a fixed ε).
+
+    Raises:
+        InputError: for anything else.
+    """
+    if isinstance(rule, tuple(LINEAR_RULES.values())):
+        return rule
+    if isinstance(rule, str) and rule in LINEAR_RULES:
+        return LINEAR_RULES[rule]()
+    if isinstance(rule, (int, float)) and not isinstance(rule, bool):
+        return Epsilon(float(rule))
+    raise InputError(
+        f"unknown dense rule {rule!r}; pass tf_lrp.rules.Epsilon(eps), ZPlus(), a name in "
+        f"{sorted(LINEAR_RULES)} or a number (a fixed ε)"
+    )
 
 
 @dataclass(frozen=True)
@@ -98,28 +290,46 @@ class RuleSet:
     """Which rule each kind of node uses (static structure; ε and bias_factor are traced).
 
     Attributes:
-        product: the rule for ``gate ⊙ signal`` products (only :class:`SignalTakesAll` so far).
+        product: the rule for ``gate ⊙ signal`` products: :class:`SignalTakesAll` (default),
+            :class:`Proportional`, :class:`Half` or :class:`Absolute` (or their names). With
+            any but the default, a gate's relevance passes its activation unchanged and goes
+            through the gate's pre-activation, an ε-node over ``[x_t, h_prev]`` with the gate's
+            kernel blocks and bias.
         sum_spread: how a state-update sum node (``c = f⊙c_prev + i⊙g`` in an LSTM,
             ``h = z⊙h_prev + (1-z)⊙n`` in a GRU) spreads its stabiliser share: ``"all"``
             spreads each unit's share over all 2H inputs, exactly as the reference
             implementations do (their identity-matrix formulation); ``"per_unit"`` gives unit
             j's share only to its own two inputs.
+        head: the rule of every dense layer (:class:`Epsilon` with the call's ε by default).
+        output: the rule of the last dense layer (the output), or None for ``head``.
     """
 
     product: ProductRule = SignalTakesAll()
     sum_spread: SumSpread = "all"
+    head: LinearRule = Epsilon()
+    output: LinearRule | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.product, SignalTakesAll):
-            raise InputError(f"product rule {self.product!r} is not supported; use tf_lrp.rules.SignalTakesAll()")
+        object.__setattr__(self, "product", as_product_rule(self.product))
+        object.__setattr__(self, "head", as_linear_rule(self.head))
+        if self.output is not None:
+            object.__setattr__(self, "output", as_linear_rule(self.output))
         if self.sum_spread not in ("all", "per_unit"):
             raise InputError(f"sum_spread must be 'all' or 'per_unit'; got {self.sum_spread!r}")
+
+    def dense_rule(self, is_last: bool) -> LinearRule:
+        """The rule of a dense layer (``is_last``: the output layer)."""
+        return self.output if is_last and self.output is not None else self.head
 
 
 #: Named rule sets; ``"arras2017"`` reproduces the reference implementation.
 PRESETS: dict[str, RuleSet] = {
     "arras2017": RuleSet(),
     "per_unit": RuleSet(sum_spread="per_unit"),
+    "proportional": RuleSet(product=Proportional()),
+    "half": RuleSet(product=Half()),
+    "abs": RuleSet(product=Absolute()),
+    "zplus_output": RuleSet(output=ZPlus()),
 }
 
 

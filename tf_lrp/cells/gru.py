@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 from keras import ops
 
 from ..layout import GRU_GATES, RecurrentSpec, gate_slice
-from ..rules import RuleSet, epsilon_node, sum_node
+from ..rules import RuleSet, epsilon_node, gate_takes_relevance, split_product, sum_node
 from .activations import ACTIVATIONS
 
 Tensor = Any
@@ -65,6 +65,13 @@ class GRUCache(NamedTuple):
     candidate: Tensor
     candidate_pre: Tensor
     recurrent_candidate: Tensor
+
+
+class GateCache(NamedTuple):
+    """The cache plus the gates' pre-activations, for product rules that feed gates."""
+
+    base: GRUCache
+    pre: Tensor  # (T, B, 3H) (one step: (B, 3H)): gx + h_prev @ recurrent_kernel + recurrent_bias
 
 
 def params_from_arrays(spec: RecurrentSpec, arrays: Sequence[Tensor]) -> GRUParams:
@@ -142,6 +149,106 @@ def make_cache(states: tuple[Tensor], previous: tuple[Tensor], gates: GRUGates) 
     )
 
 
+def relevance_cache(spec: RecurrentSpec, params: GRUParams, cache: GRUCache, x: Tensor, rules: RuleSet) -> Any:
+    """What :func:`relevance_step` reads: the cache, plus gate pre-activations if needed.
+
+    Only product rules that give gates relevance need the update and reset gates'
+    pre-activations; they are computed for all steps at once, outside the scan (the
+    candidate block of ``pre`` is not used).
+
+    Args:
+        spec: the layer.
+        params: the direction's weights.
+        cache: the stacked forward cache, fields (T, B, H).
+        x: (T, B, D) the layer's inputs.
+        rules: the rule set (static).
+
+    Returns:
+        ``cache`` itself, or a :class:`GateCache`.
+    """
+    if not gate_takes_relevance(rules.product):
+        return cache
+    gx = ops.matmul(x, params.kernel) + params.input_bias
+    pre = gx + ops.matmul(cache.h_prev, params.recurrent_kernel) + params.recurrent_bias
+    return GateCache(cache, pre)
+
+
+def _relevance_step_gates(
+    spec: RecurrentSpec,
+    params: GRUParams,
+    cached: GateCache,
+    relevance: tuple[Tensor],
+    eps: Tensor,
+    bias_factor: Tensor,
+    rules: RuleSet,
+) -> tuple[tuple[Tensor], tuple[Tensor, Tensor]]:
+    """LRP through one GRU step with a product rule that gives the gates relevance.
+
+    ``h = z⊙h_prev + (1−z)⊙n`` is a sum node of two products, each split by
+    ``rules.product``. The gate ``1−z = σ(−pre_z)`` is a node over ``−pre_z``, whose ε-rule
+    gives the same messages as ``pre_z``'s (the sign flips cancel), so both update-gate
+    shares go through one ε-node over ``pre_z``. The candidate ``a`` is an ε-node over
+    ``[x_t, m]`` (N = D + H) with ``m = r ⊙ gh_c`` (reset_after=True; ``gh_c = h_prev @ U_c +
+    b_rec``) or ``m = r ⊙ h_prev`` entering through ``U_c`` (reset_after=False); ``m`` is a
+    product split again, the reset gate's share going through ``pre_r``, and for
+    reset_after=True the signal's share through the ε-node ``gh_c`` over ``h_prev`` (N = H).
+    Returns ``P`` over all 3H pre-activations (gate order) and the summed share.
+    """
+    cache = cached.base
+    (R_h,) = relevance  # noqa: N806
+    units, input_size = spec.units, spec.input_size
+    candidate_slice = gate_slice("candidate", CELL, units)
+    product = rules.product
+    R_keep, R_new = sum_node(  # noqa: N806
+        (cache.update * cache.h_prev, (1 - cache.update) * cache.candidate),
+        cache.h,
+        R_h,
+        eps,
+        bias_factor,
+        rules.sum_spread,
+    )
+    R_update_keep, R_h_prev = split_product(product, cache.update, cache.h_prev, R_keep, eps, bias_factor)  # noqa: N806
+    R_update_new, R_candidate = split_product(  # noqa: N806
+        product, 1 - cache.update, cache.candidate, R_new, eps, bias_factor
+    )
+    recurrent_candidate = params.recurrent_kernel[:, candidate_slice]
+    if spec.reset_after:
+        bias = params.input_bias[candidate_slice]
+        P_candidate, share_candidate = epsilon_node(  # noqa: N806
+            cache.candidate_pre, R_candidate, bias, eps, bias_factor, input_size + units
+        )
+        mixed = cache.reset * cache.recurrent_candidate
+        R_reset, R_gh = split_product(  # noqa: N806
+            product, cache.reset, cache.recurrent_candidate, mixed * P_candidate + share_candidate, eps, bias_factor
+        )
+        P_gh, share_gh = epsilon_node(  # noqa: N806
+            cache.recurrent_candidate, R_gh, params.recurrent_bias[candidate_slice], eps, bias_factor, units
+        )
+        R_h_prev = R_h_prev + cache.h_prev * ops.matmul(P_gh, ops.transpose(recurrent_candidate)) + share_gh  # noqa: N806
+    else:
+        P_candidate, share_candidate = epsilon_node(  # noqa: N806
+            cache.candidate_pre, R_candidate, params.input_bias[candidate_slice], eps, bias_factor, input_size + units
+        )
+        R_mixed = cache.recurrent_candidate * ops.matmul(P_candidate, ops.transpose(recurrent_candidate))  # noqa: N806
+        R_reset, R_signal = split_product(  # noqa: N806
+            product, cache.reset, cache.h_prev, R_mixed + share_candidate, eps, bias_factor
+        )
+        R_h_prev = R_h_prev + R_signal  # noqa: N806
+    # one ε-node over all 3H pre-activations; the candidate block gets no relevance here
+    zeros = ops.zeros_like(R_reset)
+    per_gate = {"update": R_update_keep + R_update_new, "reset": R_reset, "candidate": zeros}
+    R_pre = ops.concatenate([per_gate[gate] for gate in GATES], axis=-1)  # noqa: N806
+    bias = params.input_bias + params.recurrent_bias
+    P_gates, share_gates = epsilon_node(cached.pre, R_pre, bias, eps, bias_factor, input_size + units)  # noqa: N806
+    R_h_prev = R_h_prev + cache.h_prev * ops.matmul(P_gates, ops.transpose(params.recurrent_kernel))  # noqa: N806
+    P_candidate_full = ops.concatenate(  # noqa: N806
+        [P_candidate if gate == "candidate" else zeros for gate in GATES], axis=-1
+    )
+    P = P_gates + P_candidate_full  # noqa: N806
+    R_h_prev = R_h_prev + share_gates  # noqa: N806
+    return (R_h_prev,), (P, share_candidate + share_gates)
+
+
 def relevance_step(
     spec: RecurrentSpec,
     params: GRUParams,
@@ -166,6 +273,8 @@ def relevance_step(
         ``(R_h_prev,)`` and ``(P, share)`` of the candidate node, see
         :func:`input_relevance`.
     """
+    if gate_takes_relevance(rules.product):
+        return _relevance_step_gates(spec, params, cache, relevance, eps, bias_factor, rules)
     (R_h,) = relevance  # noqa: N806
     units, input_size = spec.units, spec.input_size
     candidate_slice = gate_slice("candidate", CELL, units)
@@ -204,12 +313,15 @@ def input_relevance(spec: RecurrentSpec, params: GRUParams, x: Tensor, P: Tensor
         spec: the layer.
         params: the direction's weights.
         x: (T, B, D) inputs.
-        P: (T, B, H) from :func:`relevance_step`.
+        P: (T, B, H) from :func:`relevance_step`; (T, B, 3H) over all gates when the product
+            rule gives gates relevance (then the whole kernel is used).
         share: (T, B, 1).
 
     Returns:
         (T, B, D).
     """
+    if P.shape[-1] != spec.units:
+        return x * ops.matmul(P, ops.transpose(params.kernel)) + share
     kernel_candidate = params.kernel[:, gate_slice("candidate", CELL, spec.units)]
     return x * ops.matmul(P, ops.transpose(kernel_candidate)) + share
 

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from keras import ops
 
 from ..layout import LSTM_GATES, RecurrentSpec, gate_slice
-from ..rules import RuleSet, epsilon_node, sum_node
+from ..rules import RuleSet, epsilon_node, gate_takes_relevance, split_product, sum_node
 from .activations import ACTIVATIONS
 
 Tensor = Any
@@ -60,6 +60,13 @@ class LSTMCache(NamedTuple):
     candidate: Tensor
     output: Tensor
     candidate_pre: Tensor
+
+
+class GateCache(NamedTuple):
+    """The cache plus every gate's pre-activation, for product rules that feed gates."""
+
+    base: LSTMCache
+    pre: Tensor  # (T, B, 4H) (one step: (B, 4H)): x_t @ kernel + bias + h_prev @ recurrent_kernel
 
 
 def params_from_arrays(spec: RecurrentSpec, arrays: Sequence[Tensor]) -> LSTMParams:
@@ -127,6 +134,68 @@ def make_cache(states: tuple[Tensor, Tensor], previous: tuple[Tensor, Tensor], g
     )
 
 
+def relevance_cache(spec: RecurrentSpec, params: LSTMParams, cache: LSTMCache, x: Tensor, rules: RuleSet) -> Any:
+    """What :func:`relevance_step` reads: the cache, plus gate pre-activations if needed.
+
+    Only product rules that give gates relevance need every gate's pre-activation; it is
+    computed for all steps at once (two matmuls), outside the scan.
+
+    Args:
+        spec: the layer.
+        params: the direction's weights.
+        cache: the stacked forward cache, fields (T, B, H).
+        x: (T, B, D) the layer's inputs.
+        rules: the rule set (static).
+
+    Returns:
+        ``cache`` itself, or a :class:`GateCache`.
+    """
+    if not gate_takes_relevance(rules.product):
+        return cache
+    pre = ops.matmul(x, params.kernel) + params.bias + ops.matmul(cache.h_prev, params.recurrent_kernel)
+    return GateCache(cache, pre)
+
+
+def _relevance_step_gates(
+    spec: RecurrentSpec,
+    params: LSTMParams,
+    cached: GateCache,
+    relevance: tuple[Tensor, Tensor],
+    eps: Tensor,
+    bias_factor: Tensor,
+    rules: RuleSet,
+) -> tuple[tuple[Tensor, Tensor], tuple[Tensor, Tensor]]:
+    """LRP through one step with a product rule that gives the gates relevance.
+
+    Each product ``gate ⊙ signal`` (``o ⊙ act(c)``, ``f ⊙ c_prev``, ``i ⊙ g``) is split by
+    ``rules.product``; a gate's share passes its activation unchanged to its pre-activation;
+    all four gate pre-activations form one ε-node over ``[x_t, h_prev]`` (N = D + H, bias
+    ``bias``). Returns ``P`` over all 4H pre-activations (gate order) and the summed share.
+    """
+    cache = cached.base
+    R_h, R_c = relevance  # noqa: N806
+    units, input_size = spec.units, spec.input_size
+    activation, _ = ACTIVATIONS[spec.activation]
+    R_output, R_act = split_product(rules.product, cache.output, activation(cache.c), R_h, eps, bias_factor)  # noqa: N806
+    R_forget_term, R_input_term = sum_node(  # noqa: N806
+        (cache.forget * cache.c_prev, cache.input * cache.candidate),
+        cache.c,
+        R_c + R_act,
+        eps,
+        bias_factor,
+        rules.sum_spread,
+    )
+    R_forget, R_c_prev = split_product(rules.product, cache.forget, cache.c_prev, R_forget_term, eps, bias_factor)  # noqa: N806
+    R_input, R_candidate = split_product(  # noqa: N806
+        rules.product, cache.input, cache.candidate, R_input_term, eps, bias_factor
+    )
+    per_gate = {"input": R_input, "forget": R_forget, "cell": R_candidate, "output": R_output}
+    R_pre = ops.concatenate([per_gate[gate] for gate in GATES], axis=-1)  # noqa: N806
+    P, share = epsilon_node(cached.pre, R_pre, params.bias, eps, bias_factor, input_size + units)  # noqa: N806
+    R_h_prev = cache.h_prev * ops.matmul(P, ops.transpose(params.recurrent_kernel)) + share  # noqa: N806
+    return (R_h_prev, R_c_prev), (P, share)
+
+
 def relevance_step(
     spec: RecurrentSpec,
     params: LSTMParams,
@@ -141,7 +210,7 @@ def relevance_step(
     Args:
         spec: the layer.
         params: the direction's weights.
-        cache: this step's cache, fields (B, H).
+        cache: this step's cache, fields (B, H) (from :func:`relevance_cache`).
         relevance: ``(R_h, R_c)`` (B, H) arriving at this step's ``h`` and ``c``.
         eps: 0-d stabiliser.
         bias_factor: 0-d share factor.
@@ -152,6 +221,8 @@ def relevance_step(
         relevance over its stabilised pre-activation and ``share`` (B, 1) its bias share per
         input unit; :func:`input_relevance` turns them into the relevance of ``x_t``.
     """
+    if gate_takes_relevance(rules.product):
+        return _relevance_step_gates(spec, params, cache, relevance, eps, bias_factor, rules)
     R_h, R_c = relevance  # noqa: N806 (the papers' names)
     units, input_size = spec.units, spec.input_size
     R_c = R_c + R_h  # noqa: N806 (signal-take-all: h = output ⊙ act(c) gives all to c)
@@ -180,12 +251,15 @@ def input_relevance(spec: RecurrentSpec, params: LSTMParams, x: Tensor, P: Tenso
         spec: the layer.
         params: the direction's weights.
         x: (T, B, D) inputs.
-        P: (T, B, H) from :func:`relevance_step`.
+        P: (T, B, H) from :func:`relevance_step`; (T, B, 4H) over all gates when the product
+            rule gives gates relevance (then the whole kernel is used).
         share: (T, B, 1).
 
     Returns:
         (T, B, D).
     """
+    if P.shape[-1] != spec.units:
+        return x * ops.matmul(P, ops.transpose(params.kernel)) + share
     kernel_candidate = params.kernel[:, gate_slice("cell", CELL, spec.units)]
     return x * ops.matmul(P, ops.transpose(kernel_candidate)) + share
 
