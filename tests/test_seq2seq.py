@@ -46,6 +46,7 @@ def _explain(ex: Seq2SeqExplainer, ref: dict[str, np.ndarray], **kwargs):
 
 
 @pytest.mark.core
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_reference(ref, ex64, dtype: str) -> None:
     ex = ex64 if dtype == "float64" else Seq2SeqExplainer.from_weights(
@@ -159,6 +160,7 @@ def explainers() -> list[Seq2SeqExplainer]:
     return [Seq2SeqExplainer(spec, random_weights(spec, rng), dtype="float64") for spec in CONFIGS]
 
 
+@pytest.mark.slow
 @given(
     config=st.integers(0, len(CONFIGS) - 1),
     batch=st.integers(1, 3),
