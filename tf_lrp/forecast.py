@@ -326,7 +326,11 @@ class Seq2SeqExplainer:
                     )
                     return (fwd.forecasts, *back)
 
-            self._compiled[method] = backend.Compiled(run, signature, jit_compile=self.jit_compile)
+            # x, x_future, static are batch-major and every output is: a shape-specialising
+            # backend (JAX, XLA) pads the batch to a bucket instead of compiling per batch size
+            self._compiled[method] = backend.Compiled(
+                run, signature, jit_compile=self.jit_compile, batch_args=(1, 2, 3)
+            )
         return self._compiled[method]
 
     def _check_inputs(
