@@ -190,3 +190,31 @@ def test_token_errors() -> None:
     with pytest.raises(InputError, match="at least two points"):
         auc([1.0])
     assert set(MODES) == {"zero", "constant", "mean", "random_draw", "interpolate", "token"}
+
+
+@pytest.mark.slow
+def test_cli_evaluate_writes_curves(tmp_path, rng: np.random.Generator) -> None:
+    import json
+
+    from tf_lrp.cli import main
+
+    shapes = [(2, 12), (3, 12), (12,), (3, 2), (2,)]
+    weights = [rng.normal(size=shape) for shape in shapes]
+    explainer = Explainer.from_weights(weights, dtype="float64")
+    explainer.save(tmp_path / "net.npz")
+    x = rng.normal(size=(6, 5, 2))
+    np.savez(tmp_path / "data.npz", x=x, lengths=np.array([5, 4, 5, 3, 5, 5]))
+    relevance = explainer.explain(x, lengths=[5, 4, 5, 3, 5, 5]).relevance
+    np.save(tmp_path / "rel.npy", relevance)
+    out, png = tmp_path / "curves.json", tmp_path / "curves.png"
+    code = main(
+        ["evaluate", str(tmp_path / "net.npz"), str(tmp_path / "data.npz"), str(tmp_path / "rel.npy"), "-o", str(out),
+         "--steps", "5", "--png", str(png)]
+    )  # fmt: skip
+    assert code == 0
+    payload = json.loads(out.read_text())
+    assert set(payload["orders"]) == {"morf", "lrf", "random"}
+    assert len(payload["orders"]["morf"]["mean_curve"]) == 6
+    assert png.read_bytes().startswith(b"\x89PNG")
+    missing = str(tmp_path / "x.npy")
+    assert main(["evaluate", str(tmp_path / "net.npz"), str(tmp_path / "data.npz"), missing, "-o", str(out)]) == 2

@@ -1,4 +1,4 @@
-"""The ``tf-lrp`` command line: explain, convert, validate, info, demo.
+"""The ``tf-lrp`` command line: explain, convert, validate, info, demo, evaluate.
 
 ``main(argv)`` returns the exit code: 0 on success, 1 when ``validate`` finds problems, 2 for a
 user mistake (a missing file, a wrong shape, an unsupported model, a bad argument). User
@@ -68,6 +68,14 @@ Prints the layout and every problem found; exit code 1 when there are problems."
 Explains the bundled planted-keyword data set (4,000 sequences) with the bundled bidirectional
 LSTM, writes the relevances and heatmap.html, and prints samples/s, the conservation error and
 how often the top-relevant token is the planted keyword.""",
+    "evaluate": """examples:
+  tf-lrp evaluate net.npz data.npz rel.npy -o curves.json
+  tf-lrp evaluate net.npz data.npz rel.npy -o curves.json --mode interpolate --steps 20 --png curves.png
+
+Removes time steps (or single features with --unit feature) in the order of the relevance
+(RELEVANCE: .npy of shape (B, T) or (B, T, D), e.g. the output of tf-lrp explain), re-scores
+after each removal step and writes the mean curve and AUC of every --order into OUT.json
+(lower MoRF and higher LRF AUC are better; random is the baseline).""",
 }
 
 
@@ -132,6 +140,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--out", default=DEMO_DIR, metavar="DIR", help=f"output directory (default ./{DEMO_DIR})")
     demo.add_argument("--samples", type=int, default=None, help="explain only the first N samples")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    evaluate = command("evaluate", "perturbation curves and AUC of a relevance file (MoRF / LRF / random)")
+    evaluate.add_argument("model", metavar="MODEL", help="a .keras file or a tf_lrp .npz network")
+    evaluate.add_argument("data", metavar="DATA", help=".npy, or .npz with x and optional lengths/mask")
+    evaluate.add_argument("relevance", metavar="RELEVANCE", help=".npy relevance (B, T) or (B, T, D)")
+    evaluate.add_argument("-o", "--out", required=True, metavar="OUT.json", help="result file")
+    evaluate.add_argument("--order", nargs="+", choices=("morf", "lrf", "random"), default=["morf", "lrf", "random"])
+    evaluate.add_argument(
+        "--mode",
+        choices=("zero", "constant", "mean", "random_draw", "interpolate", "token"),
+        default=None,
+        help="replacement (default: zero, token for token models)",
+    )
+    evaluate.add_argument("--value", type=float, default=0.0, help="--mode constant: the fill value")
+    evaluate.add_argument("--token", type=int, default=0, help="--mode token: the replacement token id")
+    evaluate.add_argument("--unit", choices=("step", "feature"), default="step")
+    evaluate.add_argument("--steps", type=int, default=None, help="removal steps (default: one unit per step)")
+    evaluate.add_argument(
+        "--target", default="predicted", metavar="N|predicted", help="output unit to score (default predicted)"
+    )
+    evaluate.add_argument("--seed", type=int, default=0, help="seed of the random order and draws")
+    evaluate.add_argument("--png", default=None, metavar="FILE.png", help="also plot the curves (needs matplotlib)")
+    evaluate.add_argument("--dtype", choices=DTYPES, default=None, help="compute dtype (default: the model's)")
     return parser
 
 
@@ -461,12 +492,85 @@ def cmd_demo(args: argparse.Namespace, stdout: TextIO) -> int:
     return EXIT_OK
 
 
+def _load_data(path: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read ``x`` and its (B, T) mask (from ``mask`` or ``lengths``) from an .npy / .npz file."""
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"data file {path!r} does not exist")
+    if file.suffix.lower() == ".npz":
+        arrays = _io.load_npz(file)
+        if "x" not in arrays:
+            raise InputError(f"{path!r} has no array 'x' (found {sorted(arrays)})")
+        x = arrays["x"]
+        if "mask" in arrays:
+            return x, arrays["mask"].astype(bool)
+        if "lengths" in arrays:
+            return x, np.arange(x.shape[1])[None, :] < arrays["lengths"][:, None]
+        return x, None
+    if file.suffix.lower() != ".npy":
+        raise InputError(f"DATA must be an .npy or .npz file; got {path!r}")
+    try:
+        return np.load(file, allow_pickle=False), None
+    except ValueError as exc:
+        raise InputError(f"{path!r} cannot be read without unpickling ({exc})") from exc
+
+
+def cmd_evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
+    """``tf-lrp evaluate``."""
+    from . import evaluate
+
+    target = _parse_int_or(args.target, "predicted", "--target")
+    x, mask = _load_data(args.data)
+    relevance_file = Path(args.relevance)
+    if not relevance_file.is_file() or relevance_file.suffix.lower() != ".npy":
+        raise InputError(f"RELEVANCE must be an existing .npy file; got {args.relevance!r}")
+    relevance = np.load(relevance_file, allow_pickle=False)
+    explainer = load_model(args.model, args.dtype)
+    mode = args.mode or ("token" if np.asarray(x).ndim == 2 else "zero")
+    results = {
+        order: evaluate.perturbation_curve(
+            explainer,
+            x,
+            relevance,
+            order=order,
+            mode=mode,
+            steps=args.steps,
+            unit=args.unit,
+            target=None if target == "predicted" else target,
+            mask=mask,
+            value=args.value,
+            token=args.token,
+            seed=args.seed,
+        )
+        for order in args.order
+    }
+    payload = {
+        "mode": mode,
+        "unit": args.unit,
+        "samples": int(np.asarray(x).shape[0]),
+        "fractions": next(iter(results.values())).fractions.tolist(),
+        "orders": {
+            order: {"mean_auc": r.mean_auc, "mean_curve": r.mean_curve.tolist(), "auc": r.auc.tolist()}
+            for order, r in results.items()
+        },
+    }
+    _io.write_json(args.out, payload)
+    if args.png:
+        from . import viz
+
+        viz.plot_curves({order.upper(): r for order, r in results.items()}, args.png, title=f"Perturbation ({mode})")
+    summary = ", ".join(f"{order} AUC {r.mean_auc:.4g}" for order, r in results.items())
+    _say(stdout, f"{summary}; wrote {args.out}" + (f" and {args.png}" if args.png else ""))
+    return EXIT_OK
+
+
 COMMANDS = {
     "explain": cmd_explain,
     "convert": cmd_convert,
     "validate": cmd_validate,
     "info": cmd_info,
     "demo": cmd_demo,
+    "evaluate": cmd_evaluate,
 }
 
 
