@@ -121,3 +121,24 @@ def test_random_is_seeded_and_zero_on_padding(explainer: Explainer, x: np.ndarra
 def test_option_errors(explainer: Explainer, x: np.ndarray, kwargs: dict, match: str) -> None:
     with pytest.raises(InputError, match=match):
         explainer.explain(x, **kwargs)
+
+
+@pytest.mark.slow
+def test_token_model_occlusion_works_in_embedding_space() -> None:
+    from pathlib import Path
+
+    from tf_lrp._io import load_npz
+
+    demo = Path(__file__).parent.parent / "tf_lrp" / "_demo"
+    ex = Explainer.load(demo / "model.npz", dtype="float64")
+    tokens = load_npz(demo / "data.npz")["x"][:3, :12]
+    tokens[:, 0] = np.maximum(tokens[:, 0], 1)  # keep one valid step per sample
+    embedding = ex.weights[0]
+    occlusion = ex.explain(tokens, method="occlusion", baseline=embedding[5], target=0)
+    full = ex.score(tokens)[:, 0]
+    for t in (0, 4):
+        replaced = tokens.copy()
+        replaced[:, t] = np.where(tokens[:, t] != 0, 5, 0)
+        np.testing.assert_allclose(occlusion.token_relevance[:, t], full - ex.score(replaced)[:, 0], atol=1e-12)
+    ig = ex.explain(tokens, method="integrated_gradients", steps=4, baseline=embedding[tokens])
+    assert np.abs(ig.relevance).max() == 0
