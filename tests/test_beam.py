@@ -10,8 +10,10 @@ import pytest
 
 pytest.importorskip("apache_beam")
 
+from apache_beam.io.localfilesystem import LocalFileSystem
+
 from tf_lrp import Explainer, InputError
-from tf_lrp.beam import ExplainerModelHandler, to_record
+from tf_lrp.beam import ExplainerModelHandler, load_explainer, to_record
 
 D, H, C, T = 3, 5, 2, 8
 TOL = {"rtol": 0, "atol": 1e-12}
@@ -24,6 +26,17 @@ def weights(seed: int = 0) -> list[np.ndarray]:
     for _ in range(2):
         arrays += [rng.normal(0, 0.5, (D, 4 * H)), rng.normal(0, 0.5, (H, 4 * H)), rng.normal(0, 0.2, (4 * H,))]
     return [*arrays, rng.normal(0, 0.5, (2 * H, C)), rng.normal(0, 0.1, (C,))]
+
+
+class PrefixedLocalFileSystem(LocalFileSystem):
+    """Local files under a ``tflrptest://`` scheme: a stand-in for gs:// that needs no network."""
+
+    @classmethod
+    def scheme(cls) -> str:
+        return "tflrptest"
+
+    def open(self, path, *args, **kwargs):
+        return super().open(path.removeprefix("tflrptest://"), *args, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +80,83 @@ def test_direct_runner_matches_explain_dataset(saved, tmp_path: Path) -> None:
         np.testing.assert_array_equal(result["target"], reference.target[rows])
         np.testing.assert_allclose(result["initial_state_relevance"], reference.initial_state_relevance[rows], **TOL)
         start += len(shard)
+
+
+@pytest.mark.slow
+def test_tfrecord_shard_matches_explain_dataset(saved, tmp_path: Path) -> None:
+    tf = pytest.importorskip("tensorflow")
+    explainer, model = saved
+    rng = np.random.default_rng(5)
+    n = 70
+    x = rng.normal(size=(n, T, D)).astype(np.float32)  # float_list holds float32
+    steps = np.full(n, T)
+    steps[[3, 40]] = T - 3  # two shorter records: zero-padded relevance in the results
+    lengths = steps.copy()
+    lengths[::4] = rng.integers(1, T - 3, size=len(lengths[::4]))
+    x[np.arange(T)[None, :] >= steps[:, None]] = 0.0  # what post-padding the short ones gives
+    with tf.io.TFRecordWriter(str(tmp_path / "part-7.tfrecord")) as writer:
+        for i in range(n):
+            feature = {
+                "x": tf.train.Feature(float_list=tf.train.FloatList(value=x[i, : steps[i]].ravel())),
+                "shape": tf.train.Feature(int64_list=tf.train.Int64List(value=[steps[i], D])),
+            }
+            if i % 4 == 0:
+                feature["length"] = tf.train.Feature(int64_list=tf.train.Int64List(value=[lengths[i]]))
+            writer.write(tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString())
+    out = tmp_path / "out"
+    out.mkdir()
+    pipeline_module().main(
+        ["--model", "tflrptest://" + str(model), "--input", str(tmp_path / "part-*.tfrecord"), "--output", str(out),
+         "--max-batch-size", "32", "--runner", "DirectRunner"]
+    )  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == ["part-7.explained.npz"]
+    with np.load(out / "part-7.explained.npz", allow_pickle=False) as stored:
+        result = {key: stored[key] for key in stored.files}
+    reference = explainer.explain_dataset(x.astype(np.float64), batch_size=50, lengths=lengths, progress=False)
+    np.testing.assert_array_equal(result["index"], np.arange(n))
+    assert result["relevance"].shape == (n, T, D)
+    np.testing.assert_allclose(result["relevance"], reference.relevance, **TOL)
+    np.testing.assert_allclose(result["scores"], reference.scores, **TOL)
+    np.testing.assert_array_equal(result["target"], reference.target)
+    np.testing.assert_allclose(result["initial_state_relevance"], reference.initial_state_relevance, **TOL)
+
+
+def test_tfrecord_example_errors() -> None:
+    tf = pytest.importorskip("tensorflow")
+    module = pipeline_module()
+
+    def example(**features) -> bytes:
+        feature = {k: tf.train.Feature(int64_list=tf.train.Int64List(value=v)) for k, v in features.items()}
+        return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+    element = module.parse_example(example(x=[1, 2, 3, 4, 5, 6], shape=[3, 2], target=[1]), "r")
+    np.testing.assert_array_equal(element["x"], [[1, 2], [3, 4], [5, 6]])
+    assert element["x"].dtype == np.int64
+    assert element["target"] == 1
+    assert "length" not in element
+    plain = module.parse_example(example(x=[1, 2, 3], shape=[3]), "r")
+    np.testing.assert_array_equal(plain, [1, 2, 3])  # no length/target: the bare sequence
+    with pytest.raises(ValueError, match=r"shard.tfrecord record 4: a tf.train.Example needs .* missing \['shape'\]"):
+        module.parse_example(example(x=[1]), "shard.tfrecord record 4")
+    with pytest.raises(ValueError, match=r"'x' has 5 values, which does not fit 'shape' \[3, 2\]"):
+        module.parse_example(example(x=[1, 2, 3, 4, 5], shape=[3, 2]), "r")
+    assert module.shard_name("gs://b/data/part-3.tfrecord.gz") == "part-3"
+    assert module.shard_name("/d/part-3.npy") == "part-3"
+
+
+def test_load_model_through_beam_filesystems(saved) -> None:
+    explainer, model = saved
+    handler = ExplainerModelHandler("tflrptest://" + str(model), dtype="float64")
+    loaded = handler.load_model()
+    x = np.random.default_rng(6).normal(size=(4, T, D))
+    np.testing.assert_array_equal(loaded.explain(x).relevance, explainer.explain(x).relevance)
+    with pytest.raises(InputError, match=r"cannot read the network 'tflrptest:///no/such/net\.npz' through Beam"):
+        load_explainer("tflrptest:///no/such/net.npz")
+    with pytest.raises(InputError, match=r"cannot read the network 'nosuchfs://b/net\.npz' .* extra installed"):
+        load_explainer("nosuchfs://b/net.npz")
+    np.save(model.parent / "weights.npy", np.zeros(3))
+    with pytest.raises(InputError, match=r"'tflrptest://.*weights\.npy' \(copied to a local temporary file\)"):
+        load_explainer("tflrptest://" + str(model.parent / "weights.npy"))
 
 
 def test_ragged_batch_is_explained_per_sequence(saved) -> None:

@@ -19,10 +19,15 @@ result into a ``(key, scores, relevance)`` record. See ``docs/scaling.md``.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
+from apache_beam.io.filesystem import CompressionTypes
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.ml.inference.base import ModelHandler, PredictionResult
 
 from .errors import InputError
@@ -42,9 +47,9 @@ class ExplainerModelHandler(ModelHandler[Any, PredictionResult, Explainer]):
     """A ``ModelHandler`` that explains sequences with a saved tf_lrp network.
 
     Args:
-        model_path: a ``.npz`` written by :meth:`tf_lrp.Explainer.save`; it is read by every
-            worker, so it must be a path the workers can open (ship it with the job, or put
-            it on a file system they mount).
+        model_path: a ``.npz`` written by :meth:`tf_lrp.Explainer.save`, read by every
+            worker (see :func:`load_explainer`): a local path the workers see, or a path on
+            any file system Beam knows (``gs://``, ``s3://``, ``hdfs://``, ...).
         method: one of ``tf_lrp.METHODS``.
         target: None (each sequence's predicted class) or an int; an element's ``"target"``
             overrides it.
@@ -80,7 +85,7 @@ class ExplainerModelHandler(ModelHandler[Any, PredictionResult, Explainer]):
 
     def load_model(self) -> Explainer:
         """Load the network (once per worker process; Beam shares it between bundles)."""
-        return Explainer.load(self.model_path, dtype=self.dtype)
+        return load_explainer(self.model_path, dtype=self.dtype)
 
     def update_model_path(self, model_path: str | None = None) -> None:
         """Point the handler at another saved network (Beam's model-update side input)."""
@@ -133,6 +138,47 @@ class ExplainerModelHandler(ModelHandler[Any, PredictionResult, Explainer]):
                 raise InputError(f"inference_args passes only scalar options to explain; {key}= is {type(value)}")
 
 
+def load_explainer(path: str | os.PathLike[str], **options: Any) -> Explainer:
+    """:meth:`Explainer.load` for any path Beam can read.
+
+    A local path (no ``scheme://``) is loaded in place. Any other path (``gs://b/net.npz``,
+    ``s3://...``, ``hdfs://...``: whatever ``apache_beam.io.filesystems.FileSystems`` knows on
+    the worker) is copied through ``FileSystems.open`` into a temporary local file, loaded,
+    and the file removed.
+
+    Args:
+        path: the ``.npz`` written by :meth:`Explainer.save`.
+        **options: passed to :meth:`Explainer.load` (``dtype``, ...).
+
+    Returns:
+        The loaded explainer.
+
+    Raises:
+        InputError: if the file cannot be read (missing, unknown file system) or is not a
+            tf_lrp network file.
+    """
+    path = os.fspath(path)
+    if FileSystems.get_scheme(path) is None:
+        return Explainer.load(path, **options)
+    with tempfile.TemporaryDirectory(prefix="tf_lrp-model-") as directory:
+        local = Path(directory) / "net.npz"
+        try:
+            with (
+                FileSystems.open(path, compression_type=CompressionTypes.UNCOMPRESSED) as source,
+                local.open("wb") as target,
+            ):
+                shutil.copyfileobj(source, target, 1 << 20)
+        except (OSError, ValueError) as exc:  # BeamIOError is an OSError; an unknown scheme a ValueError
+            raise InputError(
+                f"cannot read the network {path!r} through Beam's FileSystems ({exc}); check the path and "
+                "that the worker has the file system's extra installed (e.g. apache-beam[gcp] for gs://)"
+            ) from exc
+        try:
+            return Explainer.load(local, **options)
+        except InputError as exc:
+            raise InputError(f"{path!r} (copied to a local temporary file): {exc}") from exc
+
+
 def to_record(keyed: tuple[Any, PredictionResult]) -> tuple[Any, np.ndarray, np.ndarray]:
     """``(key, PredictionResult)`` from a ``KeyedModelHandler`` -> ``(key, scores, relevance)``."""
     key, result = keyed
@@ -178,4 +224,4 @@ def _stack(
     return x, valid, target, steps
 
 
-__all__ = ["Explained", "ExplainerModelHandler", "to_record"]
+__all__ = ["Explained", "ExplainerModelHandler", "load_explainer", "to_record"]
