@@ -90,6 +90,12 @@ JAX_SCRIPT = textwrap.dedent(
     from tf_lrp import backend
     assert backend.name() == "jax", backend.name()
     np.savez(sys.argv[1], **t._run_all(t._explainers()))
+    # the 64-bit mode was scoped to tf_lrp's calls: JAX's and Keras's defaults are back
+    import jax
+    from keras.src.backend.common import dtypes
+    assert not jax.config.jax_enable_x64
+    assert dtypes.BIT64_TO_BIT32_DTYPE["float64"] == "float32"
+    assert jax.numpy.ones(2).dtype == np.float32
     """
 )
 
