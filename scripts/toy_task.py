@@ -181,9 +181,9 @@ a nonlinear (XOR-like) function of the two marked steps only. {args.train} train
 {", ".join(lrp_rows)} relevance accuracy. The gradient methods fail where the model's
 *sensitivity* is not its *evidence*: Sensitivity ranks the steps where a small change would move
 the score most, whatever their content, and does worse than the random control; Gradient × Input
-misses the second marked step in about half of the sequences
-(signed ranking), because one local gradient does not capture the XOR interaction; Integrated
-Gradients, which averages gradients along the path, recovers most of it. The product rules that
+finds both marked steps in only about half of the sequences or fewer (signed ranking): a local
+gradient at x is a poor summary of the XOR interaction; Integrated Gradients, which averages
+gradients along the path from 0 to x, recovers most of it. The product rules that
 give gates relevance (prop, half, abs) spread relevance onto the gates' inputs at every step and
 lose the marked positions, as Arras et al. 2019 found. Occlusion scores best here by
 construction: removing a step is exactly what the task's ground truth (and the MoRF curve with
