@@ -6,7 +6,9 @@ Every method is a pure ``keras.ops`` function::
 
 with ``x`` (B, T, D) floats or (B, T) token ids, ``mask`` (B, T) bool or None, ``target`` (B,)
 int32 where ``-1`` means "the predicted class", and ``eps`` / ``bias_factor`` 0-d tensors
-(read by LRP only). The explainer compiles them through :mod:`tf_lrp.backend`.
+(read by LRP only). Methods listed in :data:`EXTRA_INPUTS` take further tensors after
+``bias_factor`` (a baseline, integration points, occluded positions, noise). The explainer
+compiles them through :mod:`tf_lrp.backend`.
 """
 
 from __future__ import annotations
