@@ -165,6 +165,24 @@ def test_bucket_values() -> None:
         backend.bucket(0)
 
 
+def test_bucket_below_values() -> None:
+    assert [backend.bucket_below(n) for n in (1, 2, 3, 5, 7, 8, 2080, 3100)] == [1, 2, 3, 4, 6, 8, 2048, 3072]
+    for n in range(1, 3000):
+        below = backend.bucket_below(n)
+        assert backend.bucket(below) == below <= n  # a bucket, not above n ...
+        assert backend.bucket(below + 1) > n  # ... and the next bucket is above n
+    with pytest.raises(ValueError, match="size must be positive"):
+        backend.bucket_below(0)
+
+
+def test_budget_limited_chunks_are_buckets() -> None:
+    ex = _explainers("float32")["lstm_bidi"]
+    per_sample = ex.working_set_bytes(9)
+    ex.memory_budget = per_sample * 100  # 100 samples fit
+    assert ex._chunk_size(1000, 9, None) == 96
+    assert ex._chunk_size(80, 9, None) == 80  # fits: one chunk, no rounding
+
+
 def test_x64_only_for_float64_signatures() -> None:
     spec = backend.TensorSpec
     assert backend.needs_x64([[spec((3, 4), "float64")], spec((None,), "int32")])

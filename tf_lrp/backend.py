@@ -103,6 +103,19 @@ def bucket(size: int, minimum: int = 1) -> int:
     return power * 3 // 4 if power >= 4 and size <= power * 3 // 4 else power
 
 
+def bucket_below(size: int) -> int:
+    """The largest :func:`bucket` ``<= size`` (a chunk size that padding leaves alone).
+
+    Example:
+        >>> [bucket_below(n) for n in (1, 5, 7, 2080, 3100)]
+        [1, 4, 6, 2048, 3072]
+    """
+    if size < 1:
+        raise ValueError(f"size must be positive; got {size}")
+    power = 1 << (int(size).bit_length() - 1)  # the largest power of two <= size
+    return power * 3 // 2 if power >= 2 and power * 3 // 2 <= size else power
+
+
 def _pad_rows(array: Any, rows: int) -> np.ndarray:
     """Append ``rows`` copies of the last row (a valid sample: valid mask, ids and target)."""
     array = np.asarray(array)

@@ -592,7 +592,9 @@ class Explainer:
                 raise InputError(f"batch_size must be a positive int or None; got {batch_size!r}")
             return int(batch_size)
         per_sample = max(self.working_set_bytes(steps), 1)
-        return max(1, min(batch, self.memory_budget // per_sample))
+        fitting = max(1, self.memory_budget // per_sample)
+        # a budget-limited chunk is a bucket, so JAX/XLA batch padding does not inflate it
+        return batch if batch <= fitting else backend.bucket_below(fitting)
 
     def explain(
         self,
