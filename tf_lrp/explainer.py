@@ -672,6 +672,56 @@ class Explainer:
             mask=valid,
         )
 
+    def _method_extras(
+        self, method: str, x: np.ndarray, batch_size: int | None, steps: Any, baseline: Any, seed: Any
+    ) -> tuple[tuple[np.ndarray, ...], list[tuple[np.ndarray, ...]]]:
+        """Validate the method options; build the per-sample extras and the chunks of shared ones."""
+        names = {name for name, _ in EXTRA_INPUTS.get(method, ())}
+        if baseline is not None and "baseline" not in names:
+            raise InputError(f"baseline= is used by integrated_gradients and occlusion only, not by {method!r}")
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise InputError(f"steps must be a positive int (integrated_gradients' intervals); got {steps!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+            raise InputError(f"seed must be a non-negative int; got {seed!r}")
+        shape = (*x.shape[:2], self.layout.input_size)
+        if method == "random":
+            noise = np.random.default_rng(int(seed)).uniform(-1.0, 1.0, size=shape).astype(self.dtype)
+            return (noise,), [()]
+        if "baseline" not in names:
+            return (), [()]
+        base = self._check_baseline(baseline, shape)
+        calls = max(1, self.memory_budget // max(self.working_set_bytes(x.shape[1]), 1))
+        per_call = max(1, calls // self._chunk_size(x.shape[0], x.shape[1], batch_size))
+        if method == "integrated_gradients":
+            alphas = np.linspace(0.0, 1.0, int(steps) + 1)
+            weights = np.full(int(steps) + 1, 1.0 / int(steps))
+            weights[[0, -1]] /= 2  # the trapezoid rule
+            chunks = [
+                (alphas[i : i + per_call].astype(self.dtype), weights[i : i + per_call].astype(self.dtype))
+                for i in range(0, len(alphas), per_call)
+            ]
+            return (base,), chunks
+        positions = np.arange(x.shape[1], dtype=np.int32)
+        return (base,), [(positions[i : i + per_call],) for i in range(0, len(positions), per_call)]
+
+    def _check_baseline(self, baseline: Any, shape: tuple[int, int, int]) -> np.ndarray:
+        if baseline is None:
+            return np.zeros(shape, dtype=self.dtype)
+        try:
+            array = np.asarray(baseline, dtype=self.dtype)
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"baseline cannot be read as a float array ({exc})") from exc
+        try:
+            array = np.broadcast_to(array, shape)
+        except ValueError as exc:
+            raise InputError(
+                f"baseline of shape {array.shape} does not broadcast to the (embedded) inputs' shape {shape}; "
+                "pass a number, a (D,), (T, D) or (B, T, D) array"
+            ) from exc
+        if not np.isfinite(array).all():
+            raise InputError("baseline contains NaN or infinite values")
+        return np.ascontiguousarray(array)
+
     def explain_dataset(
         self,
         data: Any,
@@ -784,56 +834,6 @@ class Explainer:
             mask=result["mask"],
         )
 
-    def _method_extras(
-        self, method: str, x: np.ndarray, batch_size: int | None, steps: Any, baseline: Any, seed: Any
-    ) -> tuple[tuple[np.ndarray, ...], list[tuple[np.ndarray, ...]]]:
-        """Validate the method options; build the per-sample extras and the chunks of shared ones."""
-        names = {name for name, _ in EXTRA_INPUTS.get(method, ())}
-        if baseline is not None and "baseline" not in names:
-            raise InputError(f"baseline= is used by integrated_gradients and occlusion only, not by {method!r}")
-        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
-            raise InputError(f"steps must be a positive int (integrated_gradients' intervals); got {steps!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise InputError(f"seed must be a non-negative int; got {seed!r}")
-        shape = (*x.shape[:2], self.layout.input_size)
-        if method == "random":
-            noise = np.random.default_rng(int(seed)).uniform(-1.0, 1.0, size=shape).astype(self.dtype)
-            return (noise,), [()]
-        if "baseline" not in names:
-            return (), [()]
-        base = self._check_baseline(baseline, shape)
-        calls = max(1, self.memory_budget // max(self.working_set_bytes(x.shape[1]), 1))
-        per_call = max(1, calls // self._chunk_size(x.shape[0], x.shape[1], batch_size))
-        if method == "integrated_gradients":
-            alphas = np.linspace(0.0, 1.0, int(steps) + 1)
-            weights = np.full(int(steps) + 1, 1.0 / int(steps))
-            weights[[0, -1]] /= 2  # the trapezoid rule
-            chunks = [
-                (alphas[i : i + per_call].astype(self.dtype), weights[i : i + per_call].astype(self.dtype))
-                for i in range(0, len(alphas), per_call)
-            ]
-            return (base,), chunks
-        positions = np.arange(x.shape[1], dtype=np.int32)
-        return (base,), [(positions[i : i + per_call],) for i in range(0, len(positions), per_call)]
-
-    def _check_baseline(self, baseline: Any, shape: tuple[int, int, int]) -> np.ndarray:
-        if baseline is None:
-            return np.zeros(shape, dtype=self.dtype)
-        try:
-            array = np.asarray(baseline, dtype=self.dtype)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"baseline cannot be read as a float array ({exc})") from exc
-        try:
-            array = np.broadcast_to(array, shape)
-        except ValueError as exc:
-            raise InputError(
-                f"baseline of shape {array.shape} does not broadcast to the (embedded) inputs' shape {shape}; "
-                "pass a number, a (D,), (T, D) or (B, T, D) array"
-            ) from exc
-        if not np.isfinite(array).all():
-            raise InputError("baseline contains NaN or infinite values")
-        return np.ascontiguousarray(array)
-
     def score(self, x: Any, mask: Any = None, lengths: Any = None, batch_size: int | None = None) -> np.ndarray:
         """The (B, C) scores (the last dense layer's pre-activation) of a batch."""
         array = self._check_x(x)
@@ -869,21 +869,6 @@ class Explainer:
     def __repr__(self) -> str:
         layers = self.layout.describe().replace("\n", "; ")
         return f"Explainer({layers}; dtype={self.dtype}, backend={backend.name()})"
-
-
-def _check_options(method: str, eps: Any, bias_factor: Any) -> None:
-    """Validate the method name, ε and the bias factor (shared by explain and explain_dataset)."""
-    if method not in METHODS:
-        raise InputError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
-    for label, value in (("eps", eps), ("bias_factor", bias_factor)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-            raise InputError(f"{label} must be a real number; got {value!r}")
-        if not math.isfinite(float(value)):
-            raise InputError(f"{label} must be finite; got {value!r}")
-    if eps < 0:
-        raise InputError(f"eps must be >= 0; got {eps!r}")
-    if not 0.0 <= bias_factor <= 1.0:
-        raise InputError(f"bias_factor must lie in [0, 1]; got {bias_factor!r}")
 
 
 def _extra_specs(method: str, input_size: int, dtype: str) -> list[tuple[str, backend.TensorSpec]]:
