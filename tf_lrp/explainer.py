@@ -8,7 +8,6 @@ user argument, then hands plain arrays to a compiled core function from :mod:`tf
 from __future__ import annotations
 
 import functools
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ from .layout import (
     validate_manifest,
 )
 from .methods import EXTRA_INPUTS, METHODS, scores
-from .rules import RuleSet, as_ruleset
+from .rules import RuleSet, as_ruleset, check_lrp_numbers
 
 DTYPES = ("float32", "float64")
 #: Default memory budget of one compiled call's working set, in bytes (see ``working_set_bytes``).
@@ -885,15 +884,7 @@ def _check_options(method: str, eps: Any, bias_factor: Any) -> None:
     """Validate the method name, ε and the bias factor (shared by explain and explain_dataset)."""
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
-    for label, value in (("eps", eps), ("bias_factor", bias_factor)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-            raise InputError(f"{label} must be a real number; got {value!r}")
-        if not math.isfinite(float(value)):
-            raise InputError(f"{label} must be finite; got {value!r}")
-    if eps < 0:
-        raise InputError(f"eps must be >= 0; got {eps!r}")
-    if not 0.0 <= bias_factor <= 1.0:
-        raise InputError(f"bias_factor must lie in [0, 1]; got {bias_factor!r}")
+    check_lrp_numbers(eps, bias_factor)
 
 
 def _check_not_empty(array: np.ndarray) -> None:

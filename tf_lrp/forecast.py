@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from . import _io, backend
 from .errors import InputError, LayoutError
 from .explainer import DTYPES
 from .network import GRADIENT, LRP, Context
-from .rules import RuleSet, as_ruleset
+from .rules import RuleSet, as_ruleset, check_lrp_numbers
 from .seq2seq import (
     Seq2SeqSpec,
     backward,
@@ -427,15 +426,7 @@ class Seq2SeqExplainer:
         """
         if method not in FORECAST_METHODS:
             raise InputError(f"unknown method {method!r}; choose one of {list(FORECAST_METHODS)}")
-        for label, value in (("eps", eps), ("bias_factor", bias_factor)):
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
-                raise InputError(f"{label} must be a real number; got {value!r}")
-            if not math.isfinite(float(value)):
-                raise InputError(f"{label} must be finite; got {value!r}")
-        if eps < 0:
-            raise InputError(f"eps must be >= 0; got {eps!r}")
-        if not 0.0 <= bias_factor <= 1.0:
-            raise InputError(f"bias_factor must lie in [0, 1]; got {bias_factor!r}")
+        check_lrp_numbers(eps, bias_factor)
         history, future, static_array = self._check_inputs(x, x_future, static)
         horizon, outputs = future.shape[1], self.spec.outputs
         step = _index("step", step, horizon, "the horizon T_out (x_future's time axis)", allow_none=True)

@@ -14,6 +14,8 @@ References:
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -22,6 +24,23 @@ from keras import ops
 from .errors import InputError
 
 Tensor = Any
+
+
+def check_lrp_numbers(eps: Any, bias_factor: Any) -> None:
+    """Validate the LRP stabiliser ``eps`` (a finite real >= 0) and ``bias_factor`` (in [0, 1]).
+
+    Raises:
+        InputError: naming the argument, the constraint and the value received.
+    """
+    for label, value in (("eps", eps), ("bias_factor", bias_factor)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise InputError(f"{label} must be a real number; got {value!r}")
+        if not math.isfinite(float(value)):
+            raise InputError(f"{label} must be finite; got {value!r}")
+    if eps < 0:
+        raise InputError(f"eps must be >= 0; got {eps!r}")
+    if not 0.0 <= bias_factor <= 1.0:
+        raise InputError(f"bias_factor must lie in [0, 1]; got {bias_factor!r}")
 
 
 def sign(z: Tensor) -> Tensor:
