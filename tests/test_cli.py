@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
@@ -47,13 +48,53 @@ def files(tmp_path_factory) -> dict[str, Path]:
     np.save(root / "x.npy", x)
     np.savez(root / "x.npz", x=x, lengths=lengths)
     np.save(root / "wrong.npy", x[:, :, :2])
-    names = {"net": "net.npz", "x": "x.npy", "xz": "x.npz", "wrong": "wrong.npy"}
+    demo_model, demo_data, _ = cli.demo_files()
+    with np.load(demo_data, allow_pickle=False) as data:
+        np.savez(root / "tokens.npz", x=data["x"][:12], lengths=data["lengths"][:12])
+    names = {"net": "net.npz", "x": "x.npy", "xz": "x.npz", "wrong": "wrong.npy", "tokens": "tokens.npz"}
+    names["demo"] = str(demo_model)
     return {"root": root, **{key: root / name for key, name in names.items()}}
 
 
 @pytest.fixture(scope="module")
 def explainer(files) -> Explainer:
     return Explainer.load(files["net"])
+
+
+class _Spans(HTMLParser):
+    """(text, title) of every token span of an HTML heatmap; checks that the tags are balanced."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.tokens: list[tuple[str, str]] = []
+        self._title: str | None = None
+        self._text = ""
+
+    def handle_starttag(self, tag, attrs):
+        if tag != "meta":
+            self.stack.append(tag)
+        attributes = dict(attrs)
+        if tag == "span" and attributes.get("class") == "tok":
+            self._title, self._text = attributes["title"], ""
+
+    def handle_endtag(self, tag):
+        assert self.stack.pop() == tag, f"unbalanced </{tag}>"
+        if tag == "span" and self._title is not None:
+            self.tokens.append((self._text, self._title))
+            self._title = None
+
+    def handle_data(self, data):
+        if self._title is not None:
+            self._text += data
+
+    @classmethod
+    def parse(cls, document: str) -> _Spans:
+        parser = cls()
+        parser.feed(document)
+        parser.close()
+        assert parser.stack == []
+        return parser
 
 
 # --------------------------------------------------------------------------------------------
@@ -98,6 +139,57 @@ def test_explain_options_and_npz_data(files, explainer, tmp_path):
     assert set(np.load(tmp_path / "g.targets.npy").tolist()) == {1}
 
 
+@pytest.mark.slow
+def test_explain_html_heatmap_of_a_token_model(files, tmp_path):
+    vocabulary = ["<pad>", "KEY & A", "KEY-B", "KEY-C", *(f"w{i}" for i in range(4, 16))]
+    (tmp_path / "vocab.txt").write_text("\n".join(vocabulary) + "\n", encoding="utf-8")
+    out, page = tmp_path / "r.npy", tmp_path / "heat.html"
+    argv = ["explain", files["demo"], files["tokens"], "-o", out, "--html", page, "--no-progress"]
+    code, stdout, stderr = run([*argv, "--heatmap-samples", "3", "--vocab", tmp_path / "vocab.txt"])
+    assert (code, stderr) == (0, "")
+    assert f"wrote {page}" in stdout
+    with np.load(files["tokens"]) as data:
+        x, lengths = data["x"], data["lengths"]
+    token_relevance = np.load(out).sum(axis=-1)
+    expected = [(vocabulary[t], token_relevance[i, j]) for i in range(3) for j, t in enumerate(x[i, : lengths[i]])]
+    document = page.read_text(encoding="utf-8")
+    shown = _Spans.parse(document).tokens
+    assert [text for text, _ in shown] == [name for name, _ in expected]
+    np.testing.assert_allclose([float(title) for _, title in shown], [v for _, v in expected], rtol=1e-5, atol=1e-7)
+    assert document.count('<span class="label">sample') == 3
+
+    code, _, stderr = run([*argv, "--overwrite"])  # default: 8 samples, tokens shown as their ids
+    assert (code, stderr) == (0, "")
+    shown = _Spans.parse(page.read_text(encoding="utf-8")).tokens
+    assert [text for text, _ in shown] == [str(t) for i in range(8) for t in x[i, : lengths[i]]]
+
+    (tmp_path / "short.txt").write_text("<pad>\nKEY-A\n", encoding="utf-8")
+    code, _, stderr = run([*argv, "--overwrite", "--vocab", tmp_path / "short.txt"])
+    assert code == 2
+    assert re.search(r"token id \d+ has no line in the --vocab file \(2 lines\)", stderr)
+
+
+@pytest.mark.slow
+def test_explain_png_heatmap_of_a_time_series_model(files, tmp_path):
+    picture = tmp_path / "heat.png"
+    argv = ["explain", files["net"], files["xz"], "-o", tmp_path / "r.npy", "--no-progress"]
+    code, stdout, stderr = run([*argv, "--png", picture, "--heatmap-samples", "2"])
+    assert (code, stderr) == (0, "")
+    assert f"wrote {picture}" in stdout
+    data = picture.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert len(data) > 1000
+
+
+def test_explain_png_without_matplotlib_names_the_viz_extra(files, tmp_path, monkeypatch):
+    find_spec = cli.importlib.util.find_spec
+    monkeypatch.setattr(cli.importlib.util, "find_spec", lambda name: None if name == "matplotlib" else find_spec(name))
+    code, _, stderr = run(["explain", files["net"], files["x"], "-o", tmp_path / "r.npy", "--png", tmp_path / "h.png"])
+    assert code == 2
+    assert stderr.strip() == "tf-lrp explain: error: --png needs matplotlib: pip install 'tf_lrp[viz]'"
+    assert not (tmp_path / "r.npy").exists()  # refused before explaining
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
@@ -120,6 +212,14 @@ def test_explain_options_and_npz_data(files, explainer, tmp_path):
         (["convert", "{net}", "-o", "{tmp}/n.txt"], r"-o must name an \.npz file"),
         (["convert", "{xz}", "-o", "{tmp}/n.npz"], "no 'weight_ih_l0' entry"),
         (["demo", "-o", "{tmp}/demo", "--samples", "0"], r"--samples must lie in \[1, 4000\]"),
+        (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--html", "{tmp}/h.html"], "--html draws token models"),
+        (["explain", "{demo}", "{tokens}", "-o", "{tmp}/r.npy", "--png", "{tmp}/h.png"], "--png draws time-series"),
+        (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--png", "{tmp}/h.jpg"], r"--png must name a \.png file"),
+        (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--png", "{tmp}/h.png", "--heatmap-samples", "0"],
+         "--heatmap-samples must be a positive"),
+        (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--vocab", "{x}"], "--vocab names the tokens"),
+        (["explain", "{demo}", "{tokens}", "-o", "{tmp}/r.npy", "--html", "{tmp}/h.html", "--vocab", "{tmp}/v.txt"],
+         "--vocab file '.*v.txt' does not exist"),
     ],
 )
 def test_user_mistakes_are_one_line_and_exit_2(files, tmp_path, argv, message):
@@ -267,7 +367,8 @@ def test_demo_explains_the_bundled_data(tmp_path):
     assert "ground truth" in stdout
     page = (tmp_path / "demo" / "heatmap.html").read_text()
     assert page.startswith("<!DOCTYPE html>")
-    assert page.count("<p><b>sample") == cli.DEMO_HEATMAP_SAMPLES
+    assert page.count('<p class="seq"><span class="label">sample') == cli.DEMO_HEATMAP_SAMPLES
+    assert len(_Spans.parse(page).tokens) > cli.DEMO_HEATMAP_SAMPLES * 8  # 8 to 32 tokens per sample
     assert np.load(tmp_path / "demo" / "relevances.npy").shape == (300, 32, 8)
 
 

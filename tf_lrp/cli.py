@@ -8,8 +8,8 @@ mistakes print one line on stderr (``tf-lrp: error: ...``); ``--debug`` adds the
 from __future__ import annotations
 
 import argparse
-import html
 import importlib.resources
+import importlib.util
 import json
 import os
 import sys
@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
-from . import _io
+from . import _io, viz
 from ._version import __version__
 from .errors import InputError, LayoutError, TfLrpError
 from .explainer import DTYPES, MANIFEST_KEY, Explainer
@@ -32,6 +32,8 @@ from .methods import METHODS
 DEMO_DIR = "tf_lrp_demo_out"
 #: Samples drawn in the demo's HTML heatmap.
 DEMO_HEATMAP_SAMPLES = 8
+#: Samples drawn by ``tf-lrp explain --html / --png`` unless ``--heatmap-samples`` says otherwise.
+HEATMAP_SAMPLES = 8
 #: Samples used for the demo's conservation check (bias_factor = 1).
 DEMO_CONSERVATION_SAMPLES = 512
 
@@ -44,10 +46,13 @@ _EXAMPLES = {
   tf-lrp explain net.npz big.npy -o rel.npy --batch-size 256 --dtype float64
   tf-lrp explain net.npz big.npy -o rel.npy --resume        # continue after a crash
   tf-lrp explain net.npz big.npy -o rel.npy --overwrite     # start over
+  tf-lrp explain net.npz tokens.npz -o rel.npy --html rel.html --vocab vocab.txt
+  tf-lrp explain net.npz series.npy -o rel.npy --png rel.png --heatmap-samples 4
 
 DATA is an .npy (memory-mapped) or an .npz with key x and optional lengths or mask.
 Writes OUT.npy (relevances, float), OUT.scores.npy, OUT.targets.npy, OUT.initial_state.npy and
-the sidecar OUT.json that makes the run resumable.""",
+the sidecar OUT.json that makes the run resumable. --html (token models) / --png (time series)
+also draw the relevance of the first --heatmap-samples samples.""",
     "convert": """examples:
   tf-lrp convert model.keras -o net.npz
   tf-lrp convert lstm_state_dict.pt -o net.npz --cell lstm --bidirectional
@@ -122,6 +127,14 @@ def build_parser() -> argparse.ArgumentParser:
     resume.add_argument("--resume", action="store_true", help="continue the run recorded in OUT.json")
     resume.add_argument("--overwrite", action="store_true", help="replace existing output")
     explain.add_argument("--no-progress", action="store_true", help="no progress bar")
+    explain.add_argument("--html", default=None, metavar="FILE.html", help="token models: HTML heatmap of samples")
+    explain.add_argument(
+        "--png", default=None, metavar="FILE.png", help="time-series models: PNG heatmap of samples (needs matplotlib)"
+    )
+    explain.add_argument(
+        "--heatmap-samples", type=int, default=HEATMAP_SAMPLES, metavar="N", help="samples drawn (default 8)"
+    )
+    explain.add_argument("--vocab", default=None, metavar="FILE", help="--html: token names, one per line (id = line)")
 
     convert = command("convert", "convert a Keras model or PyTorch state_dict into a tf_lrp network .npz")
     convert.add_argument("model", metavar="MODEL", help=".keras file, or PyTorch state_dict (.pt/.pth/.npz)")
@@ -255,6 +268,7 @@ def cmd_explain(args: argparse.Namespace, stdout: TextIO) -> int:
     if args.resume and not sidecar.exists():
         raise InputError(f"--resume: there is no run to continue ({str(sidecar)!r} does not exist)")
     explainer = load_model(args.model, args.dtype)
+    vocabulary = _check_heatmap_options(args, explainer)
     started = time.perf_counter()
     files = explainer.explain_dataset(
         str(data_path),
@@ -276,7 +290,78 @@ def cmd_explain(args: argparse.Namespace, stdout: TextIO) -> int:
         f"explained {done} samples{resumed} in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.0f} samples/s); "
         f"wrote {files.relevance}, {files.scores.name}, {files.targets.name}, "
         f"{files.initial_state_relevance.name}, {files.sidecar.name}")
+    for written in _draw_heatmaps(args, explainer, files.load(), vocabulary):
+        _say(stdout, f"wrote {written}")
     return EXIT_OK
+
+
+def _read_vocabulary(path: str) -> list[str]:
+    """Token names from a plain-text file, one per line (line i names token id i)."""
+    file = Path(path)
+    if not file.is_file():
+        raise InputError(f"--vocab file {path!r} does not exist")
+    try:
+        return file.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as exc:
+        raise InputError(f"--vocab file {path!r} is not UTF-8 text ({exc.reason})") from None
+
+
+def _check_heatmap_options(args: argparse.Namespace, explainer: Explainer) -> list[str] | None:
+    """Check ``--html/--png/--vocab/--heatmap-samples`` before explaining; return the vocabulary."""
+    tokens = explainer.layout.embedding is not None
+    if args.heatmap_samples < 1:
+        raise InputError(f"--heatmap-samples must be a positive integer; got {args.heatmap_samples}")
+    if args.html and not tokens:
+        raise InputError("--html draws token models; this model reads features, use --png FILE.png")
+    if args.png and tokens:
+        raise InputError("--png draws time-series models; this is a token model, use --html FILE.html")
+    if args.vocab is not None and not (tokens and args.html):
+        raise InputError("--vocab names the tokens of an --html heatmap of a token model")
+    for option, suffix in (("html", ".html"), ("png", ".png")):
+        value = getattr(args, option)
+        if value and Path(value).suffix.lower() != suffix:
+            raise InputError(f"--{option} must name a {suffix} file; got {value!r}")
+    if args.png and importlib.util.find_spec("matplotlib") is None:
+        raise InputError("--png needs matplotlib: pip install 'tf_lrp[viz]'")
+    return _read_vocabulary(args.vocab) if args.vocab is not None else None
+
+
+def _draw_heatmaps(
+    args: argparse.Namespace, explainer: Explainer, results: dict[str, np.ndarray], vocabulary: list[str] | None
+) -> list[str]:
+    """Draw the first ``--heatmap-samples`` samples into ``--html`` / ``--png``; return the files written."""
+    if not (args.html or args.png):
+        return []
+    x, mask = _load_data(args.data, rows=args.heatmap_samples)
+    count = len(x)
+    relevance = np.asarray(results["relevance"][:count], dtype=np.float64)
+    targets, scores = np.asarray(results["targets"][:count]), np.asarray(results["scores"][:count])
+    captions = [
+        f"sample {i}: target {targets[i]}, score {scores[i, targets[i]]:.4g}" for i in range(count)
+    ]
+    title = f"tf_lrp {args.method} relevance ({Path(args.data).name})"
+    if args.png:
+        viz.timeseries_png(x, relevance, args.png, title=title, labels=captions)
+        return [args.png]
+    embedding = explainer.layout.embedding
+    if mask is None:
+        mask = x != 0 if embedding is not None and embedding.mask_zero else np.ones(x.shape, dtype=bool)
+    token_relevance = relevance.sum(axis=-1)
+    rows, values = [], np.zeros(token_relevance.shape)
+    for i in range(count):  # display only: at most --heatmap-samples rows
+        ids = np.asarray(x[i])[mask[i]]
+        values[i, : len(ids)] = token_relevance[i][mask[i]]
+        rows.append([_token_name(int(t), vocabulary) for t in ids])
+    viz.html_heatmap(rows, values, args.html, title=title, labels=captions)
+    return [args.html]
+
+
+def _token_name(token: int, vocabulary: list[str] | None) -> str:
+    if vocabulary is None:
+        return str(token)
+    if not 0 <= token < len(vocabulary):
+        raise InputError(f"token id {token} has no line in the --vocab file ({len(vocabulary)} lines)")
+    return vocabulary[token]
 
 
 def cmd_convert(args: argparse.Namespace, stdout: TextIO) -> int:
@@ -387,43 +472,6 @@ def token_names(vocabulary: int) -> list[str]:
     return ["<pad>", "KEY-A", "KEY-B", "KEY-C", *(f"w{i}" for i in range(4, vocabulary))]
 
 
-def heatmap_html(
-    tokens: Sequence[Sequence[str]], relevance: np.ndarray, captions: Sequence[str], title: str = "tf_lrp"
-) -> str:
-    """A self-contained HTML page: one row of tokens per sample, coloured by relevance.
-
-    Red is positive relevance, blue negative, each row scaled by its own max |relevance|. (A
-    minimal stand-in; :mod:`tf_lrp.viz` offers richer plots.)
-
-    Args:
-        tokens: per sample, the token strings of its valid steps.
-        relevance: (B, T) token relevance; only the first ``len(tokens[b])`` entries are drawn.
-        captions: one line per sample.
-        title: the page title.
-
-    Returns:
-        The HTML text.
-    """
-    rows = []
-    for words, values, caption in zip(tokens, relevance, captions, strict=True):
-        scale = float(np.abs(values[: len(words)]).max()) or 1.0
-        cells = []
-        for word, value in zip(words, values, strict=False):
-            share = float(value) / scale
-            color = f"rgba(220,30,30,{share:.3f})" if share >= 0 else f"rgba(30,80,220,{-share:.3f})"
-            cells.append(
-                f'<span style="background:{color};padding:2px 3px;margin:1px;display:inline-block" '
-                f'title="{float(value):.4g}">{html.escape(word)}</span>'
-            )
-        rows.append(f"<p><b>{html.escape(caption)}</b><br>{''.join(cells)}</p>")
-    return (
-        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title></head>'
-        f'<body style="font-family:monospace"><h2>{html.escape(title)}</h2>'
-        "<p>red: positive relevance for the explained class, blue: negative (each row scaled to its maximum)</p>"
-        f"{''.join(rows)}</body></html>\n"
-    )
-
-
 def cmd_demo(args: argparse.Namespace, stdout: TextIO) -> int:
     """``tf-lrp demo``: explain the bundled data set and report speed, conservation, ground truth."""
     model_path, data_path, about = demo_files()
@@ -451,18 +499,17 @@ def cmd_demo(args: argparse.Namespace, stdout: TextIO) -> int:
     conserving = explainer.explain_dataset(x[:check], lengths=lengths[:check], bias_factor=1.0, progress=False)
     names = token_names(int(about.get("vocabulary", int(x.max()) + 1)))
     shown = range(min(DEMO_HEATMAP_SAMPLES, count))
-    page = heatmap_html(
+    viz.html_heatmap(
         [[names[t] for t in x[i, : lengths[i]]] for i in shown],
         token_relevance[list(shown)],
-        [
+        out_dir / "heatmap.html",
+        title="tf_lrp demo: LRP relevance of the predicted class (planted keyword task)",
+        labels=[
             f"sample {i}: label {labels[i]}, predicted {predicted[i]}, keyword at {keyword[i]}, "
             f"most relevant step {token_relevance[i].argmax()}"
             for i in shown
         ],
-        title="tf_lrp demo: LRP relevance of the predicted class (planted keyword task)",
     )
-    with _io.atomic_write(out_dir / "heatmap.html", "w") as handle:
-        handle.write(page)
     summary = {
         "samples": count,
         "seconds": round(elapsed, 3),
@@ -492,8 +539,18 @@ def cmd_demo(args: argparse.Namespace, stdout: TextIO) -> int:
     return EXIT_OK
 
 
-def _load_data(path: str) -> tuple[np.ndarray, np.ndarray | None]:
-    """Read ``x`` and its (B, T) mask (from ``mask`` or ``lengths``) from an .npy / .npz file."""
+def _load_data(path: str, rows: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """Read ``x`` and its (B, T) mask (from ``mask`` or ``lengths``) from an .npy / .npz file.
+
+    With ``rows``, only the first ``rows`` samples (an ``.npy`` is memory-mapped, not read whole).
+    """
+    if rows is not None:
+        x, mask = _load_data_file(path, mmap=True)
+        return np.asarray(x[:rows]), None if mask is None else np.asarray(mask[:rows])
+    return _load_data_file(path, mmap=False)
+
+
+def _load_data_file(path: str, mmap: bool) -> tuple[np.ndarray, np.ndarray | None]:
     file = Path(path)
     if not file.is_file():
         raise InputError(f"data file {path!r} does not exist")
@@ -510,7 +567,7 @@ def _load_data(path: str) -> tuple[np.ndarray, np.ndarray | None]:
     if file.suffix.lower() != ".npy":
         raise InputError(f"DATA must be an .npy or .npz file; got {path!r}")
     try:
-        return np.load(file, allow_pickle=False), None
+        return np.load(file, allow_pickle=False, mmap_mode="r" if mmap else None), None
     except ValueError as exc:
         raise InputError(f"{path!r} cannot be read without unpickling ({exc})") from exc
 
@@ -556,8 +613,6 @@ def cmd_evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
     }
     _io.write_json(args.out, payload)
     if args.png:
-        from . import viz
-
         viz.plot_curves({order.upper(): r for order, r in results.items()}, args.png, title=f"Perturbation ({mode})")
     summary = ", ".join(f"{order} AUC {r.mean_auc:.4g}" for order, r in results.items())
     _say(stdout, f"{summary}; wrote {args.out}" + (f" and {args.png}" if args.png else ""))

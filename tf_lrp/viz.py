@@ -122,15 +122,19 @@ def timeseries_png(
     path: str | os.PathLike[str] | None = None,
     feature_names: Sequence[str] | None = None,
     title: str = "Relevance",
+    labels: Sequence[str] | None = None,
 ) -> Any:
-    """One sample of a multivariate time series: the signal above, a time × feature heatmap below.
+    """Multivariate time series: per sample, the signal above a time × feature heatmap.
 
     Args:
-        x: (T, D) the input signal.
-        relevance: (T, D) its relevance (red positive, blue negative, symmetric scale).
+        x: (T, D) the input signal of one sample, or (B, T, D) for B samples drawn one below
+            the other.
+        relevance: the relevance, same shape as ``x`` (red positive, blue negative, symmetric
+            scale per sample).
         path: where to write the PNG (atomically), or None.
         feature_names: D names for the legend and the heatmap's rows.
         title: the figure title.
+        labels: optional one caption per sample (e.g. the predicted class).
 
     Returns:
         The matplotlib Figure (not registered with pyplot; save or inspect it).
@@ -140,33 +144,45 @@ def timeseries_png(
     """
     signal = np.asarray(x, dtype=np.float64)
     values = np.asarray(relevance, dtype=np.float64)
-    if signal.ndim != 2 or values.shape != signal.shape:
-        raise InputError(f"x and relevance must both be (T, D) for one sample; got {signal.shape} and {values.shape}")
-    steps, features = signal.shape
+    if signal.ndim not in (2, 3) or values.shape != signal.shape:
+        raise InputError(
+            f"x and relevance must both be (T, D) or (B, T, D); got {signal.shape} and {values.shape}"
+        )
+    if signal.ndim == 2:
+        signal, values = signal[None], values[None]
+    samples, steps, features = signal.shape
     names = list(feature_names) if feature_names is not None else [f"x{i}" for i in range(features)]
     if len(names) != features:
         raise InputError(f"feature_names must have {features} entries; got {len(names)}")
-    figure = _figure(figsize=(max(6.0, steps * 0.12), 2.5 + 0.35 * features))
-    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=[1, 1.2])
-    for index in range(features):
-        top.plot(np.arange(steps), signal[:, index], label=names[index], linewidth=1)
-    top.set_ylabel("input")
-    top.set_title(title)
-    if features <= 10:
-        top.legend(loc="upper right", fontsize="small", ncols=min(features, 5))
-    limit = float(np.abs(values).max()) or 1.0
-    image = bottom.imshow(
-        values.T,
-        aspect="auto",
-        cmap="bwr",
-        vmin=-limit,
-        vmax=limit,
-        interpolation="nearest",
-        extent=(-0.5, steps - 0.5, features - 0.5, -0.5),
-    )
-    bottom.set_yticks(np.arange(features), names)
-    bottom.set_xlabel("time step")
-    figure.colorbar(image, ax=[top, bottom], location="right", shrink=0.6, label="relevance")
+    if labels is not None and len(labels) != samples:
+        raise InputError(f"labels must have one entry per sample ({samples}); got {len(labels)}")
+    if not (np.isfinite(signal).all() and np.isfinite(values).all()):
+        raise InputError("x or relevance contains NaN or infinite values")
+    figure = _figure(figsize=(max(6.0, steps * 0.12), samples * (2.5 + 0.35 * features)))
+    axes = figure.subplots(2 * samples, 1, sharex=True, height_ratios=[1, 1.2] * samples, squeeze=False)[:, 0]
+    for index in range(samples):
+        top, bottom = axes[2 * index], axes[2 * index + 1]
+        for feature in range(features):
+            top.plot(np.arange(steps), signal[index, :, feature], label=names[feature], linewidth=1)
+        top.set_ylabel("input")
+        captions = ([title] if index == 0 else []) + ([str(labels[index])] if labels is not None else [])
+        if captions:
+            top.set_title(": ".join(captions))
+        if features <= 10 and index == 0:
+            top.legend(loc="upper right", fontsize="small", ncols=min(features, 5))
+        limit = float(np.abs(values[index]).max()) or 1.0
+        image = bottom.imshow(
+            values[index].T,
+            aspect="auto",
+            cmap="bwr",
+            vmin=-limit,
+            vmax=limit,
+            interpolation="nearest",
+            extent=(-0.5, steps - 0.5, features - 0.5, -0.5),
+        )
+        bottom.set_yticks(np.arange(features), names)
+        figure.colorbar(image, ax=[top, bottom], location="right", shrink=0.6, label="relevance")
+    axes[-1].set_xlabel("time step")
     _save(figure, path)
     return figure
 
