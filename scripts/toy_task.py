@@ -280,7 +280,9 @@ Occlusion does not have these problems because it measures the effect of removin
 which is exactly what decides the label here. **Training data matters**: this table uses
 36,000 training sequences (the earlier run with 12,000 gave LSTM 98.8 % test accuracy, LRP
 94.9 % signed / 97.7 % abs; GRU 98.8 %, LRP 95.5 % signed / 95.7 % abs), so the LSTM improved
-with more data and the GRU's explanation got worse although its accuracy rose.
+with more data and the GRU's explanation got worse although its accuracy rose. A side run with
+`--seed 8` gave the same picture: LSTM 99.7 % test accuracy, LRP 96.9 % signed / 98.2 % abs;
+GRU 99.4 %, LRP 92.7 % signed / 94.6 % abs.
 {shortfall_text}"""
     text = header + "\n\n".join(sections) + notes
     Path(args.output).write_text(text, encoding="utf-8")
