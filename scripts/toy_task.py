@@ -262,7 +262,7 @@ numbers above count *all* correctly classified sequences, this split is a diagno
 Nearly every miss still ranks one marked step in the top two. What pushes the other one out
 differs between the cells (seed 7; a rerun with another seed may differ):
 
-* **LSTM**: the misses are the sequences in which the other marked number is close to 0 (the
+* **LSTM**: the misses are mostly sequences in which the other marked number is close to 0 (the
   median min(|v_a|, |v_b|) of the misses is far below that of all sequences) and whose
   prediction has a small margin. The label is the sign of v_a · v_b, so a marked number near 0
   decides the label while carrying almost no signal; an attribution that weighs what actually
@@ -272,8 +272,8 @@ differs between the cells (seed 7; a rerun with another seed may differ):
 * **GRU**: the misses are *not* explained by small marked numbers (their median is close to
   that of all sequences). LRP puts almost all relevance on one marked step (in the 6 misses we
   inspected, the later one, where the network combines the stored first number with the second)
-  and little or negative relevance on the other, so a distractor, often the step right after a marked one,
-  outranks it. This is a property of the explanation of this trained GRU, not of the label;
+  and little or negative relevance on the other, so a distractor (in about a third of the misses the step right after
+  a marked one) outranks it. This is a property of the explanation of this trained GRU, not of the label;
   `bias_factor = 1` did not help (87.4 % signed in a side run).
 
 Occlusion does not have these problems because it measures the effect of removing each step,
