@@ -82,7 +82,7 @@ def group_params(layout: NetworkLayout, arrays: Sequence[Tensor]) -> list[Any]:
 # Scans
 
 
-def _scan(
+def scan_steps(
     step: Callable[[Any, Any], tuple[Any, Any]],
     init: Any,
     xs: Any,
@@ -181,9 +181,21 @@ def _merge(spec: RecurrentSpec, parts: Sequence[Tensor]) -> Tensor:
     return total if spec.merge_mode == "sum" else total / 2
 
 
-def _run_direction(
+def run_direction(
     spec: RecurrentSpec, params: Any, inputs: Tensor, mask: Tensor | None, reverse: bool
 ) -> DirectionForward:
+    """Run one direction of a recurrent layer over a sequence, keeping the cell's cache.
+
+    Args:
+        spec: the layer.
+        params: this direction's cell params.
+        inputs: (T, B, D) the layer's input sequence, time-major.
+        mask: (T, B, 1) bool, or None; a masked step carries the state through unchanged.
+        reverse: True for the backward direction (reads time downwards; outputs stay aligned).
+
+    Returns:
+        The cache (T, B, H) fields, the outputs (T, B, H) and the final output (B, H).
+    """
     cell = CELLS[spec.cell]
     projected = cell.project_inputs(params, inputs)
     zeros = ops.zeros_like(projected[0, :, : spec.units])
@@ -194,7 +206,7 @@ def _run_direction(
         return _select(xs.get("mask"), new_state, state), gates
 
     xs = {"projected": projected} if mask is None else {"projected": projected, "mask": mask}
-    final, states, gates = _scan(step, init, xs, cell.gates_template(zeros), reverse)
+    final, states, gates = scan_steps(step, init, xs, cell.gates_template(zeros), reverse)
     previous = tuple(_previous(s, i, reverse) for s, i in zip(states, init, strict=True))
     return DirectionForward(cell.make_cache(states, previous, gates), states[0], final[0])
 
@@ -226,7 +238,7 @@ def forward(layout: NetworkLayout, arrays: Sequence[Tensor], x: Tensor, mask: Te
     for spec, layer_params in zip(layout.layers[layer_index:], params[layer_index:], strict=True):
         if isinstance(spec, RecurrentSpec):
             directions = tuple(
-                _run_direction(spec, p, sequence, mask_t, direction == "backward")
+                run_direction(spec, p, sequence, mask_t, direction == "backward")
                 for direction, p in zip(spec.directions, layer_params, strict=True)
             )
             recurrent.append(RecurrentForward(sequence, directions))
@@ -362,7 +374,7 @@ class Backward(NamedTuple):
     initial_state: Tensor  # (B,) signal that reached the zero initial states (LRP), summed
 
 
-def _backward_direction(
+def backward_direction(
     propagator: Propagator,
     spec: RecurrentSpec,
     params: Any,
@@ -374,6 +386,24 @@ def _backward_direction(
     reverse: bool,
     ctx: Context,
 ) -> tuple[Tensor, Tensor]:
+    """Send a signal back through one direction of a recurrent layer (against its reading order).
+
+    Args:
+        propagator: :data:`LRP` or :data:`GRADIENT`.
+        spec: the layer.
+        params: this direction's cell params.
+        fwd: the direction's forward record (:func:`run_direction`).
+        inputs: (T, B, D) the layer's input sequence.
+        mask: (T, B, 1) bool or None; masked steps pass the carry through and get zero signal.
+        above: (T, B, H) signal arriving at every step's output from the layer above, or None.
+        final: (B, H) signal arriving at the final output, or None.
+        reverse: True for the backward direction.
+        ctx: ε, bias_factor and rules.
+
+    Returns:
+        The signal at the layer's inputs (T, B, D) and, summed per sample (B,), what reached
+        the initial states.
+    """
     cell = CELLS[spec.cell]
     zeros = ops.zeros_like(fwd.final)
     init = tuple(zeros for _ in cell.initial_state(zeros))
@@ -394,7 +424,7 @@ def _backward_direction(
     if mask is not None:
         xs["mask"] = mask
     # the backward pass walks time against the direction's forward scan
-    carry, _, outputs = _scan(step, init, xs, propagator.template(spec, zeros, ctx), not reverse)
+    carry, _, outputs = scan_steps(step, init, xs, propagator.template(spec, zeros, ctx), not reverse)
     signal = propagator.inputs(cell, spec, params, inputs, outputs)
     leftover = sum(ops.sum(c, axis=-1) for c in carry)
     return signal, leftover
@@ -456,7 +486,7 @@ def backward(
         for direction, p, d_fwd, d_final, d_above in zip(
             spec.directions, recurrent_params[index], directions, finals, aboves, strict=True
         ):
-            d_signal, leftover = _backward_direction(
+            d_signal, leftover = backward_direction(
                 propagator,
                 spec,
                 p,

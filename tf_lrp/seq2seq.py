@@ -32,7 +32,15 @@ from keras import ops
 from .cells import gru
 from .errors import LayoutError
 from .layout import FORMAT, FORMAT_VERSION, GRU_GATES, ArraySpec, DenseSpec, RecurrentSpec, eval_shape_expr, load_schema
-from .network import DenseForward, DenseParams, DirectionForward, Propagator, _backward_direction, _run_direction, _scan
+from .network import (
+    DenseForward,
+    DenseParams,
+    DirectionForward,
+    Propagator,
+    backward_direction,
+    run_direction,
+    scan_steps,
+)
 
 Tensor = Any
 KIND = "seq2seq"
@@ -318,7 +326,7 @@ def forward(spec: Seq2SeqSpec, arrays: Sequence[Tensor], x: Tensor, x_future: Te
     sequence = ops.transpose(x, (1, 0, 2))
     encoder = []
     for layer_spec, layer_params in zip(spec.encoder, params.encoder, strict=True):
-        direction = _run_direction(layer_spec, layer_params, sequence, None, False)
+        direction = run_direction(layer_spec, layer_params, sequence, None, False)
         encoder.append((sequence, direction))
         sequence = direction.outputs
     head1, head2 = params.head
@@ -352,7 +360,7 @@ def forward(spec: Seq2SeqSpec, arrays: Sequence[Tensor], x: Tensor, x_future: Te
         _zeros(seed, spec.outputs),
     )
     init = (*(d.final for _, d in encoder), seed)
-    _, _, decoder = _scan(step, init, future, template, False)
+    _, _, decoder = scan_steps(step, init, future, template, False)
     return Seq2SeqForward(ops.transpose(decoder.forecast, (1, 0, 2)), tuple(encoder), decoder)
 
 
@@ -443,7 +451,7 @@ def backward(
     zeros_o = _zeros(first, outputs)
     template = (_zeros(first, spec.future_size), _zeros(first, spec.static_size), zeros_o)
     xs = {"record": decoder._replace(caches=()), "caches": caches, "seed": ops.transpose(seed, (1, 0, 2))}
-    final, _, (future, static, fed_back) = _scan(
+    final, _, (future, static, fed_back) = scan_steps(
         step, (*([zeros_h] * spec.num_layers), zeros_o), xs, template, True
     )
     *states, seed_signal = final
@@ -451,7 +459,7 @@ def backward(
     initial_state = ops.zeros_like(first[:, 0])
     for layer in reversed(range(spec.num_layers)):
         inputs, direction = fwd.encoder[layer]
-        above, leftover = _backward_direction(
+        above, leftover = backward_direction(
             propagator,
             spec.encoder[layer],
             params.encoder[layer],
