@@ -22,23 +22,14 @@ import pytest
 from tf_lrp import Explainer, InputError
 from tf_lrp.layout import DenseSpec, EmbeddingSpec, RecurrentSpec, to_manifest
 
+from .test_dataset import lstm_arrays
+
 D, H, C, T, N = 3, 5, 2, 9, 101  # N odd: the last chunk splits unevenly over two replicas
 V, E = 12, 4
 TOL = {"rtol": 0, "atol": 1e-12}
 FIELDS = ("relevance", "scores", "target", "initial_state_relevance")
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="tf.distribute needs TensorFlow")
-
-
-def lstm_arrays(rng: np.random.Generator, inputs: int, units: int, directions: int) -> list[np.ndarray]:
-    arrays = []
-    for _ in range(directions):
-        arrays += [
-            rng.normal(0, 0.5, (inputs, 4 * units)),
-            rng.normal(0, 0.5, (units, 4 * units)),
-            rng.normal(0, 0.2, (4 * units,)),
-        ]
-    return arrays
 
 
 @pytest.fixture(scope="module")
