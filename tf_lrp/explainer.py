@@ -208,6 +208,7 @@ class Explainer:
         weights: arrays in Keras order (checked against ``layout``).
         dtype: ``"float32"`` or ``"float64"``; the weights are cast to it.
         rules: a :class:`~tf_lrp.rules.RuleSet` or preset name; default ``"arras2017"``.
+            Its per-layer overrides (``RuleSet(layers=...)``) are checked against ``layout``.
         jit_compile: TensorFlow: compile with XLA.
         memory_budget: bytes one compiled call may use for the forward activations kept for
             the backward pass; ``explain`` splits larger batches into chunks.
@@ -227,6 +228,7 @@ class Explainer:
         self.layout = layout
         self.dtype = dtype
         self.rules = as_ruleset(rules)
+        self.rules.check(layout)
         self.jit_compile = bool(jit_compile)
         if int(memory_budget) <= 0:
             raise InputError(f"memory_budget must be a positive number of bytes; got {memory_budget!r}")

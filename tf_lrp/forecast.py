@@ -159,6 +159,8 @@ class Seq2SeqExplainer:
             (``enc_l0_kernel``, ..., ``head2_kernel``).
         dtype: ``"float32"`` or ``"float64"``.
         rules: a :class:`~tf_lrp.rules.RuleSet` or preset name; default ``"arras2017"``.
+            Per-layer overrides (``RuleSet(layers=...)``) are not supported here; ``output``
+            is the rule of ``head2``, ``head`` that of ``head1``.
         jit_compile: TensorFlow: compile with XLA.
     """
 
@@ -175,6 +177,11 @@ class Seq2SeqExplainer:
         self.spec = spec
         self.dtype = dtype
         self.rules = as_ruleset(rules)
+        if self.rules.layers:
+            raise InputError(
+                "the forecaster takes one rule set for all its layers: RuleSet(product=..., sum_spread=..., "
+                "head=..., output=...); per-layer rules (RuleSet(layers=...)) are for Explainer networks only"
+            )
         self.jit_compile = bool(jit_compile)
         checked = check_seq2seq_weights(spec, weights)
         self.weights: list[np.ndarray] = [np.ascontiguousarray(w, dtype=dtype) for w in checked]

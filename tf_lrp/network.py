@@ -367,6 +367,19 @@ class Context(NamedTuple):
     rules: RuleSet
 
 
+def layer_context(ctx: Context, layout: NetworkLayout, index: int) -> Context:
+    """The context of layer ``index`` of ``layout``: its per-layer rules and fixed ε, if any.
+
+    ``ctx`` itself for a layer without an override in ``ctx.rules.layers`` (static: resolved
+    while tracing).
+    """
+    rules, fixed_eps = ctx.rules.at(layout, index)
+    if rules is ctx.rules:
+        return ctx
+    eps = ctx.eps if fixed_eps is None else ops.convert_to_tensor(fixed_eps, dtype=ctx.eps.dtype)
+    return Context(eps, ctx.bias_factor, rules)
+
+
 class Backward(NamedTuple):
     """Result of a backward pass."""
 
@@ -460,11 +473,18 @@ def backward(
     dense_params = params[len(params) - len(layout.dense) :]
     signal = seed
     dense_specs = layout.dense
+    first_dense = len(layout.layers) - len(dense_specs)
     for index in reversed(range(len(dense_specs))):
         signal = propagator.dense(
-            dense_specs[index], dense_params[index], fwd.dense[index], signal, ctx, index == len(dense_specs) - 1
+            dense_specs[index],
+            dense_params[index],
+            fwd.dense[index],
+            signal,
+            layer_context(ctx, layout, first_dense + index),
+            index == len(dense_specs) - 1,
         )
     recurrent_specs = layout.recurrent
+    positions = [i for i, s in enumerate(layout.layers) if isinstance(s, RecurrentSpec)]
     recurrent_params = [p for s, p in zip(layout.layers, params, strict=True) if isinstance(s, RecurrentSpec)]
     final_signal: Tensor | None = signal
     above: Tensor | None = None
@@ -472,13 +492,14 @@ def backward(
     for index in reversed(range(len(recurrent_specs))):
         spec, layer_fwd = recurrent_specs[index], fwd.recurrent[index]
         directions = layer_fwd.directions
+        layer_ctx = layer_context(ctx, layout, positions[index])
         finals = (
-            propagator.merge(spec, [d.final for d in directions], final_signal, ctx)
+            propagator.merge(spec, [d.final for d in directions], final_signal, layer_ctx)
             if final_signal is not None
             else (None,) * len(directions)
         )
         aboves = (
-            propagator.merge(spec, [d.outputs for d in directions], above, ctx)
+            propagator.merge(spec, [d.outputs for d in directions], above, layer_ctx)
             if above is not None
             else (None,) * len(directions)
         )
@@ -496,7 +517,7 @@ def backward(
                 d_above,
                 d_final,
                 direction == "backward",
-                ctx,
+                layer_ctx,
             )
             total = d_signal if total is None else total + d_signal
             initial_state = initial_state + leftover

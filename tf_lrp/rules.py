@@ -22,6 +22,7 @@ from typing import Any, Literal
 from keras import ops
 
 from .errors import InputError
+from .layout import DenseSpec, EmbeddingSpec, NetworkLayout, RecurrentSpec
 
 Tensor = Any
 
@@ -222,7 +223,7 @@ class Epsilon:
         bias_factor: Tensor,
     ) -> Tensor:
         """Slot: relevance (B, D) of the inputs (B, D) of ``z = inputs @ kernel + bias`` (B, C)."""
-        stabiliser = eps if self.eps is None else ops.cast(self.eps, z.dtype)
+        stabiliser = eps if self.eps is None else ops.convert_to_tensor(self.eps, dtype=z.dtype)
         q, share = epsilon_node(z, relevance, bias, stabiliser, bias_factor, ops.shape(kernel)[0])
         return inputs * ops.matmul(q, ops.transpose(kernel)) + share
 
@@ -262,7 +263,7 @@ class ZPlus:
         a_pos, a_neg = ops.maximum(inputs, zero), ops.minimum(inputs, zero)
         w_pos, w_neg = ops.maximum(kernel, ops.zeros_like(kernel)), ops.minimum(kernel, ops.zeros_like(kernel))
         positive = ops.matmul(a_pos, w_pos) + ops.matmul(a_neg, w_neg)
-        q = relevance / (positive + ops.cast(self.stabilizer, z.dtype))
+        q = relevance / (positive + ops.convert_to_tensor(self.stabilizer, dtype=z.dtype))
         return a_pos * ops.matmul(q, ops.transpose(w_pos)) + a_neg * ops.matmul(q, ops.transpose(w_neg))
 
 
@@ -305,6 +306,87 @@ def as_linear_rule(rule: Any) -> LinearRule:
 
 
 @dataclass(frozen=True)
+class Recurrent:
+    """The rules of one recurrent layer, for :attr:`RuleSet.layers` (every field optional).
+
+    Attributes:
+        product: this layer's product rule (an instance or a name), or None for the RuleSet's.
+        sum_spread: ``"all"`` or ``"per_unit"`` for this layer's sum nodes (its state update
+            and, when bidirectional with ``merge_mode="sum"``/``"ave"``, its merge), or None
+            for the RuleSet's.
+        eps: a fixed ε for every node of this layer (both directions), or None for the ``eps``
+            given to ``explain`` (as in :class:`Epsilon`).
+    """
+
+    product: ProductRule | str | None = None
+    sum_spread: SumSpread | None = None
+    eps: float | None = None
+    name: str = "recurrent"
+
+    def __post_init__(self) -> None:
+        if self.product is not None:
+            object.__setattr__(self, "product", as_product_rule(self.product))
+        if self.sum_spread not in (None, "all", "per_unit"):
+            raise InputError(f"Recurrent(sum_spread=...) must be 'all', 'per_unit' or None; got {self.sum_spread!r}")
+        if self.eps is not None:
+            if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)):
+                raise InputError(f"Recurrent(eps=...) must be a number >= 0 or None; got {self.eps!r}")
+            if not (self.eps >= 0 and self.eps < float("inf")):
+                raise InputError(f"Recurrent(eps=...) must be finite and >= 0; got {self.eps!r}")
+            object.__setattr__(self, "eps", float(self.eps))
+
+
+LayerRule = LinearRule | Recurrent
+LayerKey = int | str
+
+
+def as_layer_rule(rule: Any) -> LayerRule:
+    """Coerce one :attr:`RuleSet.layers` value into :class:`Recurrent` or a dense rule.
+
+    Accepts :class:`Recurrent`, a product rule (instance or name, short for
+    ``Recurrent(product=...)``) or a dense rule (see :func:`as_linear_rule`).
+
+    Raises:
+        InputError: for anything else.
+    """
+    if isinstance(rule, Recurrent):
+        return rule
+    if isinstance(rule, tuple(PRODUCT_RULES.values())) or (isinstance(rule, str) and rule in PRODUCT_RULES):
+        return Recurrent(product=rule)
+    try:
+        return as_linear_rule(rule)
+    except InputError:
+        raise InputError(
+            f"unknown layer rule {rule!r}; for a Dense layer pass Epsilon(eps), ZPlus(), a name in "
+            f"{sorted(LINEAR_RULES)} or a number (a fixed ε); for an LSTM/GRU layer pass "
+            f"Recurrent(product=..., sum_spread=..., eps=...) or a product rule name in {sorted(PRODUCT_RULES)}"
+        ) from None
+
+
+def _layer_map(layers: Any) -> tuple[tuple[LayerKey, LayerRule], ...]:
+    """``layers`` (a mapping or pairs) as a sorted tuple of ``(key, rule)`` pairs (hashable)."""
+    pairs = layers.items() if hasattr(layers, "items") else layers
+    try:
+        pairs = [(key, value) for key, value in pairs]
+    except (TypeError, ValueError):
+        raise InputError(
+            f"RuleSet(layers=...) takes a dict {{layer index or name: rule}}; got {type(layers).__name__}"
+        ) from None
+    keys = [key for key, _ in pairs]
+    for key in keys:
+        valid_index = isinstance(key, int) and not isinstance(key, bool) and key >= 0
+        if not valid_index and not (isinstance(key, str) and key):
+            raise InputError(
+                f"RuleSet(layers=...) keys are layer indices (int >= 0, as in the manifest and "
+                f"`tf-lrp info`) or layer names (str); got {key!r}"
+            )
+    if len(set(keys)) != len(keys):
+        raise InputError(f"RuleSet(layers=...) names a layer twice: keys {keys}")
+    coerced = [(key, as_layer_rule(value)) for key, value in pairs]
+    return tuple(sorted(coerced, key=lambda pair: (isinstance(pair[0], str), pair[0])))
+
+
+@dataclass(frozen=True)
 class RuleSet:
     """Which rule each kind of node uses (static structure; ε and bias_factor are traced).
 
@@ -321,12 +403,28 @@ class RuleSet:
             j's share only to its own two inputs.
         head: the rule of every dense layer (:class:`Epsilon` with the call's ε by default).
         output: the rule of the last dense layer (the output), or None for ``head``.
+        layers: per-layer overrides, zennit-style (like its ``NameMapComposite``): a dict
+            ``{layer: rule}`` whose key is the layer's index in ``layout.layers`` (as in the
+            manifest and ``tf-lrp info``; an embedding counts) or its name
+            (``layout.layers[i].name``, the Keras layer name for converted models). A Dense
+            layer takes a dense rule (``Epsilon(eps)``, ``ZPlus()``, ``"zplus"``, a number),
+            which replaces ``head``/``output`` there; an LSTM/GRU layer takes
+            :class:`Recurrent` (``product``, ``sum_spread``, a fixed ``eps``; a product rule
+            alone is short for ``Recurrent(product=...)``), which replaces ``product`` and
+            ``sum_spread`` (and the call's ε) for that layer only. Stored as a sorted tuple of
+            ``(key, rule)`` pairs, so a RuleSet stays hashable; checked against a layout by
+            :meth:`check` (the explainer does it at construction).
+
+    Example::
+
+        RuleSet(layers={0: Recurrent(product="half"), 2: Recurrent(eps=0.01), "out": ZPlus()})
     """
 
     product: ProductRule = SignalTakesAll()
     sum_spread: SumSpread = "all"
     head: LinearRule = Epsilon()
     output: LinearRule | None = None
+    layers: tuple[tuple[LayerKey, LayerRule], ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "product", as_product_rule(self.product))
@@ -335,10 +433,97 @@ class RuleSet:
             object.__setattr__(self, "output", as_linear_rule(self.output))
         if self.sum_spread not in ("all", "per_unit"):
             raise InputError(f"sum_spread must be 'all' or 'per_unit'; got {self.sum_spread!r}")
+        object.__setattr__(self, "layers", _layer_map(self.layers))
 
     def dense_rule(self, is_last: bool) -> LinearRule:
         """The rule of a dense layer (``is_last``: the output layer)."""
         return self.output if is_last and self.output is not None else self.head
+
+    def resolve(self, layout: NetworkLayout) -> dict[int, LayerRule]:
+        """The per-layer overrides keyed by layer index, checked against ``layout``.
+
+        Raises:
+            InputError: for an unknown layer index or name, an ambiguous name, a layer given
+                twice (by index and by name), an embedding layer, or a rule of the wrong kind
+                (a dense rule for a recurrent layer or :class:`Recurrent` for a Dense layer).
+        """
+        resolved: dict[int, LayerRule] = {}
+        keys: dict[int, LayerKey] = {}
+        for key, rule in self.layers:
+            index = _layer_index(layout, key)
+            if index in resolved:
+                raise InputError(
+                    f"RuleSet(layers=...) gives layer {index} twice, as {keys[index]!r} and as {key!r}; keep one"
+                )
+            spec = layout.layers[index]
+            where = f"RuleSet(layers=...): layer {key!r} ({_describe_layer(index, spec)})"
+            if isinstance(spec, EmbeddingSpec):
+                raise InputError(
+                    f"{where} is an embedding: it has no LRP rule (relevance stops at the embedded vectors); "
+                    "remove it from layers"
+                )
+            if isinstance(spec, RecurrentSpec) and not isinstance(rule, Recurrent):
+                raise InputError(
+                    f"{where} is recurrent and takes Recurrent(product=..., sum_spread=..., eps=...) or a "
+                    f"product rule; got the dense rule {rule!r}"
+                )
+            if isinstance(spec, DenseSpec) and isinstance(rule, Recurrent):
+                raise InputError(
+                    f"{where} is Dense and takes a dense rule (Epsilon(eps), ZPlus(), 'epsilon', 'zplus' or "
+                    f"a number); got {rule!r}"
+                )
+            resolved[index], keys[index] = rule, key
+        return resolved
+
+    def check(self, layout: NetworkLayout) -> None:
+        """Raise :class:`~tf_lrp.errors.InputError` if :attr:`layers` does not fit ``layout``."""
+        self.resolve(layout)
+
+    def at(self, layout: NetworkLayout, index: int) -> tuple[RuleSet, float | None]:
+        """The rules that layer ``index`` of ``layout`` uses, and its fixed ε (None: the call's).
+
+        Returns ``(self, None)`` for a layer without an override; otherwise a RuleSet without
+        per-layer overrides whose ``product``/``sum_spread`` (recurrent) or ``head`` and
+        ``output`` (dense) are the layer's.
+        """
+        if not self.layers:
+            return self, None
+        rule = self.resolve(layout).get(index)
+        if rule is None:
+            return self, None
+        if isinstance(rule, Recurrent):
+            product = self.product if rule.product is None else rule.product
+            spread = self.sum_spread if rule.sum_spread is None else rule.sum_spread
+            return RuleSet(product, spread, self.head, self.output), rule.eps
+        return RuleSet(self.product, self.sum_spread, rule, None), None
+
+
+def _describe_layer(index: int, spec: Any) -> str:
+    name = f" {spec.name!r}" if spec.name else ""
+    return f"{spec.kind}{name} at index {index}"
+
+
+def _layer_index(layout: NetworkLayout, key: LayerKey) -> int:
+    """The index in ``layout.layers`` of a layer given by index or name."""
+    layers = layout.layers
+    if isinstance(key, int):
+        if key >= len(layers):
+            listing = ", ".join(_describe_layer(i, s) for i, s in enumerate(layers))
+            raise InputError(f"RuleSet(layers=...) names layer {key}, but the network has {len(layers)}: {listing}")
+        return key
+    matches = [i for i, spec in enumerate(layers) if spec.name == key]
+    if not matches:
+        names = [spec.name for spec in layers if spec.name]
+        hint = f"its layer names are {names}" if names else "its layers have no names"
+        raise InputError(
+            f"RuleSet(layers=...) names layer {key!r}, which the network does not have; {hint} "
+            "(or use the layer's index, as in `tf-lrp info`)"
+        )
+    if len(matches) > 1:
+        raise InputError(
+            f"RuleSet(layers=...): {len(matches)} layers are named {key!r} (indices {matches}); use an index"
+        )
+    return matches[0]
 
 
 #: Named rule sets; ``"arras2017"`` reproduces the reference implementation.
