@@ -264,3 +264,37 @@ def test_rule_errors() -> None:
     with pytest.raises(InputError, match="rules must be a RuleSet"):
         as_ruleset(3)
     assert as_linear_rule(0.5) == Epsilon(0.5)
+
+
+# --------------------------------------------------------------------------------------------
+# The stabiliser's sign
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@given(values=st.lists(st.floats(-1e6, 1e6, allow_nan=False, width=32), min_size=1, max_size=40))
+def test_signed_eps_is_where_of_the_sign_bit_identically(dtype: str, values: list[float]) -> None:
+    from tf_lrp.backend import _scope  # JAX: 64-bit mode for float64, as tf_lrp's own calls have
+
+    with _scope(dtype == "float64"):
+        _check_signed_eps(dtype, values)
+
+
+def _check_signed_eps(dtype: str, values: list[float]) -> None:
+    from keras import ops
+
+    from tf_lrp.rules import sign, signed_eps, stabilize
+
+    z_np = np.array([*values, 0.0, -0.0, 1e-30, -1e-30], dtype=dtype)
+    z, eps = ops.convert_to_tensor(z_np), ops.convert_to_tensor(np.array(1e-3, dtype=dtype))
+    got = ops.convert_to_numpy(signed_eps(z, eps))
+    assert got.dtype == np.dtype(dtype)
+    # bit-identical to the where-formulation on the same backend (subnormals included, which a
+    # CPU backend may flush to zero: then they count as 0, i.e. positive, in both)
+    np.testing.assert_array_equal(got, ops.convert_to_numpy(ops.where(z >= 0, eps, -eps)))
+    # and to numpy's sign(0) = sign(-0.0) = +1 convention wherever the number is not subnormal
+    normal = (z_np == 0) | (np.abs(z_np) >= np.finfo(dtype).tiny)
+    np.testing.assert_array_equal(got[normal], np.where(z_np >= 0, 1e-3, -1e-3).astype(dtype)[normal])
+    np.testing.assert_array_equal(ops.convert_to_numpy(sign(z))[normal], np.where(z_np >= 0, 1, -1)[normal])
+    stabilized = ops.convert_to_numpy(stabilize(z, eps))
+    np.testing.assert_array_equal(stabilized, ops.convert_to_numpy(z + ops.where(z >= 0, eps, -eps)))
+    assert np.all(stabilized != 0)
