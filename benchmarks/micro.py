@@ -22,7 +22,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
 BATCH, STEPS, FEATURES, UNITS = 256, 50, 60, 60
 
@@ -137,7 +137,8 @@ def matmul(tf: object, repeats: int) -> None:
         w = tf.constant(rng.normal(0, 0.01, (inner, cols)).astype("float32"))
         call = _in_loop(tf, lambda v, a=a, w=w: v + tf.matmul(a, w)[:, :1], tf.zeros((rows, 1)), iterations)
         seconds = min(_timed(call, repeats)) / iterations
-        print(f"  ({rows}, {inner}) @ ({inner}, {cols}) {seconds * 1e6:9.1f} µs  {2 * rows * inner * cols / seconds / 1e9:6.1f} GFLOP/s")
+        rate = 2 * rows * inner * cols / seconds / 1e9
+        print(f"  ({rows}, {inner}) @ ({inner}, {cols}) {seconds * 1e6:9.1f} µs  {rate:6.1f} GFLOP/s")
 
 
 def sign(tf: object, repeats: int) -> None:
