@@ -197,11 +197,8 @@ def split_product(
         return ops.zeros_like(relevance), relevance
     if isinstance(rule, Half):
         return relevance / 2, relevance / 2
-    total = weights[0] + weights[1]
-    stabiliser = signed_eps(total, eps)
-    q = relevance / (total + stabiliser)
-    share = bias_factor * stabiliser * q / 2
-    return weights[0] * q + share, weights[1] * q + share
+    # a two-input ε-node with the share split per unit: the per-unit sum node over the weights
+    return sum_node(weights, weights[0] + weights[1], relevance, eps, bias_factor, "per_unit")
 
 
 # --------------------------------------------------------------------------------------------
