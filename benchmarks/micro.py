@@ -24,17 +24,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
+from benchmarks.run import _time
+
 BATCH, STEPS, FEATURES, UNITS = 256, 50, 60, 60
 
 
 def _timed(call: Callable[[], object], repeats: int) -> list[float]:
+    """``benchmarks.run``'s timing after one warm-up call (tracing, first run)."""
     call()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - start)
-    return times
+    return _time(call, repeats)
 
 
 def _in_loop(tf: object, body: Callable, init: object, iterations: int) -> Callable[[], object]:

@@ -19,7 +19,6 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -57,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
 
     tf.config.threading.set_inter_op_parallelism_threads(args.inter)
     tf.config.threading.set_intra_op_parallelism_threads(args.intra)
-    from benchmarks.run import make_weights
+    from benchmarks.run import _time, make_weights
     from tf_lrp import Explainer
 
     bidirectional = args.direction == "bi"
@@ -68,11 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         explainer.explain(x)
         explainer.score(x)
     for name, call in (("explain", explainer.explain), ("score (forward only)", explainer.score)):
-        times = []
-        for _ in range(7):
-            start = time.perf_counter()
-            call(x)
-            times.append(time.perf_counter() - start)
+        times = _time(lambda call=call: call(x), 7)
         print(f"{name}: min {min(times) * 1e3:.1f} ms, median {np.median(times) * 1e3:.1f} ms")
 
     logdir = tempfile.mkdtemp(prefix="tf_lrp_profile_")
