@@ -253,6 +253,45 @@ def test_refuses_to_resume_a_different_run(feat, data, tmp_path):
         feat.explain_dataset(data["x"], out=out, progress=False)
 
 
+def test_resume_checks_every_completed_chunk_against_the_inputs_it_explained(feat, tmp_path, monkeypatch):
+    x = np.random.default_rng(5).normal(size=(200, T, D))  # more rows than the data digest's two ends
+    out = tmp_path / "rel.npy"
+    original = dataset._run_chunk
+    done = []
+
+    def crash_after_five_chunks(*args):
+        if len(done) == 5:
+            raise KeyboardInterrupt  # stands in for a crash
+        done.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(dataset, "_run_chunk", crash_after_five_chunks)
+    with pytest.raises(KeyboardInterrupt):
+        feat.explain_dataset(x, out=out, batch_size=16, progress=False)
+    monkeypatch.setattr(dataset, "_run_chunk", original)
+    sidecar = json.loads((tmp_path / "rel.json").read_text())
+    assert sidecar["completed"] == 80
+    assert len(sidecar["chunks"]) == 5
+
+    changed = x.copy()
+    changed[70, 3, 1] += 1e-9  # completed chunk 4 (rows 64-79), outside the first and last 64 rows
+    with pytest.raises(InputError, match=r"data changed since .* chunk 4 \(from sample 64\).*resume=False"):
+        feat.explain_dataset(changed, out=out, batch_size=16, progress=False)
+    assert json.loads((tmp_path / "rel.json").read_text()) == sidecar  # nothing written
+
+    changed = x.copy()
+    changed[100] += 1.0  # chunk 6, not computed yet: the resumed run explains the data as it is now
+    resumed = feat.explain_dataset(changed, out=out, batch_size=16, progress=False)
+    assert resumed.resumed_from == 80
+    np.testing.assert_allclose(np.load(out), feat.explain(changed).relevance, **TOL)
+    assert len(json.loads((tmp_path / "rel.json").read_text())["chunks"]) == 200 // 16 + 1
+
+    sidecar = json.loads((tmp_path / "rel.json").read_text())
+    (tmp_path / "rel.json").write_text(json.dumps({**sidecar, "version": 1}))
+    with pytest.raises(InputError, match=r"version 1 record and this tf_lrp writes version 2.*resume=False"):
+        feat.explain_dataset(changed, out=out, batch_size=16, progress=False)
+
+
 CHILD = textwrap.dedent(
     """
     import sys, time

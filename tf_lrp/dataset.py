@@ -52,7 +52,7 @@ FALLBACK_BUDGET = 1 << 30
 #: On JAX (one compilation per shape) crop widths are multiples of this.
 JAX_WIDTH_QUANTUM = 8
 SIDECAR_FORMAT = "tf_lrp.explain_dataset"
-SIDECAR_VERSION = 1
+SIDECAR_VERSION = 2
 #: Rows hashed at each end of the data to recognise it again on resume.
 _DIGEST_ROWS = 64
 
@@ -404,19 +404,24 @@ def explain_dataset(
     completed = int(state["completed"])
     resumed_from = completed
     done = 0  # samples of the chunks passed so far, in processing order
+    digests: list[str] = list(state["sidecar"].get("chunks", []))  # of the completed chunks' inputs
     bar = _progress(progress, count, completed)
     try:
-        for offset, chunk, block in _chunks(blocks(), state["batch_size"], state["budget"], per_sample_bytes, rank,
-                                            feature_shape, mask_zero):  # fmt: skip
+        for number, (offset, chunk, block) in enumerate(
+            _chunks(blocks(), state["batch_size"], state["budget"], per_sample_bytes, rank, feature_shape, mask_zero)
+        ):
             size = len(chunk.indices)
+            rows = _gather(block, chunk)
             if done + size <= completed:
+                _check_unchanged(digests, number, rows, chunk, offset, paths["sidecar"])
                 done += size
                 continue
-            result = _run_chunk(run, block, chunk, targets)
+            result = _run_chunk(run, rows, chunk, targets)
             sink.put(chunk.indices + offset, chunk.start, chunk.stop, result)
             sink.flush()
             done += size
-            _io.write_json(paths["sidecar"], {**state["sidecar"], "completed": done})
+            digests[number:] = [_rows_digest(rows)]
+            _io.write_json(paths["sidecar"], {**state["sidecar"], "completed": done, "chunks": digests})
             bar.update(size)
     finally:
         bar.close()
@@ -496,13 +501,47 @@ def _chunks(
         offset += block.x.shape[0]
 
 
-def _run_chunk(run: BatchFunction, block: Block, chunk: Chunk, targets: Any) -> tuple[Any, ...]:
+def _gather(block: Block, chunk: Chunk) -> Block:
+    """The chunk's rows of the block, full width (read once from a memory map)."""
+    return Block(
+        np.asarray(block.x[chunk.indices]),
+        None if block.lengths is None else np.asarray(block.lengths)[chunk.indices],
+        None if block.mask is None else np.asarray(block.mask)[chunk.indices],
+    )
+
+
+def _run_chunk(run: BatchFunction, rows: Block, chunk: Chunk, targets: Any) -> tuple[Any, ...]:
     columns = slice(chunk.start, chunk.stop)
-    x = np.asarray(block.x[chunk.indices])[:, columns]
-    lengths = None if block.lengths is None else np.asarray(block.lengths)[chunk.indices] - chunk.start
-    mask = None if block.mask is None else np.asarray(block.mask)[chunk.indices][:, columns]
+    lengths = None if rows.lengths is None else rows.lengths - chunk.start
+    mask = None if rows.mask is None else rows.mask[:, columns]
     target = targets[chunk.indices] if targets is not None and np.ndim(targets) == 1 else targets
-    return run(x, target, mask, lengths)
+    return run(rows.x[:, columns], target, mask, lengths)
+
+
+def _rows_digest(rows: Block) -> str:
+    """Hash of a chunk's inputs (values, dtype, shape, lengths and mask)."""
+    digest = hashlib.sha256()
+    for part in (rows.x, rows.lengths, rows.mask):
+        if part is None:
+            digest.update(b"none")
+        else:
+            digest.update(f"{part.dtype.str}{part.shape}".encode())
+            digest.update(np.ascontiguousarray(part).tobytes())
+    return digest.hexdigest()[:32]
+
+
+def _check_unchanged(
+    digests: list[str], number: int, rows: Block, chunk: Chunk, offset: int, sidecar: Path
+) -> None:
+    """On resume, a completed chunk's inputs must be the ones its recorded results came from."""
+    if number < len(digests) and digests[number] == _rows_digest(rows):
+        return
+    first = int(chunk.indices[0] + offset)
+    raise InputError(
+        f"cannot resume {str(sidecar)!r}: the data changed since the recorded run; the {len(chunk.indices)} "
+        f"samples of completed chunk {number} (from sample {first}) differ from the ones explained then. "
+        "Pass resume=False (--overwrite) to start over"
+    )
 
 
 def _measure(blocks: Iterator[Block], rank: int, feature_shape: tuple[int, ...]) -> tuple[int, int]:
@@ -555,7 +594,7 @@ def _run_in_memory(
                     arrays["mask"] = current[2].mask
                 bar.total = offset + count
                 bar.refresh()
-            result = _run_chunk(run, block, chunk, targets)
+            result = _run_chunk(run, _gather(block, chunk), chunk, targets)
             current[2].put(chunk.indices, chunk.start, chunk.stop, result)
             bar.update(len(chunk.indices))
     finally:
@@ -647,6 +686,11 @@ def _open_output(
             raise InputError(f"cannot resume: {str(sidecar_path)!r} is not readable JSON ({exc})") from exc
         if previous.get("format") != SIDECAR_FORMAT:
             raise InputError(f"cannot resume: {str(sidecar_path)!r} is not a tf_lrp explain_dataset record")
+        if previous.get("version") != SIDECAR_VERSION:
+            raise InputError(
+                f"cannot resume: {str(sidecar_path)!r} is a version {previous.get('version')!r} record and this "
+                f"tf_lrp writes version {SIDECAR_VERSION}; pass resume=False (--overwrite) to start over"
+            )
         _compare(previous.get("arguments", {}), arguments, sidecar_path)
         if int(previous.get("completed", 0)) == 0:
             return _open_output(paths, arguments, count, steps, features, output_dtype, num_outputs, False, budget)
