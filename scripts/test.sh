@@ -6,3 +6,4 @@ source "$(dirname "$0")/_venv.sh" "dev,torch,jax,viz,beam"
 .venv/bin/ruff check .
 .venv/bin/python -m pytest "$@"
 KERAS_BACKEND=jax .venv/bin/python -m pytest -m core -q  # the numeric core again, on JAX
+KERAS_BACKEND=torch .venv/bin/python -m pytest -m core -q  # and on PyTorch (eager)

@@ -41,7 +41,7 @@ FRAMEWORKS = {"tensorflow", "jax", "torch", "matplotlib", "apache_beam"}
 FRAMEWORK_OWNERS = {
     "tensorflow": {"backend"},
     "jax": {"backend"},
-    "torch": {"convert.torch"},
+    "torch": {"convert.torch", "backend"},  # backend: the float32 matmul switch on the PyTorch backend
     "matplotlib": {"viz"},
     "apache_beam": {"beam"},
 }

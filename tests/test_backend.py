@@ -206,3 +206,77 @@ def test_padding_does_not_change_results() -> None:
     scaled, rows = plain(x, np.asarray(2.0))
     np.testing.assert_array_equal(scaled, x * 2)
     assert float(rows) == 5
+
+
+@pytest.mark.core
+def test_float32_products_are_computed_in_full_float32(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No TensorFloat-32: TensorFlow's and PyTorch's switches are off while tf_lrp runs; JAX traces HIGHEST."""
+    weights = _weights("lstm", True, 3, (4,), 2)
+    x = np.random.default_rng(0).normal(size=(5, 6, 3))
+    if backend.name() == "tensorflow":
+        import tensorflow as tf
+
+        ex = Explainer.from_weights(weights, cell="lstm", bidirectional=True, dtype="float32")
+        ex.explain(x)  # builds the compiled LRP function
+        (compiled,) = ex._compiled.values()
+        run, seen = compiled._call, []
+
+        def spy(*args: object) -> object:
+            seen.append(tf.config.experimental.tensor_float_32_execution_enabled())
+            return run(*args)
+
+        monkeypatch.setattr(compiled, "_call", spy)
+        assert tf.config.experimental.tensor_float_32_execution_enabled()  # TensorFlow's default
+        ex.explain(x)
+        assert seen == [False]
+        assert tf.config.experimental.tensor_float_32_execution_enabled()  # restored
+        tf.config.experimental.enable_tensor_float_32_execution(False)  # a user's own choice stays
+        try:
+            ex.explain(x)
+            assert not tf.config.experimental.tensor_float_32_execution_enabled()
+        finally:
+            tf.config.experimental.enable_tensor_float_32_execution(True)
+    elif backend.name() == "jax":
+        import jax
+
+        jit, lowered = jax.jit, []
+
+        def recording_jit(function: object) -> object:
+            jitted = jit(function)
+
+            def call(*args: object) -> object:
+                lowered.append(jitted.lower(*args).as_text())
+                return jitted(*args)
+
+            return call
+
+        monkeypatch.setattr(jax, "jit", recording_jit)
+        ex = Explainer.from_weights(weights, cell="lstm", bidirectional=True, dtype="float32")
+        ex.explain(x)
+        ex.explain(x, method="gradient_x_input")
+        products = [line for text in lowered for line in text.splitlines() if "dot_general" in line]
+        assert len(lowered) == 2
+        assert len(products) >= 8  # input projections, recurrences, dense head, relevance maps
+        assert all("precision = [HIGHEST, HIGHEST]" in line for line in products), products
+    elif backend.name() == "torch":
+        import torch
+
+        ex = Explainer.from_weights(weights, cell="lstm", bidirectional=True, dtype="float32")
+        matmul, seen = torch.matmul, []
+
+        def spy(*args: object, **kwargs: object) -> object:
+            seen.append(torch.get_float32_matmul_precision())
+            return matmul(*args, **kwargs)
+
+        previous = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("high")  # a user's setting that allows TensorFloat-32
+        try:
+            monkeypatch.setattr(torch, "matmul", spy)
+            ex.explain(x)
+            assert torch.get_float32_matmul_precision() == "high"  # restored
+        finally:
+            torch.set_float32_matmul_precision(previous)
+        assert len(seen) >= 8
+        assert set(seen) == {"highest"}
+    else:
+        pytest.skip("TensorFlow, JAX and PyTorch only")

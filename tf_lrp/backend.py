@@ -14,6 +14,11 @@ active Keras backend:
   not affected;
 * any other backend (PyTorch, NumPy): the function runs eagerly.
 
+Float32 matrix products are computed in full float32 on every backend (:func:`float32_matmuls`):
+GPUs of the NVIDIA Ampere generation and newer otherwise round their inputs to TensorFloat-32
+(10 mantissa bits) by default under TensorFlow and JAX, which would move relevances in the
+third or fourth significant digit.
+
 :class:`Compiled` counts how often the function was traced, so tests can prove the compiled
 path is the one that ran and that it did not retrace.
 """
@@ -65,22 +70,68 @@ def needs_x64(signature: Any) -> bool:
 
 @contextlib.contextmanager
 def _scope(x64: bool) -> Iterator[None]:
-    """JAX: 64-bit mode for the duration of the block when ``x64``; elsewhere a no-op."""
-    if x64 and name() == "jax":
-        import jax
-        from keras.src.backend.common import dtypes as keras_dtypes
+    """float64 for the duration of the block when ``x64`` (JAX, PyTorch); elsewhere a no-op.
 
-        # Keras's JAX backend maps float64 to float32 in its type promotion (to mirror JAX's
-        # default), so keras.ops.tanh or divide of float64 tensors return float32 even in
-        # 64-bit mode; lift that one entry of its table for the duration of the block.
-        table = keras_dtypes.BIT64_TO_BIT32_DTYPE
-        saved = table.pop("float64", None)
-        try:
+    JAX: 64-bit mode (``jax.enable_x64``). JAX and PyTorch: Keras maps float64 to float32 in
+    its type promotion on these backends (to mirror JAX's default), so ``keras.ops.tanh``,
+    ``divide`` or ``matmul`` of float64 tensors return float32; that one entry of its table is
+    lifted for the duration of the block.
+    """
+    backend = name()
+    if not x64 or backend not in ("jax", "torch"):
+        yield
+        return
+    from keras.src.backend.common import dtypes as keras_dtypes
+
+    table = keras_dtypes.BIT64_TO_BIT32_DTYPE
+    saved = table.pop("float64", None)
+    try:
+        if backend == "jax":
+            import jax
+
             with jax.enable_x64(True):
                 yield
+        else:
+            yield
+    finally:
+        if saved is not None:
+            table["float64"] = saved
+
+
+@contextlib.contextmanager
+def float32_matmuls() -> Iterator[None]:
+    """Float32 matrix products in full float32 precision (no TensorFloat-32) for the block.
+
+    TensorFlow enables TensorFloat-32 on NVIDIA Ampere and newer GPUs by default, a
+    process-wide switch read when a kernel runs (or when XLA compiles); it is turned off for
+    the block and restored afterwards (like :func:`_scope`, not thread-safe). PyTorch's
+    ``set_float32_matmul_precision`` is likewise set to ``"highest"`` for the block. JAX is
+    handled at trace time instead (``Compiled`` traces under
+    ``jax.default_matmul_precision("highest")``, so the compiled products carry
+    ``precision=HIGHEST``). No effect on CPUs, where float32 products are float32 anyway.
+    """
+    backend = name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        experimental = tf.config.experimental
+        enabled = experimental.tensor_float_32_execution_enabled()
+        if enabled:
+            experimental.enable_tensor_float_32_execution(False)
+        try:
+            yield
         finally:
-            if saved is not None:
-                table["float64"] = saved
+            if enabled:
+                experimental.enable_tensor_float_32_execution(True)
+    elif backend == "torch":
+        import torch
+
+        previous = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+        try:
+            yield
+        finally:
+            torch.set_float32_matmul_precision(previous)
     else:
         yield
 
@@ -168,9 +219,13 @@ class Compiled:
         elif self.backend == "jax":
             import jax
 
-            self._call = jax.jit(traced)
-        else:
-            self._call = traced
+            def traced_in_float32(*args: Any) -> Any:  # every product traced with precision=HIGHEST
+                with jax.default_matmul_precision("highest"):
+                    return traced(*args)
+
+            self._call = jax.jit(traced_in_float32)
+        else:  # eager: numpy arguments become the backend's tensors first
+            self._call = lambda *args: traced(*keras.tree.map_structure(keras.ops.convert_to_tensor, args))
 
     def __call__(self, *args: Any) -> Any:
         """Run on numpy arguments; return the outputs as numpy arrays (same structure)."""
@@ -180,7 +235,7 @@ class Compiled:
             extra = bucket(rows) - rows
             if extra:
                 args = tuple(_pad_rows(a, extra) if i in self._batched else a for i, a in enumerate(args))
-        with _scope(self.x64):
+        with _scope(self.x64), float32_matmuls():
             result = self._call(*args)
             result = keras.tree.map_structure(lambda t: np.asarray(keras.ops.convert_to_numpy(t)), result)
         if rows is not None:
@@ -200,7 +255,8 @@ class Compiled:
             self._steps[id(strategy)] = (strategy, distributed_step(strategy, self._call))
         batched = [i in self._batch_args for i in range(len(args))]
         pad_to = bucket if self._batched else None
-        return distribute_call(strategy, self._steps[id(strategy)][1], args, batched, pad_to)
+        with float32_matmuls():
+            return distribute_call(strategy, self._steps[id(strategy)][1], args, batched, pad_to)
 
 
 def is_spec(value: Any) -> bool:

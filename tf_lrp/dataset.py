@@ -530,9 +530,7 @@ def _rows_digest(rows: Block) -> str:
     return digest.hexdigest()[:32]
 
 
-def _check_unchanged(
-    digests: list[str], number: int, rows: Block, chunk: Chunk, offset: int, sidecar: Path
-) -> None:
+def _check_unchanged(digests: list[str], number: int, rows: Block, chunk: Chunk, offset: int, sidecar: Path) -> None:
     """On resume, a completed chunk's inputs must be the ones its recorded results came from."""
     if number < len(digests) and digests[number] == _rows_digest(rows):
         return
