@@ -280,3 +280,48 @@ def test_float32_products_are_computed_in_full_float32(monkeypatch: pytest.Monke
         assert set(seen) == {"highest"}
     else:
         pytest.skip("TensorFlow, JAX and PyTorch only")
+
+
+def _full_float32_active() -> bool:
+    """Whether float32 products are full float32 right now, on the active backend."""
+    if backend.name() == "tensorflow":
+        import tensorflow as tf
+
+        return not tf.config.experimental.tensor_float_32_execution_enabled()
+    if backend.name() == "jax":
+        import jax
+
+        return jax.config.jax_default_matmul_precision == "highest"
+    import torch
+
+    return torch.get_float32_matmul_precision() == "highest"
+
+
+@pytest.mark.core
+def test_keras_probe_check_runs_the_keras_model_in_full_float32(
+    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
+) -> None:
+    """from_keras compares with Keras's forward at tf_lrp's precision, not at TensorFloat-32."""
+    import keras
+
+    from tf_lrp.convert import keras as keras_convert
+
+    if backend.name() == "torch":  # PyTorch's default is full float32 already; allow TF32 as a user may
+        import torch
+
+        previous = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("high")
+        request.addfinalizer(lambda: torch.set_float32_matmul_precision(previous))
+
+    model = keras.Sequential([keras.Input((None, 3)), keras.layers.LSTM(4), keras.layers.Dense(2)])
+    original, states = keras_convert.keras_scores, []
+
+    def spy(*args: object) -> object:
+        states.append(_full_float32_active())
+        return original(*args)
+
+    monkeypatch.setattr(keras_convert, "keras_scores", spy)
+    assert not _full_float32_active()  # the backend's default outside tf_lrp's calls
+    Explainer.from_keras(model)
+    assert states == [True]
+    assert not _full_float32_active()

@@ -105,13 +105,19 @@ def float32_matmuls() -> Iterator[None]:
     TensorFlow enables TensorFloat-32 on NVIDIA Ampere and newer GPUs by default, a
     process-wide switch read when a kernel runs (or when XLA compiles); it is turned off for
     the block and restored afterwards (like :func:`_scope`, not thread-safe). PyTorch's
-    ``set_float32_matmul_precision`` is likewise set to ``"highest"`` for the block. JAX is
-    handled at trace time instead (``Compiled`` traces under
-    ``jax.default_matmul_precision("highest")``, so the compiled products carry
-    ``precision=HIGHEST``). No effect on CPUs, where float32 products are float32 anyway.
+    ``set_float32_matmul_precision`` is likewise set to ``"highest"`` for the block. JAX:
+    ``jax.default_matmul_precision("highest")`` for the block (eager code such as a Keras
+    model's own forward pass; ``Compiled`` also traces under it, so its compiled products
+    carry ``precision=HIGHEST`` whoever calls them). No effect on CPUs, where float32 products
+    are float32 anyway.
     """
     backend = name()
-    if backend == "tensorflow":
+    if backend == "jax":
+        import jax
+
+        with jax.default_matmul_precision("highest"):
+            yield
+    elif backend == "tensorflow":
         import tensorflow as tf
 
         experimental = tf.config.experimental
