@@ -325,3 +325,52 @@ def test_keras_probe_check_runs_the_keras_model_in_full_float32(
     Explainer.from_keras(model)
     assert states == [True]
     assert not _full_float32_active()
+
+
+@pytest.mark.core
+def test_shared_switch_holds_while_any_thread_needs_it() -> None:
+    """The first block applies the setting, the last one to leave undoes it, across threads."""
+    import threading
+
+    state = {"on": False, "applied": 0, "undone": 0}
+
+    def change() -> object:
+        state["on"] = True
+        state["applied"] += 1
+
+        def undo() -> None:
+            state["on"] = False
+            state["undone"] += 1
+
+        return undo
+
+    switch = backend.SharedSwitch(change)
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    seen: list[bool] = []
+
+    def first() -> None:
+        with switch():
+            first_in.set()
+            second_in.wait(10)
+        first_out.set()
+
+    def second() -> None:
+        first_in.wait(10)
+        with switch():
+            second_in.set()
+            first_out.wait(10)
+            seen.append(state["on"])  # the first block has ended: the setting must still hold
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert seen == [True]
+    assert state == {"on": False, "applied": 1, "undone": 1}
+    assert not switch.active
+
+    # an error inside still undoes it; nested on one thread, the setting is applied once
+    with pytest.raises(RuntimeError), switch(), switch():
+        raise RuntimeError("boom")
+    assert state == {"on": False, "applied": 2, "undone": 2}

@@ -26,6 +26,7 @@ path is the one that ran and that it did not retrace.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -68,24 +69,97 @@ def needs_x64(signature: Any) -> bool:
     return any(str(spec.dtype) == "float64" for spec in _flatten_specs(signature))
 
 
+class SharedSwitch:
+    """A process-wide setting changed while any tf_lrp call runs, on any thread.
+
+    ``change()`` applies the setting and returns the function that undoes it. The first of
+    overlapping blocks (threads) applies it, the last one to leave undoes it, so a call on one
+    thread never sees the setting undone by another call's exit.
+
+    Args:
+        change: applies the setting; returns its undo.
+    """
+
+    def __init__(self, change: Callable[[], Callable[[], None]]) -> None:
+        self._change = change
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._undo: Callable[[], None] | None = None
+
+    @property
+    def active(self) -> bool:
+        """Whether some block holds the setting now."""
+        return self._depth > 0
+
+    @contextlib.contextmanager
+    def __call__(self) -> Iterator[None]:
+        """Hold the setting for the block."""
+        with self._lock:
+            if self._depth == 0:
+                self._undo = self._change()
+            self._depth += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._depth -= 1
+                if self._depth == 0 and self._undo is not None:
+                    undo, self._undo = self._undo, None
+                    undo()
+
+
+def _keep_float64() -> Callable[[], None]:
+    """Lift Keras's float64-to-float32 promotion rule (JAX, PyTorch backends); return the undo."""
+    from keras.src.backend.common import dtypes as keras_dtypes
+
+    table = keras_dtypes.BIT64_TO_BIT32_DTYPE
+    saved = table.pop("float64", None)
+
+    def undo() -> None:
+        if saved is not None:
+            table["float64"] = saved
+
+    return undo
+
+
+def _no_tensor_float_32() -> Callable[[], None]:
+    """TensorFlow: switch TensorFloat-32 off (if on); PyTorch: ``"highest"``; return the undo."""
+    if name() == "tensorflow":
+        import tensorflow as tf
+
+        experimental = tf.config.experimental
+        if not experimental.tensor_float_32_execution_enabled():
+            return lambda: None
+        experimental.enable_tensor_float_32_execution(False)
+        return lambda: experimental.enable_tensor_float_32_execution(True)
+    import torch
+
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    return lambda: torch.set_float32_matmul_precision(previous)
+
+
+#: Keras's float64 promotion rule lifted (see :func:`_scope`).
+KEEP_FLOAT64 = SharedSwitch(_keep_float64)
+#: TensorFloat-32 off (see :func:`float32_matmuls`).
+NO_TENSOR_FLOAT_32 = SharedSwitch(_no_tensor_float_32)
+
+
 @contextlib.contextmanager
 def _scope(x64: bool) -> Iterator[None]:
     """float64 for the duration of the block when ``x64`` (JAX, PyTorch); elsewhere a no-op.
 
-    JAX: 64-bit mode (``jax.enable_x64``). JAX and PyTorch: Keras maps float64 to float32 in
-    its type promotion on these backends (to mirror JAX's default), so ``keras.ops.tanh``,
-    ``divide`` or ``matmul`` of float64 tensors return float32; that one entry of its table is
-    lifted for the duration of the block.
+    JAX: 64-bit mode (``jax.enable_x64``, a thread-local context). JAX and PyTorch: Keras maps
+    float64 to float32 in its type promotion on these backends (to mirror JAX's default), so
+    ``keras.ops.tanh``, ``divide`` or ``matmul`` of float64 tensors return float32; that one
+    entry of its (process-wide) table is lifted while any such block runs
+    (:data:`KEEP_FLOAT64`, safe across threads).
     """
     backend = name()
     if not x64 or backend not in ("jax", "torch"):
         yield
         return
-    from keras.src.backend.common import dtypes as keras_dtypes
-
-    table = keras_dtypes.BIT64_TO_BIT32_DTYPE
-    saved = table.pop("float64", None)
-    try:
+    with KEEP_FLOAT64():
         if backend == "jax":
             import jax
 
@@ -93,9 +167,6 @@ def _scope(x64: bool) -> Iterator[None]:
                 yield
         else:
             yield
-    finally:
-        if saved is not None:
-            table["float64"] = saved
 
 
 @contextlib.contextmanager
@@ -103,13 +174,13 @@ def float32_matmuls() -> Iterator[None]:
     """Float32 matrix products in full float32 precision (no TensorFloat-32) for the block.
 
     TensorFlow enables TensorFloat-32 on NVIDIA Ampere and newer GPUs by default, a
-    process-wide switch read when a kernel runs (or when XLA compiles); it is turned off for
-    the block and restored afterwards (like :func:`_scope`, not thread-safe). PyTorch's
-    ``set_float32_matmul_precision`` is likewise set to ``"highest"`` for the block. JAX:
-    ``jax.default_matmul_precision("highest")`` for the block (eager code such as a Keras
-    model's own forward pass; ``Compiled`` also traces under it, so its compiled products
-    carry ``precision=HIGHEST`` whoever calls them). No effect on CPUs, where float32 products
-    are float32 anyway.
+    process-wide switch read when a kernel runs (or when XLA compiles); PyTorch has
+    ``set_float32_matmul_precision``. Both are set to full float32 while any such block runs,
+    on any thread, and restored when the last one ends (:data:`NO_TENSOR_FLOAT_32`). JAX:
+    ``jax.default_matmul_precision("highest")``, a thread-local context, for the block (eager
+    code such as a Keras model's own forward pass; ``Compiled`` also traces under it, so its
+    compiled products carry ``precision=HIGHEST`` whoever calls them). No effect on CPUs,
+    where float32 products are float32 anyway.
     """
     backend = name()
     if backend == "jax":
@@ -117,27 +188,9 @@ def float32_matmuls() -> Iterator[None]:
 
         with jax.default_matmul_precision("highest"):
             yield
-    elif backend == "tensorflow":
-        import tensorflow as tf
-
-        experimental = tf.config.experimental
-        enabled = experimental.tensor_float_32_execution_enabled()
-        if enabled:
-            experimental.enable_tensor_float_32_execution(False)
-        try:
+    elif backend in ("tensorflow", "torch"):
+        with NO_TENSOR_FLOAT_32():
             yield
-        finally:
-            if enabled:
-                experimental.enable_tensor_float_32_execution(True)
-    elif backend == "torch":
-        import torch
-
-        previous = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision("highest")
-        try:
-            yield
-        finally:
-            torch.set_float32_matmul_precision(previous)
     else:
         yield
 
