@@ -31,7 +31,7 @@ calls at a smaller batch and a shorter length, peak resident memory of the row's
 stated matmul FLOP count (see :func:`flops`), and the ratio of the LRP time to (a) the time
 the FLOPs would take at the measured matmul peak (1024² square matmul, same dtype, timed in
 the same rounds as the LRP calls), (b) a plain Keras forward pass of the same model (same
-weights, same batch, compiled ``predict_on_batch``, same rounds),
+weights, same batch, compiled ``predict_on_batch``, same rounds; like tf_lrp in full float32),
 (c) the naive per-sample float64 numpy implementation (:mod:`benchmarks.naive_numpy`).
 """
 
@@ -170,14 +170,21 @@ def keras_forward_call(weights: list, cell: str, bidirectional: bool, size: str,
     """A callable running ``predict_on_batch`` of the plain Keras model with the same weights."""
     import keras
 
+    from tf_lrp import backend
+
     e, h, c, _ = SIZES[size]
     layer_type = keras.layers.LSTM if cell == "lstm" else keras.layers.GRU
     rnn = layer_type(h, dtype=dtype)
     layers = [keras.Input((None, e), dtype=dtype), keras.layers.Bidirectional(rnn) if bidirectional else rnn]
     model = keras.Sequential([*layers, keras.layers.Dense(c, dtype=dtype)])
     model.set_weights(weights)
-    model.predict_on_batch(x)  # warm-up (compiles the predict function)
-    return lambda: model.predict_on_batch(x)
+
+    def forward():
+        with backend.float32_matmuls():  # tf_lrp's precision: no TensorFloat-32 on a GPU either
+            return model.predict_on_batch(x)
+
+    forward()  # warm-up (compiles the predict function)
+    return forward
 
 
 def run_row(row: dict) -> dict:
