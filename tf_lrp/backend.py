@@ -177,10 +177,11 @@ def float32_matmuls() -> Iterator[None]:
     process-wide switch read when a kernel runs (or when XLA compiles); PyTorch has
     ``set_float32_matmul_precision``. Both are set to full float32 while any such block runs,
     on any thread, and restored when the last one ends (:data:`NO_TENSOR_FLOAT_32`). JAX:
-    ``jax.default_matmul_precision("highest")``, a thread-local context, for the block (eager
-    code such as a Keras model's own forward pass; ``Compiled`` also traces under it, so its
-    compiled products carry ``precision=HIGHEST`` whoever calls them). No effect on CPUs,
-    where float32 products are float32 anyway.
+    ``jax.default_matmul_precision("highest")``, a thread-local context, for the block: eager
+    code (a Keras model's own forward pass) computes under it, and ``Compiled`` calls, so
+    traces, its function under it, so every compiled product carries ``precision=HIGHEST``
+    (the setting is part of ``jax.jit``'s cache key). No effect on CPUs, where float32 products
+    are float32 anyway.
     """
     backend = name()
     if backend == "jax":
@@ -278,11 +279,7 @@ class Compiled:
         elif self.backend == "jax":
             import jax
 
-            def traced_in_float32(*args: Any) -> Any:  # every product traced with precision=HIGHEST
-                with jax.default_matmul_precision("highest"):
-                    return traced(*args)
-
-            self._call = jax.jit(traced_in_float32)
+            self._call = jax.jit(traced)  # called, so traced, inside float32_matmuls: precision=HIGHEST
         else:  # eager: numpy arguments become the backend's tensors first
             self._call = lambda *args: traced(*keras.tree.map_structure(keras.ops.convert_to_tensor, args))
 
