@@ -12,6 +12,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -208,32 +209,64 @@ def test_padding_does_not_change_results() -> None:
     assert float(rows) == 5
 
 
+def _full_float32_active() -> bool:
+    """Whether float32 products are full float32 right now, on the active backend."""
+    if backend.name() == "tensorflow":
+        import tensorflow as tf
+
+        return not tf.config.experimental.tensor_float_32_execution_enabled()
+    if backend.name() == "jax":
+        import jax
+
+        return jax.config.jax_default_matmul_precision == "highest"
+    import torch
+
+    return torch.get_float32_matmul_precision() == "highest"
+
+
+@pytest.fixture
+def tf32_allowed() -> Iterator[None]:
+    """The backend's default outside tf_lrp's calls allows TensorFloat-32 (PyTorch: as a user may set)."""
+    if backend.name() != "torch":  # TensorFlow's and JAX's defaults allow it already
+        yield
+        return
+    import torch
+
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
+
+
 @pytest.mark.core
+@pytest.mark.usefixtures("tf32_allowed")
 def test_float32_products_are_computed_in_full_float32(monkeypatch: pytest.MonkeyPatch) -> None:
     """No TensorFloat-32: TensorFlow's and PyTorch's switches are off while tf_lrp runs; JAX traces HIGHEST."""
     weights = _weights("lstm", True, 3, (4,), 2)
     x = np.random.default_rng(0).normal(size=(5, 6, 3))
+    ex = Explainer.from_weights(weights, cell="lstm", bidirectional=True, dtype="float32")
+    assert not _full_float32_active()
     if backend.name() == "tensorflow":
         import tensorflow as tf
 
-        ex = Explainer.from_weights(weights, cell="lstm", bidirectional=True, dtype="float32")
         ex.explain(x)  # builds the compiled LRP function
         (compiled,) = ex._compiled.values()
         run, seen = compiled._call, []
 
         def spy(*args: object) -> object:
-            seen.append(tf.config.experimental.tensor_float_32_execution_enabled())
+            seen.append(_full_float32_active())
             return run(*args)
 
         monkeypatch.setattr(compiled, "_call", spy)
-        assert tf.config.experimental.tensor_float_32_execution_enabled()  # TensorFlow's default
         ex.explain(x)
-        assert seen == [False]
-        assert tf.config.experimental.tensor_float_32_execution_enabled()  # restored
+        assert seen == [True]
+        assert not _full_float32_active()  # restored
         tf.config.experimental.enable_tensor_float_32_execution(False)  # a user's own choice stays
         try:
             ex.explain(x)
-            assert not tf.config.experimental.tensor_float_32_execution_enabled()
+            assert _full_float32_active()
         finally:
             tf.config.experimental.enable_tensor_float_32_execution(True)
     elif backend.name() == "jax":
@@ -250,8 +283,7 @@ def test_float32_products_are_computed_in_full_float32(monkeypatch: pytest.Monke
 
             return call
 
-        monkeypatch.setattr(jax, "jit", recording_jit)
-        ex = Explainer.from_weights(weights, cell="lstm", bidirectional=True, dtype="float32")
+        monkeypatch.setattr(jax, "jit", recording_jit)  # before the first call compiles
         ex.explain(x)
         ex.explain(x, method="gradient_x_input")
         products = [line for text in lowered for line in text.splitlines() if "dot_general" in line]
@@ -261,57 +293,28 @@ def test_float32_products_are_computed_in_full_float32(monkeypatch: pytest.Monke
     elif backend.name() == "torch":
         import torch
 
-        ex = Explainer.from_weights(weights, cell="lstm", bidirectional=True, dtype="float32")
         matmul, seen = torch.matmul, []
 
         def spy(*args: object, **kwargs: object) -> object:
-            seen.append(torch.get_float32_matmul_precision())
+            seen.append(_full_float32_active())
             return matmul(*args, **kwargs)
 
-        previous = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision("high")  # a user's setting that allows TensorFloat-32
-        try:
-            monkeypatch.setattr(torch, "matmul", spy)
-            ex.explain(x)
-            assert torch.get_float32_matmul_precision() == "high"  # restored
-        finally:
-            torch.set_float32_matmul_precision(previous)
+        monkeypatch.setattr(torch, "matmul", spy)
+        ex.explain(x)
+        assert torch.get_float32_matmul_precision() == "high"  # restored
         assert len(seen) >= 8
-        assert set(seen) == {"highest"}
+        assert set(seen) == {True}
     else:
         pytest.skip("TensorFlow, JAX and PyTorch only")
 
 
-def _full_float32_active() -> bool:
-    """Whether float32 products are full float32 right now, on the active backend."""
-    if backend.name() == "tensorflow":
-        import tensorflow as tf
-
-        return not tf.config.experimental.tensor_float_32_execution_enabled()
-    if backend.name() == "jax":
-        import jax
-
-        return jax.config.jax_default_matmul_precision == "highest"
-    import torch
-
-    return torch.get_float32_matmul_precision() == "highest"
-
-
 @pytest.mark.core
-def test_keras_probe_check_runs_the_keras_model_in_full_float32(
-    monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest
-) -> None:
+@pytest.mark.usefixtures("tf32_allowed")
+def test_keras_probe_check_runs_the_keras_model_in_full_float32(monkeypatch: pytest.MonkeyPatch) -> None:
     """from_keras compares with Keras's forward at tf_lrp's precision, not at TensorFloat-32."""
     import keras
 
     from tf_lrp.convert import keras as keras_convert
-
-    if backend.name() == "torch":  # PyTorch's default is full float32 already; allow TF32 as a user may
-        import torch
-
-        previous = torch.get_float32_matmul_precision()
-        torch.set_float32_matmul_precision("high")
-        request.addfinalizer(lambda: torch.set_float32_matmul_precision(previous))
 
     model = keras.Sequential([keras.Input((None, 3)), keras.layers.LSTM(4), keras.layers.Dense(2)])
     original, states = keras_convert.keras_scores, []
