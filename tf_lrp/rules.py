@@ -63,6 +63,16 @@ def signed_eps(z: Tensor, eps: Tensor) -> Tensor:
     return eps - (eps + eps) * ops.cast(z < 0, z.dtype)
 
 
+def _check_fixed_eps(eps: Any, owner: str) -> None:
+    """A rule's fixed ε: None (the call's ε) or a finite number >= 0; ``owner`` names the rule."""
+    if eps is None:
+        return
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)):
+        raise InputError(f"{owner}(eps=...) must be a number >= 0 or None; got {eps!r}")
+    if not (eps >= 0 and eps < float("inf")):
+        raise InputError(f"{owner}(eps=...) must be finite and >= 0; got {eps!r}")
+
+
 def stabilize(z: Tensor, eps: Tensor) -> Tensor:
     """``z + eps * sign(z)`` with ``sign(0) = +1``, so ε never cancels a zero denominator.
 
@@ -218,10 +228,7 @@ class Epsilon:
     name: str = "epsilon"
 
     def __post_init__(self) -> None:
-        if self.eps is not None and (isinstance(self.eps, bool) or not isinstance(self.eps, (int, float))):
-            raise InputError(f"Epsilon(eps=...) must be a number >= 0 or None; got {self.eps!r}")
-        if self.eps is not None and not (self.eps >= 0 and self.eps < float("inf")):
-            raise InputError(f"Epsilon(eps=...) must be finite and >= 0; got {self.eps!r}")
+        _check_fixed_eps(self.eps, "Epsilon")
 
     def dense(
         self,
@@ -339,11 +346,8 @@ class Recurrent:
             object.__setattr__(self, "product", as_product_rule(self.product))
         if self.sum_spread not in (None, "all", "per_unit"):
             raise InputError(f"Recurrent(sum_spread=...) must be 'all', 'per_unit' or None; got {self.sum_spread!r}")
+        _check_fixed_eps(self.eps, "Recurrent")
         if self.eps is not None:
-            if isinstance(self.eps, bool) or not isinstance(self.eps, (int, float)):
-                raise InputError(f"Recurrent(eps=...) must be a number >= 0 or None; got {self.eps!r}")
-            if not (self.eps >= 0 and self.eps < float("inf")):
-                raise InputError(f"Recurrent(eps=...) must be finite and >= 0; got {self.eps!r}")
             object.__setattr__(self, "eps", float(self.eps))
 
 
