@@ -288,7 +288,7 @@ def test_resume_checks_every_completed_chunk_against_the_inputs_it_explained(fea
 
     sidecar = json.loads((tmp_path / "rel.json").read_text())
     (tmp_path / "rel.json").write_text(json.dumps({**sidecar, "version": 1}))
-    with pytest.raises(InputError, match=r"version 1 record and this tf_lrp writes version 2.*resume=False"):
+    with pytest.raises(InputError, match=r"version 1 record and this tf_lrp writes version 3.*resume=False"):
         feat.explain_dataset(changed, out=out, batch_size=16, progress=False)
 
 

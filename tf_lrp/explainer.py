@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _io, backend, dataset
+from . import _io, backend, conservation, dataset
 from .errors import InputError, LayoutError
 from .layout import (
     GATES,
@@ -663,7 +663,7 @@ class Explainer:
                 if eps == 0
                 else f"{method} produced non-finite values; check the weights' scale"
             )
-        return Explanation(
+        explanation = Explanation(
             relevance=relevance,
             scores=scores_,
             target=target_.astype(np.int64),
@@ -673,6 +673,7 @@ class Explainer:
             bias_factor=float(bias_factor),
             mask=valid,
         )
+        return conservation.checked(explanation)  # warns once (TfLrpWarning) on numeric blow-up
 
     def _method_extras(
         self, method: str, x: np.ndarray, batch_size: int | None, steps: Any, baseline: Any, seed: Any
