@@ -21,6 +21,8 @@ RANKS = {
     "layout": 1,
     "rules": 2,
     "convert": 2,
+    "resumable": 2,
+    "conservation": 2,
     "cells": 3,
     "network": 4,
     "methods": 5,

@@ -203,7 +203,6 @@ def test_explain_png_without_matplotlib_names_the_viz_extra(files, tmp_path, mon
         (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--memory-budget", "lots"], "--memory-budget must be"),
         (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--bias-factor", "2"], r"bias_factor must lie in \[0, 1\]"),
         (["explain", "{net}", "{x}", "-o", "{tmp}/r.csv"], r"out must name an \.npy file"),
-        (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--resume"], "there is no run to continue"),
         (["explain", "{net}", "{root}/x.csv", "-o", "{tmp}/r.npy"], "does not exist"),
         (["info", "{x}"], "info reads tf_lrp network .npz files"),
         (["info", "{xz}"], "is not a tf_lrp network file"),

@@ -144,7 +144,7 @@ def read_npy_header(handle: IO[bytes], name: str) -> tuple[tuple[int, ...], np.d
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(handle)
         else:
             raise InputError(f"{name} is an .npy of format version {version}, which tf_lrp does not read")
-    except InputError:
+    except (InputError, zipfile.BadZipFile, zlib.error):  # an archive's damage is reported as the archive's
         raise
     except Exception as exc:  # numpy raises ValueError, SyntaxError, EOFError, tokenize errors, ... on damage
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

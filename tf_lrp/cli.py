@@ -11,19 +11,22 @@ import argparse
 import importlib.resources
 import importlib.util
 import json
+import math
 import os
+import re
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
-from . import _io, viz
+from . import _io, resumable, viz
 from ._version import __version__
-from .errors import InputError, LayoutError, TfLrpError
+from .errors import InputError, LayoutError, TfLrpError, TfLrpWarning
 from .explainer import DTYPES, MANIFEST_KEY, Explainer
 from .layout import check_weights, validate_manifest
 from .methods import METHODS
@@ -207,9 +210,12 @@ def _parse_bytes(value: str | None) -> int | None:
     scale = units.get(text[-1:], 1)
     number = text[:-1] if text[-1:] in units else text
     try:
-        result = int(float(number) * scale)
+        amount = float(number) * scale
+        result = int(amount) if math.isfinite(amount) else 0
     except ValueError:
         raise InputError(f"--memory-budget must be bytes such as 500000000, 512M or 2G; got {value!r}") from None
+    if not math.isfinite(amount):
+        raise InputError(f"--memory-budget must be a finite number of bytes such as 512M or 2G; got {value!r}")
     if result <= 0:
         raise InputError(f"--memory-budget must be positive; got {value!r}")
     return result
@@ -223,6 +229,8 @@ def load_model(path: str, dtype: str | None = None) -> Explainer:
     suffix = file.suffix.lower()
     options = {} if dtype is None else {"dtype": dtype}
     if suffix == ".npz":
+        if dtype is None:
+            _check_stored_dtype(_io.load_npz(file), path)
         return Explainer.load(file, **options)
     if suffix == ".keras":
         from_keras = getattr(Explainer, "from_keras", None)
@@ -235,14 +243,27 @@ def load_model(path: str, dtype: str | None = None) -> Explainer:
     )
 
 
+def _stored_dtype_problem(arrays: dict[str, np.ndarray], path: str) -> str | None:
+    """Why the weights' stored dtype cannot be computed in as it is (None when it can)."""
+    dtypes = sorted({str(a.dtype) for key, a in arrays.items() if key != MANIFEST_KEY and a.dtype.kind == "f"})
+    wrong = [d for d in dtypes if d not in DTYPES]
+    if not wrong:
+        return None
+    return (
+        f"{path!r} stores {', '.join(wrong)} weights and tf_lrp computes in {' or '.join(DTYPES)}: pass --dtype "
+        f"float32 (explain, evaluate), or convert the file once: tf-lrp convert {path} -o NET32.npz --dtype float32"
+    )
+
+
+def _check_stored_dtype(arrays: dict[str, np.ndarray], path: str) -> None:
+    problem = _stored_dtype_problem(arrays, path)
+    if problem is not None:
+        raise InputError(problem)
+
+
 def _is_network_file(path: Path) -> bool:
-    if path.suffix.lower() != ".npz":
-        return False
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return MANIFEST_KEY in data.files
-    except (OSError, ValueError):
-        return False
+    """Whether an ``.npz`` holds a tf_lrp network (a damaged file is an ``InputError``, not False)."""
+    return path.suffix.lower() == ".npz" and MANIFEST_KEY in _io.load_npz(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,11 +283,14 @@ def cmd_explain(args: argparse.Namespace, stdout: TextIO) -> int:
     if data_path.suffix.lower() not in (".npy", ".npz"):
         raise InputError(f"DATA must be an .npy or .npz file; got {args.data!r}")
     out = Path(args.out)
-    sidecar = out.with_suffix(".json")
-    if (out.exists() or sidecar.exists()) and not (args.resume or args.overwrite):
-        raise InputError(f"{args.out!r} exists: pass --resume to continue that run or --overwrite to replace it")
-    if args.resume and not sidecar.exists():
-        raise InputError(f"--resume: there is no run to continue ({str(sidecar)!r} does not exist)")
+    paths = resumable.output_paths(out)
+    existing = [path for key, path in paths.items() if key != "lock" and os.path.lexists(path)]
+    if existing and not (args.resume or args.overwrite):
+        raise InputError(
+            f"{str(existing[0])!r} exists: pass --resume to continue that run or --overwrite to replace it"
+        )
+    if args.resume and not existing:
+        _say(stdout, f"no run recorded in {str(paths['sidecar'])!r} yet: starting a new one")
     explainer = load_model(args.model, args.dtype)
     vocabulary = _check_heatmap_options(args, explainer)
     started = time.perf_counter()
@@ -426,6 +450,10 @@ def cmd_validate(args: argparse.Namespace, stdout: TextIO) -> int:
                     check_weights(layout, arrays)
                 except (LayoutError, InputError) as exc:
                     problems.append(f"weights: {exc}")
+                else:
+                    dtype_problem = _stored_dtype_problem(arrays, args.network)
+                    if dtype_problem is not None:
+                        problems.append(f"weights: {dtype_problem}")
     for problem in problems:
         _say(stdout, f"problem: {problem}")
     _say(stdout, f"{args.network}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
@@ -566,10 +594,7 @@ def _load_data_file(path: str, mmap: bool) -> tuple[np.ndarray, np.ndarray | Non
         return x, None
     if file.suffix.lower() != ".npy":
         raise InputError(f"DATA must be an .npy or .npz file; got {path!r}")
-    try:
-        return np.load(file, allow_pickle=False, mmap_mode="r" if mmap else None), None
-    except ValueError as exc:
-        raise InputError(f"{path!r} cannot be read without unpickling ({exc})") from exc
+    return _io.load_npy(file, mmap=mmap), None
 
 
 def cmd_evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
@@ -581,7 +606,7 @@ def cmd_evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
     relevance_file = Path(args.relevance)
     if not relevance_file.is_file() or relevance_file.suffix.lower() != ".npy":
         raise InputError(f"RELEVANCE must be an existing .npy file; got {args.relevance!r}")
-    relevance = np.load(relevance_file, allow_pickle=False)
+    relevance = _io.load_npy(relevance_file)
     explainer = load_model(args.model, args.dtype)
     mode = args.mode or ("token" if np.asarray(x).ndim == 2 else "zero")
     results = {
@@ -619,6 +644,38 @@ def cmd_evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
     return EXIT_OK
 
 
+#: How the library's messages name Python arguments, and the command-line flags that mean the same.
+_FLAGS = (
+    (r"\b[Pp]ass resume=False \(--overwrite\)", "pass --overwrite"),
+    (r"\(resume=True, tf-lrp explain --resume\)", "(--resume)"),
+    (r"\bresume=False\b", "--overwrite"),
+    (r"\bresume=True\b", "--resume"),
+    (r"\bpass cell='(lstm|gru)' or None\b", r"pass --cell \1 or leave --cell out"),
+    (r"\bcell='(lstm|gru)'", r"--cell \1"),
+    (r"\bdtype='(float32|float64)'", r"--dtype \1"),
+    (r"\bpass bidirectional=False\b", "leave out --bidirectional"),
+    (r"\bbidirectional=True\b", "--bidirectional"),
+    (r" \(-o / out=\)", " (-o)"),
+    (r"^out must name", "-o/--out must name"),
+)
+
+
+def in_flags(message: str) -> str:
+    """A library message with its Python argument names replaced by the command-line flags."""
+    for pattern, flag in _FLAGS:
+        message = re.sub(pattern, flag, message)
+    return message
+
+
+def _report_warnings(caught: list[warnings.WarningMessage], command: str, stderr: TextIO) -> None:
+    """tf_lrp's warnings as one line each; any other warning as Python shows it."""
+    for item in caught:
+        if issubclass(item.category, TfLrpWarning):
+            _say(stderr, f"tf-lrp {command}: warning: {in_flags(str(item.message))}")
+        else:
+            warnings.showwarning(item.message, item.category, item.filename, item.lineno)
+
+
 COMMANDS = {
     "explain": cmd_explain,
     "convert": cmd_convert,
@@ -652,12 +709,17 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
     except SystemExit as exc:  # argparse already printed usage and the message
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        return COMMANDS[args.command](args, stdout)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", TfLrpWarning)
+            try:
+                return COMMANDS[args.command](args, stdout)
+            finally:
+                _report_warnings(caught, args.command, stderr)
     except (TfLrpError, OSError) as exc:
         if getattr(args, "debug", False):
             traceback.print_exc(file=stderr)
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        _say(stderr, f"tf-lrp {args.command}: error: {message}")
+        _say(stderr, f"tf-lrp {args.command}: error: {in_flags(message)}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         _say(stderr, "tf-lrp: interrupted")

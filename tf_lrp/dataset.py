@@ -780,8 +780,13 @@ def _open_output(
         "completed": 0,
         "chunks": [],
     }
-    # the new record first: from here on, no older record claims rows of the files being replaced
-    resumable.write_sidecar(sidecar_path, sidecar)
+    needed = resumable.check_space(paths, plan)  # before anything is written
+    try:  # the new record first: from here on, no older record claims rows of the files being replaced
+        resumable.write_sidecar(sidecar_path, sidecar)
+    except OSError as exc:
+        if resumable.is_no_space(exc):
+            raise resumable.no_space(paths["relevance"], needed) from exc
+        raise
     return sidecar, resumable.Store.create(paths, plan)
 
 

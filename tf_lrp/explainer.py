@@ -234,6 +234,7 @@ class Explainer:
             raise InputError(f"memory_budget must be a positive number of bytes; got {memory_budget!r}")
         self.memory_budget = int(memory_budget)
         checked = check_weights(layout, weights)
+        _check_cast(layout, checked, dtype)
         self.weights: list[np.ndarray] = [np.ascontiguousarray(w, dtype=dtype) for w in checked]
         self._compiled: dict[tuple[Any, ...], backend.Compiled] = {}
 
@@ -889,6 +890,18 @@ def _check_options(method: str, eps: Any, bias_factor: Any) -> None:
     if method not in METHODS:
         raise InputError(f"unknown method {method!r}; choose one of {sorted(METHODS)}")
     check_lrp_numbers(eps, bias_factor)
+
+
+def _check_cast(layout: NetworkLayout, weights: Sequence[np.ndarray], dtype: str) -> None:
+    """Weights that would overflow to inf when cast to the compute dtype are refused."""
+    largest = np.finfo(dtype).max
+    for spec, array in zip(layout.arrays, weights, strict=True):
+        bad = int(np.count_nonzero(np.abs(array) > largest))
+        if bad:
+            raise InputError(
+                f"layer {spec.layer} array {spec.name!r}: {bad} of {array.size} weights exceed the range of {dtype} "
+                f"(largest magnitude {np.finfo(dtype).max:.3g}) and would become infinite; use dtype='float64'"
+            )
 
 
 def _check_not_empty(array: np.ndarray) -> None:

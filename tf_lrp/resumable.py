@@ -362,6 +362,17 @@ def _header(shape: Sequence[int], dtype: str) -> bytes:
     return buffer.getvalue()
 
 
+def check_space(paths: Mapping[str, Path], plan: Mapping[str, Any]) -> int:
+    """The bytes the files need; refuses (before anything is written) when the disk cannot hold them."""
+    out = paths["relevance"]
+    needed = sum(plan[key]["bytes"] for key in OUTPUTS)
+    reusable = sum(paths[key].stat().st_size for key in OUTPUTS if paths[key].is_file())
+    free = _free_bytes(out.parent)
+    if free is not None and needed - reusable > free:
+        raise no_space(out, needed)
+    return needed
+
+
 class Store:
     """The four output files, open for ``pwrite``; chunks go in, digests come out.
 
@@ -384,11 +395,7 @@ class Store:
             InputError: when the disk cannot hold them (checked before any file is touched).
         """
         out = paths["relevance"]
-        needed = sum(plan[key]["bytes"] for key in OUTPUTS)
-        reusable = sum(paths[key].stat().st_size for key in OUTPUTS if paths[key].is_file())
-        free = _free_bytes(out.parent)
-        if free is not None and needed - reusable > free:
-            raise no_space(out, needed)
+        needed = check_space(paths, plan)
         fds: dict[str, int] = {}
         try:
             for key in OUTPUTS:
@@ -530,9 +537,11 @@ def _reopen(path: Path, spec: Mapping[str, Any], recorded: Mapping[str, Any]) ->
             except InputError as exc:
                 raise InputError(f"cannot resume: {exc}; {damaged}") from exc
             offset = handle.tell()
+            handle.seek(0)
+            header = handle.read(offset)
         if (list(shape), np.lib.format.dtype_to_descr(dtype), fortran, offset) != (
             spec["shape"], spec["descr"], False, spec["offset"]
-        ):
+        ) or header != _header(spec["shape"], spec["descr"]):
             raise InputError(
                 f"cannot resume: {str(path)!r} has a header for {shape} {dtype}, the run wrote {tuple(spec['shape'])} "
                 f"{spec['descr']}; {damaged}"
@@ -549,6 +558,7 @@ __all__ = [
     "Lock",
     "Store",
     "check_not_inputs",
+    "check_space",
     "file_plan",
     "output_paths",
     "read_sidecar",

@@ -365,6 +365,12 @@ def from_keras(model: keras.Model) -> Converted:
             weights.append(table)
         elif layer_type is _L.Masking:
             mask_value = float(layer.mask_value)
+            if mask_value != mask_value:  # NaN
+                raise _refuse(
+                    layer,
+                    "has mask_value=nan, which masks nothing (NaN never equals NaN, also in Keras) and lets the NaN "
+                    "steps reach every score; mark padding with a finite mask_value such as 0.0",
+                )
         elif layer_type in _RECURRENT or layer_type is _L.Bidirectional:
             if not sequence:
                 raise _refuse(layer, "receives no sequence: the recurrent layer before it has return_sequences=False")

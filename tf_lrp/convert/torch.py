@@ -204,7 +204,7 @@ def from_torch(
         )
     if cell is not None and cell != inferred:
         raise ConversionError(
-            f"cell={cell!r} but {prefix + 'weight_hh_l0'!r} has shape {hh.shape}, which is an {inferred.upper()}; "
+            f"cell={cell!r} but {prefix + 'weight_hh_l0'!r} has shape {hh.shape}, which is {'an' if inferred == 'lstm' else 'a'} {inferred.upper()}; "
             f"pass cell={inferred!r} or None"
         )
     cell = inferred
