@@ -203,9 +203,10 @@ def from_torch(
             "nn.LSTM has 4, nn.GRU has 3 (nn.RNN is not supported)"
         )
     if cell is not None and cell != inferred:
+        article = "an" if inferred == "lstm" else "a"
         raise ConversionError(
-            f"cell={cell!r} but {prefix + 'weight_hh_l0'!r} has shape {hh.shape}, which is {'an' if inferred == 'lstm' else 'a'} {inferred.upper()}; "
-            f"pass cell={inferred!r} or None"
+            f"cell={cell!r} but {prefix + 'weight_hh_l0'!r} has shape {hh.shape}, which is {article} "
+            f"{inferred.upper()}; pass cell={inferred!r} or None"
         )
     cell = inferred
     if cell == "gru" and not reset_after:
