@@ -296,7 +296,8 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     import numpy as np
-    from tf_lrp import Explainer, dataset
+    from tf_lrp import Explainer, dataset, resumable
+    resumable.CHECKPOINT_SECONDS = 0.0  # record every chunk, so that the parent sees progress chunk by chunk
     original = dataset._run_chunk
     def slow(*args):
         time.sleep(float(sys.argv[4]))

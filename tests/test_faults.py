@@ -198,7 +198,8 @@ def test_a_second_writer_is_refused_while_the_lock_is_held(ex, root, tmp_path):
 CHILD = textwrap.dedent(
     """
     import sys, time
-    from tf_lrp import Explainer, dataset
+    from tf_lrp import Explainer, dataset, resumable
+    resumable.CHECKPOINT_SECONDS = 0.0  # record every chunk
     original = dataset._run_chunk
     def slow(*args):
         time.sleep(0.1)
@@ -389,7 +390,7 @@ def test_a_crash_at_any_write_resumes_to_the_same_bytes(ex, root, crash):
 
             def event(*args, _original=original, **kwargs):
                 events.append(1)
-                if len(events) == crash % 60 + 1:
+                if len(events) == crash % 200 + 1:
                     raise KeyboardInterrupt
                 return _original(*args, **kwargs)
 
@@ -415,9 +416,10 @@ def test_files_are_synced_before_the_sidecar_records_a_chunk(ex, root, tmp_path,
 
     monkeypatch.setattr(os, "fsync", logged_fsync)
     monkeypatch.setattr(resumable, "write_sidecar", logged_write)
+    monkeypatch.setattr(resumable, "CHECKPOINT_SECONDS", 0.0)  # a record after every chunk
     ex.explain_dataset(str(root / "x.npy"), out=tmp_path / "rel.npy", batch_size=BATCH, progress=False)
     records = [i for i, entry in enumerate(log) if entry.startswith("sidecar") and entry != "sidecar 0"]
-    assert len(records) == N // BATCH
+    assert [log[i] for i in records] == [f"sidecar {BATCH * (k + 1)}" for k in range(N // BATCH)]
     previous = log.index("sidecar 0")
     assert f"fsync {tmp_path.name}" in log[previous:records[0]]  # the directory, after creating the files
     for record in records:
@@ -426,6 +428,18 @@ def test_files_are_synced_before_the_sidecar_records_a_chunk(ex, root, tmp_path,
             assert f"fsync {name}" in synced, (name, log[record])
         assert log[record - 1] == f"fsync {tmp_path.name}"  # the directory, after the sidecar's rename
         previous = record
+
+
+def test_fast_chunks_are_recorded_once_per_checkpoint_interval(ex, root, tmp_path, monkeypatch):
+    written = []
+    write_sidecar = resumable.write_sidecar
+    monkeypatch.setattr(resumable, "write_sidecar", lambda path, payload: (written.append(payload["completed"]),
+                                                                           write_sidecar(path, payload)))  # fmt: skip
+    monkeypatch.setattr(resumable, "CHECKPOINT_SECONDS", 3600.0)
+    ex.explain_dataset(str(root / "x.npy"), out=tmp_path / "rel.npy", batch_size=BATCH, progress=False)
+    assert written == [0, N]  # the new record, then the end: no sync or rewrite per chunk
+    assert_reference(tmp_path, root / "ref")
+    assert json.loads((tmp_path / "rel.json").read_text())["completed"] == N
 
 
 def test_resume_of_an_output_that_does_not_exist_starts_the_run(root, tmp_path):

@@ -424,10 +424,11 @@ def _run_to_files(
     method: str,
     count: int,
 ) -> None:
-    """Verify the completed chunks, then compute, write, sync and record the others, one by one."""
+    """Verify the completed chunks, then compute and write the others; record them as checkpoints."""
     completed = int(sidecar["completed"])
     recorded: list[dict[str, Any]] = list(sidecar["chunks"])
     plan_record = sidecar["plan"]
+    checkpoint = resumable.Checkpoint(store, paths["sidecar"], sidecar)
     worst = _Worst(method)
     done = 0  # samples of the chunks passed so far, in processing order
     bar = _progress(progress, count, completed)
@@ -444,19 +445,21 @@ def _run_to_files(
                 done += size
                 continue
             result = worst.run(run, rows, chunk, targets, where)
-            try:
-                outputs = store.put(where, chunk.start, chunk.stop, result)
-                store.sync()
-                recorded[number:] = [
-                    {"inputs": _rows_digest(rows), "outputs": outputs, "samples": size, "first": int(where[0])}
-                ]
-                resumable.write_sidecar(paths["sidecar"], {**sidecar, "completed": done + size, "chunks": recorded})
-            except OSError as exc:
-                if resumable.is_no_space(exc):
-                    raise resumable.no_space_while_writing(paths["relevance"], done, count) from exc
-                raise
+            outputs = store.put(where, chunk.start, chunk.stop, result)
+            checkpoint.add(
+                number, {"inputs": _rows_digest(rows), "outputs": outputs, "samples": size, "first": int(where[0])}
+            )
             done += size
             bar.update(size)
+        checkpoint.write()
+    except OSError as exc:
+        saved = checkpoint.write_quietly()
+        if resumable.is_no_space(exc):
+            raise resumable.no_space_while_writing(paths["relevance"], saved, count) from exc
+        raise
+    except BaseException:
+        checkpoint.write_quietly()  # an error or an interrupt keeps what is written (a SIGKILL cannot)
+        raise
     finally:
         bar.close()
     worst.warn()
