@@ -4,7 +4,7 @@ For each network of ``tests/networks.py`` (together they use every kind in ``tf_
 a kind no network uses fails :func:`test_every_node_kind_is_covered`) and each method of
 ``tf_lrp.methods.METHODS`` (a new method is covered by registering it):
 
-* the forward pass equals the Keras model's (float64, 1e-10);
+* the forward pass equals the Keras model's (float64, 1e-9; 1e-6 where Keras itself is float32);
 * a batch gives what each sample gives alone (float64, 1e-12);
 * masked (padded) steps get exactly zero relevance;
 * LRP at bias_factor = 1 conserves (relevance + initial-state share = explained score, 1e-9);
@@ -22,7 +22,7 @@ import pytest
 from tf_lrp.methods import EXTRA_INPUTS, METHODS
 from tf_lrp.nodes import NODES
 
-from .networks import KINDS, NETWORKS, Case
+from .networks import KERAS_TOLERANCE, KINDS, NETWORKS, Case
 
 pytestmark = pytest.mark.core
 
@@ -65,8 +65,8 @@ def test_zoo_declares_its_kinds(case: Case) -> None:
 def test_forward_equals_keras(case: Case) -> None:
     ours = case.explainer.score(list(case.x) if isinstance(case.x, tuple) else case.x,
                                 **_mask_kwargs(case))  # fmt: skip
-    theirs = np.asarray(case.keras_model(case.x if not isinstance(case.x, tuple) else list(case.x)))
-    np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-10 * max(1.0, np.abs(theirs).max()))
+    theirs = keras.ops.convert_to_numpy(case.keras_model(case.x if not isinstance(case.x, tuple) else list(case.x)))
+    np.testing.assert_allclose(ours, theirs, rtol=0, atol=KERAS_TOLERANCE * max(1.0, np.abs(theirs).max()))
 
 
 def _mask_kwargs(case: Case) -> dict:
@@ -90,7 +90,7 @@ def test_batched_equals_per_sample(case: Case, method: str) -> None:
     if method not in _methods(case) or method == "random":  # the control's noise is drawn per call
         pytest.skip(f"{method} is not run on this network")
     whole = _explain(case, method, bias_factor=1.0)
-    for b in range(len(case.inputs[0])):
+    for b in (0, len(case.inputs[0]) - 1):  # the first sample is unpadded, the last padded
         x = tuple(x_k[b : b + 1] for x_k in case.inputs)
         lengths = tuple(n[b : b + 1] for n in (case.lengths if isinstance(case.lengths, tuple) else (case.lengths,)))
         one = _explain(case, method, x if len(x) > 1 else x[0], lengths if len(lengths) > 1 else lengths[0],
