@@ -40,7 +40,7 @@ def worst_sample(
 
     Args:
         method: the method name (only :data:`CONSERVING_METHODS` are checked for size).
-        relevance: (B, T, D) relevance.
+        relevance: (B, T, D) relevance, or a tuple of them (one per input).
         explained_score: (B,) the explained scores.
         initial_state_relevance: (B,) relevance that reached the initial states.
 
@@ -48,16 +48,18 @@ def worst_sample(
         ``(index, ratio)`` of the worst sample (ratio ``inf`` for non-finite relevance), or
         None when every sample is fine.
     """
-    relevance = np.asarray(relevance)
-    if relevance.size == 0:
+    parts = [np.asarray(part) for part in (relevance if isinstance(relevance, (tuple, list)) else (relevance,))]
+    batch = len(parts[0])
+    if batch == 0:
         return None
-    finite = np.isfinite(relevance).reshape(len(relevance), -1).all(axis=1)
+    finite = np.all([np.isfinite(part).reshape(batch, -1).all(axis=1) for part in parts], axis=0)
     if not finite.all():
         return int(np.flatnonzero(~finite)[0]), float("inf")
     if method not in CONSERVING_METHODS:
         return None
-    mass = np.abs(relevance).sum(axis=tuple(range(1, relevance.ndim)), dtype=np.float64)
-    mass += np.abs(np.asarray(initial_state_relevance, dtype=np.float64))
+    mass = np.abs(np.asarray(initial_state_relevance, dtype=np.float64)).reshape(batch)
+    for part in parts:
+        mass = mass + np.abs(part).reshape(batch, -1).sum(axis=1, dtype=np.float64)
     ratio = mass / np.maximum(np.abs(np.asarray(explained_score, dtype=np.float64)), 1.0)
     worst = int(np.argmax(ratio))
     return (worst, float(ratio[worst])) if not ratio[worst] <= BLOWUP_THRESHOLD else None
