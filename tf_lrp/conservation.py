@@ -57,7 +57,7 @@ def worst_sample(
         return int(np.flatnonzero(~finite)[0]), float("inf")
     if method not in CONSERVING_METHODS:
         return None
-    mass = np.abs(np.asarray(initial_state_relevance, dtype=np.float64)).reshape(batch)
+    mass = np.abs(np.asarray(initial_state_relevance, dtype=np.float64)).reshape(batch, -1).sum(axis=1)
     for part in parts:
         mass = mass + np.abs(part).reshape(batch, -1).sum(axis=1, dtype=np.float64)
     ratio = mass / np.maximum(np.abs(np.asarray(explained_score, dtype=np.float64)), 1.0)
