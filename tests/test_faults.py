@@ -379,18 +379,25 @@ def test_a_hand_edited_sidecar_is_refused_as_edited(ex, root, tmp_path, monkeypa
 # Crashes at any point, and durability
 
 
-@given(crash=st.integers(0, 10_000))
-def test_a_crash_at_any_write_resumes_to_the_same_bytes(ex, root, crash):
-    """Die at the k-th write, fsync or sidecar replacement of a run; resuming gives the uninterrupted bytes."""
+@given(crash=st.integers(0, 10_000), interval=st.sampled_from([0.0, 3600.0]), killed=st.booleans())
+def test_a_crash_at_any_write_resumes_to_the_same_bytes(ex, root, crash, interval, killed):
+    """Die at the k-th write, fsync or sidecar replacement of a run; resuming gives the uninterrupted bytes.
+
+    ``interval``: records after every chunk, or only at the end; ``killed``: the dying run cannot
+    record what it wrote (as under SIGKILL), else it records it on the way out (an exception).
+    """
     with tempfile.TemporaryDirectory() as scratch, pytest.MonkeyPatch.context() as patch:
         out = Path(scratch) / "rel.npy"
+        patch.setattr(resumable, "CHECKPOINT_SECONDS", interval)
+        if killed:
+            patch.setattr(resumable.Checkpoint, "write_quietly", lambda self: self.saved)
         events = []
         for owner, name in ((resumable, "_pwrite_all"), (resumable, "write_sidecar"), (resumable.os, "fsync")):
             original = getattr(owner, name)
 
             def event(*args, _original=original, **kwargs):
                 events.append(1)
-                if len(events) == crash % 200 + 1:
+                if len(events) == crash % 250 + 1:
                     raise KeyboardInterrupt
                 return _original(*args, **kwargs)
 
