@@ -17,6 +17,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tf_lrp"
 RANKS = {
     "errors": 0,
     "_version": 0,
+    "_typing": 0,
     "_io": 1,
     "layout": 1,
     "rules": 2,

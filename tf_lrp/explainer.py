@@ -160,7 +160,7 @@ def _infer_layers(
                 use_bias=len(bias) in (1, 2) and bias[-1] == gates * units,
             )
         )
-        per_direction = 3 if layers[-1].use_bias else 2
+        per_direction = 3 if len(bias) in (1, 2) and bias[-1] == gates * units else 2
         position += per_direction * directions
     if not layers:
         first = shape(0) if count else ()
@@ -251,9 +251,16 @@ class CallArgs(NamedTuple):
         values: dict[str, list[Any]] = {}
         for (name, _, _), value in zip(self._positional(), flat, strict=True):
             values.setdefault(name, []).append(value)
-        single = {n: values[n][0] if n in values else None for n in ("weights", "target", "step", "eps", "bias_factor")}
-        groups = {n: tuple(values.get(n, ())) for n in ("xs", "masks", "samples", "shared")}
-        return CallArgs(**single, **groups)
+        def one(name: str) -> Any:
+            return values[name][0] if name in values else None
+
+        def group(name: str) -> tuple[Any, ...]:
+            return tuple(values.get(name, ()))
+
+        return CallArgs(
+            weights=one("weights"), xs=group("xs"), masks=group("masks"), target=one("target"), step=one("step"),
+            samples=group("samples"), eps=one("eps"), bias_factor=one("bias_factor"), shared=group("shared"),
+        )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -849,7 +856,7 @@ class Explainer:
             alphas = np.linspace(0.0, 1.0, int(steps) + 1)
             weights = np.full(int(steps) + 1, 1.0 / int(steps))
             weights[[0, -1]] /= 2  # the trapezoid rule
-            chunks = [
+            chunks: list[tuple[np.ndarray, ...]] = [
                 (alphas[i : i + per_call].astype(self.dtype), weights[i : i + per_call].astype(self.dtype))
                 for i in range(0, len(alphas), per_call)
             ]
