@@ -528,7 +528,9 @@ class Explainer:
             )
         return array
 
-    def _check_mask(self, x: np.ndarray, mask: Any | None, lengths: Any | None) -> np.ndarray | None:
+    def _check_mask(
+        self, x: np.ndarray, mask: Any | None, lengths: Any | None, allow_empty: bool = False
+    ) -> np.ndarray | None:
         batch, steps = x.shape[:2]
         if mask is not None and lengths is not None:
             raise InputError("pass either mask= or lengths=, not both")
@@ -548,14 +550,14 @@ class Explainer:
                 if result.dtype.kind not in "iub" or not np.isin(result, (0, 1)).all():
                     raise InputError("mask must be boolean (True = valid step) or 0/1 integers")
                 result = result.astype(bool)
-            if not result.any(axis=1).all():
+            if not allow_empty and not result.any(axis=1).all():
                 empty = int(np.flatnonzero(~result.any(axis=1))[0])
                 raise InputError(f"mask marks no valid step in sample {empty}; every sequence needs one")
         embedding = self.layout.embedding
         if embedding is not None and embedding.mask_zero:
             token_mask = x != 0
             result = token_mask if result is None else result & token_mask
-            if not result.any(axis=1).all():
+            if not allow_empty and not result.any(axis=1).all():
                 empty = int(np.flatnonzero(~result.any(axis=1))[0])
                 raise InputError(f"sample {empty} consists of padding (token id 0) only")
         mask_value = self.layout.mask_value
@@ -563,7 +565,7 @@ class Explainer:
             # Keras Masking: a step is masked when every feature equals mask_value
             step_mask = np.any(x != np.asarray(mask_value, dtype=x.dtype), axis=-1)
             result = step_mask if result is None else result & step_mask
-            if not result.any(axis=1).all():
+            if not allow_empty and not result.any(axis=1).all():
                 empty = int(np.flatnonzero(~result.any(axis=1))[0])
                 raise InputError(
                     f"sample {empty} consists of masked steps only (every feature equals mask_value={mask_value})"
@@ -837,9 +839,13 @@ class Explainer:
         )
 
     def score(self, x: Any, mask: Any = None, lengths: Any = None, batch_size: int | None = None) -> np.ndarray:
-        """The (B, C) scores (the last dense layer's pre-activation) of a batch."""
+        """The (B, C) scores (the last dense layer's pre-activation) of a batch.
+
+        A sample without a valid step (all padding or masked) is scored as Keras does: the
+        recurrent layers keep their zero initial state, so it scores what the head makes of it.
+        """
         array = self._check_x(x)
-        valid = self._check_mask(array, mask, lengths)
+        valid = self._check_mask(array, mask, lengths, allow_empty=True)
         (result,) = self._run_chunks("score", array, valid, batch_size)
         return result
 
