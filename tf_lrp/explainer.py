@@ -35,6 +35,8 @@ DTYPES = ("float32", "float64")
 #: Default memory budget of one compiled call's working set, in bytes (see ``working_set_bytes``).
 DEFAULT_MEMORY_BUDGET = 1 << 30
 MANIFEST_KEY = "__manifest__"
+#: Samples an Explanation shows in a notebook (``_repr_html_``).
+_HTML_SAMPLES = 8
 
 
 # --------------------------------------------------------------------------------------------
@@ -91,6 +93,22 @@ class Explanation:
         """(B,) ``|absorbed| / max(|explained_score|, tiny)``: relative conservation error."""
         scale = np.maximum(np.abs(self.explained_score), np.finfo(self.scores.dtype).tiny)
         return np.abs(self.absorbed) / scale
+
+    def _repr_html_(self) -> str:
+        """Notebooks show the first samples as a relevance heatmap over their valid steps."""
+        from ._html import heatmap_fragment
+
+        shown = min(len(self.target), _HTML_SAMPLES)
+        steps = self.token_relevance[:shown]
+        valid = np.ones(steps.shape, dtype=bool) if self.mask is None else np.asarray(self.mask[:shown], dtype=bool)
+        rows = [[f"t{t}" for t in np.flatnonzero(valid[i])] for i in range(shown)]
+        values = np.zeros(steps.shape)
+        for i in range(shown):
+            values[i, : int(valid[i].sum())] = steps[i][valid[i]]
+        score = self.explained_score
+        labels = [f"sample {i}: target {self.target[i]}, score {score[i]:.4g}" for i in range(shown)]
+        more = "" if shown == len(self.target) else f", first {shown} of {len(self.target)} samples"
+        return heatmap_fragment(rows, values, f"{self.method} relevance per time step{more}", labels)
 
     def conservation_report(self) -> str:
         """A short human-readable summary of conservation over the batch."""
