@@ -3,9 +3,10 @@
 Shared by :mod:`tf_lrp.viz` (``html_heatmap``) and :class:`tf_lrp.Explanation` (its
 ``_repr_html_``, so a notebook shows an explanation inline). Imports only errors and _io.
 
-Colours follow a diverging map centred at 0 (ColorBrewer RdBu): blue for negative, white for
-0, red for positive relevance, both ends equally saturated, so negative evidence is as visible
-as positive; text turns white on strong colours so it stays readable.
+Colours follow a diverging map centred at 0: blue for negative, white for 0, red for positive
+relevance. The red end is chosen so that, at every level, red and blue have the same CIE
+lightness (within 1.2 L*), so negative evidence is exactly as visible as positive; text turns
+white on strong colours so it stays readable.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ import numpy as np
 from . import _io
 from .errors import InputError
 
-#: The ends of the diverging map (RdBu): strongest negative and strongest positive.
+#: The ends of the diverging map: strongest negative (ColorBrewer RdBu's blue) and strongest
+#: positive (a red of the same lightness at every level of the linear fade from white).
 NEGATIVE = (33, 102, 172)
-POSITIVE = (178, 24, 43)
+POSITIVE = (186, 56, 48)
 #: Colour scales: one for all shown sequences, or one per sequence.
 SCALES = ("shared", "sample")
 #: Values on the colour legend, as fractions of the scale.
