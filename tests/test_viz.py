@@ -92,7 +92,7 @@ def test_html_heatmap_scale_is_shared_by_default_with_a_legend_of_its_values() -
     assert styles[2] == "background:rgb(186,56,48);color:#fff"  # +4: full red
     assert styles[1] == "background:rgb(144,178,214);color:#000"  # -2 of 4: half-way to blue
     document = viz.html_heatmap([["a", "b"], ["c", "d"]], relevance)
-    for value in ("-4", "-2", "+0", "+2", "+4"):
+    for value in ("-4", "-2", "0", "+2", "+4"):
         assert f">{value}</span>" in document  # the legend's values
 
 

@@ -57,7 +57,7 @@ def _legend(scale: float, shared: bool) -> str:
     cells = []
     for stop in LEGEND_STOPS:
         value = stop * scale
-        text = f"{value:+.3g}" if shared else f"{stop:+g} × max"
+        text = "0" if stop == 0 else f"{value:+.3g}" if shared else f"{stop:+g} × max"
         cells.append(
             f'<span class="key" style="background:{colour(stop, 1.0)};color:{_text_colour(stop, 1.0)}">'
             f"{html.escape(text)}</span>"

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import textwrap
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ STYLE = {
     "pdf.fonttype": 42,
     "image.interpolation": "nearest",
 }
+#: Titles longer than this many characters are wrapped (a title must not overflow its axes).
+TITLE_WIDTH = 60
 #: The diverging colour map of relevance (centred at 0 by symmetric limits).
 RELEVANCE_CMAP = "RdBu_r"
 #: y-axis labels of perturbation curves by their normalisation.
@@ -108,6 +111,11 @@ def _save(figure: Any, path: str | os.PathLike[str] | None, dpi: int) -> None:
     figure.savefig(buffer, format=kind, dpi=dpi, metadata=metadata)
     with _io.atomic_write(path, "wb") as handle:
         handle.write(buffer.getvalue())
+
+
+def _wrap(text: str, width: int) -> str:
+    """``text`` with each of its lines wrapped at ``width`` characters (its own line breaks kept)."""
+    return "\n".join(textwrap.fill(line, width) for line in text.splitlines() or [""])
 
 
 def _limit(values: np.ndarray) -> float:
@@ -188,7 +196,7 @@ def timeseries_png(
             top.margins(x=0)
             top.set_xlim(-0.5, steps - 0.5)
             caption = f"sample {index}" if labels is None else str(labels[index])
-            top.set_title(caption, loc="left")
+            top.set_title(_wrap(caption, 2 * TITLE_WIDTH), loc="left")
             if features <= 12:
                 top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, borderaxespad=0.0)
             limit = shared if scale == "shared" else _limit(values[index])
@@ -240,7 +248,7 @@ def _draw_curve(axis: Any, values: np.ndarray, sem: np.ndarray | None, **style: 
 def _curve_axis(axis: Any, title: str, ylabel: str) -> None:
     axis.set_xlabel("fraction of units removed")
     axis.set_ylabel(ylabel)
-    axis.set_title(title)
+    axis.set_title(_wrap(title, TITLE_WIDTH))
     axis.set_xlim(0.0, 1.0)
     axis.grid(alpha=0.3)
 
