@@ -566,3 +566,21 @@ def test_cli_evaluate_of_the_demo_works_with_its_defaults(tmp_path) -> None:
                             "-o", tmp_path / "c.json", "--steps", "8"])  # fmt: skip
     assert (code, stderr) == (0, "")
     assert json.loads((tmp_path / "c.json").read_text())["mode"] == "random_draw"
+
+
+def test_a_scorer_error_names_the_users_sample_not_the_stacked_row(linear) -> None:
+    scorer, x, truth = linear
+
+    class Picky(LinearScorer):
+        def score(self, x, mask=None):
+            rows = np.flatnonzero(np.asarray(x)[:, 0, 0] == 0.0)  # refuses a sample whose first value is 0
+            if len(rows):
+                raise InputError(f"sample {rows[-1]} is refused")
+            return super().score(x, mask)
+
+    with pytest.raises(InputError, match=r"removal point 1-6\) failed: sample [0-4] is refused$"):
+        perturbation_curve(Picky(scorer.weights), x, truth, order="lrf")
+    explainer = Explainer.load(DEMO / "model.npz")
+    tokens = np.array([[4, 5, 6, 0]])
+    with pytest.raises(InputError, match=r"token=16 is outside the model's vocabulary \[0, 16\)"):
+        perturbation_curve(explainer, tokens, np.ones((1, 4)), mode="token", token=16)

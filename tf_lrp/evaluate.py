@@ -31,6 +31,7 @@ several removal steps are scored in one call.
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -296,6 +297,7 @@ def _replacement(
     token: Any,
     pad: Any,
     rng: np.random.Generator,
+    vocabulary: int | None = None,
 ) -> np.ndarray | None:
     """The fixed replacement for every unit, shaped like ``x`` (None for interpolation).
 
@@ -319,6 +321,8 @@ def _replacement(
             token = 0
         if isinstance(token, bool) or not isinstance(token, (int, np.integer)):
             raise InputError(f"token must be an int token id; got {token!r}")
+        if vocabulary is not None and not 0 <= int(token) < vocabulary:
+            raise InputError(f"token={int(token)} is outside the model's vocabulary [0, {vocabulary})")
         if pad is not None and int(token) == pad:
             raise InputError(
                 f"token={int(token)} is the model's padding id: removing a token would turn it into padding; "
@@ -503,7 +507,9 @@ def perturbation_curve(
         reference_valid = _combine(given_reference, input_mask(reference, pad), reference.shape[:2])
     mode = _default_mode(inputs, pad) if mode is None else mode
     rng = np.random.default_rng(seed)
-    replacement = _replacement(mode, inputs, value, reference, reference_valid, token, pad, rng)
+    embedding = getattr(getattr(explainer, "layout", None), "embedding", None)
+    vocabulary = getattr(embedding, "input_dim", None) if inputs.ndim == 2 else None
+    replacement = _replacement(mode, inputs, value, reference, reference_valid, token, pad, rng, vocabulary)
     fallback = 0.0
     if replacement is None and pad is not None and float(pad) == 0.0:  # an anchorless channel must not become padding
         if reference.ndim != 3 or reference.shape[2] != inputs.shape[2]:
@@ -548,13 +554,28 @@ def perturbation_curve(
         if explicit:  # what the model sees: the given mask and the padding rule on the perturbed input
             seen = _combine(None if given is None else np.tile(given, (len(points), 1)), input_mask(stacked, pad),
                             stacked.shape[:2])  # fmt: skip
-        result = np.asarray(explainer.score(stacked) if seen is None else explainer.score(stacked, mask=seen))
+        result = _score_stacked(explainer, stacked, seen, batch, points)
         picked = _target_values(result, np.tile(targets, len(points)), normalize).reshape(len(points), batch)
         curve[:, points] = picked.T
     if normalize == "relative":
         curve = curve / base[:, None]
     fractions = np.linspace(0.0, 1.0, steps + 1)
     return PerturbationResult(curve, auc(curve), fractions, targets, order, mode, unit, normalize)
+
+
+def _score_stacked(
+    scorer: Scorer, stacked: np.ndarray, seen: np.ndarray | None, batch: int, points: list[int]
+) -> np.ndarray:
+    """Score removal points stacked along the batch; a scorer's error names the user's sample index.
+
+    Row ``i`` of ``stacked`` is sample ``i % batch`` of ``x`` at point ``points[i // batch]``.
+    """
+    try:
+        return np.asarray(scorer.score(stacked) if seen is None else scorer.score(stacked, mask=seen))
+    except InputError as exc:
+        text = re.sub(r"\bsample (\d+)", lambda m: f"sample {int(m.group(1)) % batch}", str(exc))
+        span = f"{points[0]}" if len(points) == 1 else f"{points[0]}-{points[-1]}"
+        raise InputError(f"scoring the perturbed inputs (removal point {span}) failed: {text}") from exc
 
 
 def _mask(mask: Any, shape: tuple[int, ...], label: str) -> np.ndarray:
