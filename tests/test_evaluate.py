@@ -356,9 +356,21 @@ def test_token_models_default_to_draws_of_real_tokens_and_refuse_the_padding_id(
         perturbation_curve(explainer, x, relevance, mode="token")
     unknown = perturbation_curve(explainer, x, relevance, mode="token", token=15, steps=4)
     assert np.isfinite(unknown.curve).all()
-    # a sample whose every step reads as padding is scored as the model sees it (its zero state), not refused
-    empty = explainer.score(np.zeros((2, 32), np.int32))
-    np.testing.assert_allclose(empty, np.broadcast_to(explainer.weights[-1], empty.shape), rtol=1e-6)
+
+
+@pytest.mark.core
+def test_an_all_padding_sample_is_scored_as_its_zero_state() -> None:
+    """What Keras does: the recurrent layers keep their zero state, so the head sees zeros."""
+    explainer = Explainer.load(DEMO / "model.npz")  # token 0 is padding
+    tokens = np.zeros((3, 32), np.int32)
+    tokens[1, :5] = 4
+    scores = explainer.score(tokens)
+    np.testing.assert_allclose(scores[[0, 2]], np.broadcast_to(explainer.weights[-1], (2, 3)), rtol=1e-6)
+    assert not np.allclose(scores[1], explainer.weights[-1])
+    masking = _masking_explainer(0.0)
+    np.testing.assert_allclose(masking.score(np.zeros((1, 4, 3))), masking.weights[-1][None], rtol=1e-12)
+    with pytest.raises(InputError, match="consists of padding"):  # explaining an empty sample is still refused
+        explainer.explain(tokens[:1])
 
 
 def test_input_mask_follows_keras() -> None:
