@@ -340,8 +340,14 @@ def test_reference_data_is_used_without_its_padding(linear) -> None:
         perturbation_curve(scorer, x, truth, mode="mean", data=reference, data_mask=np.zeros((2, 3), bool))
 
 
-def test_token_models_default_to_draws_of_real_tokens_and_refuse_the_padding_id() -> None:
-    explainer = Explainer.load(DEMO / "model.npz")  # Embedding(mask_zero=True): token 0 is padding
+@pytest.fixture(scope="module")
+def demo() -> Explainer:
+    """The bundled demo model: Embedding(mask_zero=True), so token 0 is padding."""
+    return Explainer.load(DEMO / "model.npz")
+
+
+def test_token_models_default_to_draws_of_real_tokens_and_refuse_the_padding_id(demo) -> None:
+    explainer = demo
     with np.load(DEMO / "data.npz") as data:
         x, lengths = data["x"][:24].astype(np.int32), data["lengths"][:24]
     relevance = explainer.explain(x).relevance
@@ -359,9 +365,9 @@ def test_token_models_default_to_draws_of_real_tokens_and_refuse_the_padding_id(
 
 
 @pytest.mark.core
-def test_an_all_padding_sample_is_scored_as_its_zero_state() -> None:
+def test_an_all_padding_sample_is_scored_as_its_zero_state(demo) -> None:
     """What Keras does: the recurrent layers keep their zero state, so the head sees zeros."""
-    explainer = Explainer.load(DEMO / "model.npz")  # token 0 is padding
+    explainer = demo
     tokens = np.zeros((3, 32), np.int32)
     tokens[1, :5] = 4
     scores = explainer.score(tokens)
@@ -592,7 +598,7 @@ def test_a_scorer_error_names_the_users_sample_not_the_stacked_row(linear) -> No
 
     with pytest.raises(InputError, match=r"removal point 1-6\) failed: sample [0-4] is refused$"):
         perturbation_curve(Picky(scorer.weights), x, truth, order="lrf")
-    explainer = Explainer.load(DEMO / "model.npz")
     tokens = np.array([[4, 5, 6, 0]])
+    explainer = Explainer.load(DEMO / "model.npz")  # the token check needs no compiled function
     with pytest.raises(InputError, match=r"token=16 is outside the model's vocabulary \[0, 16\)"):
         perturbation_curve(explainer, tokens, np.ones((1, 4)), mode="token", token=16)
