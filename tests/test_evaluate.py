@@ -584,6 +584,11 @@ def test_cli_evaluate_of_the_demo_works_with_its_defaults(tmp_path) -> None:
                             "-o", tmp_path / "c.json", "--steps", "8"])  # fmt: skip
     assert (code, stderr) == (0, "")
     assert json.loads((tmp_path / "c.json").read_text())["mode"] == "random_draw"
+    argv = ["evaluate", DEMO / "model.npz", tmp_path / "data.npz", tmp_path / "rel.npy", "-o", tmp_path / "t.json"]
+    code, _, stderr = _cli([*argv, "--mode", "token", "--token", "0"])
+    assert code == 2
+    assert stderr.startswith("tf-lrp evaluate: error: --token 0 is the model's padding id")
+    assert "use --mode random_draw" in stderr
 
 
 def test_a_scorer_error_names_the_users_sample_not_the_stacked_row(linear) -> None:

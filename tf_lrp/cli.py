@@ -12,6 +12,7 @@ import importlib.resources
 import importlib.util
 import json
 import os
+import re
 import sys
 import time
 import traceback
@@ -689,8 +690,28 @@ def _evaluation_inputs(
     return np.asarray(x), mask, reference, reference_mask
 
 
+#: Python keywords of tf_lrp.evaluate that ``tf-lrp evaluate`` spells as flags in its errors.
+_EVALUATE_FLAGS = {"mode": "--mode", "token": "--token", "normalize": "--normalize", "data": "--reference-data"}
+
+
+def _as_flags(message: str) -> str:
+    """``mode="mean"`` -> ``--mode mean`` (and token=, normalize=, data=) in an evaluate error."""
+
+    def flag(match: Any) -> str:
+        return f"{_EVALUATE_FLAGS[match.group(1)]} {match.group(3)}".rstrip()
+
+    return re.sub(r"\b(mode|token|normalize|data)=([\"']?)([A-Za-z_0-9.\-]*)\2", flag, message)
+
+
 def cmd_evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
     """``tf-lrp evaluate``: curves of one relevance file, or a comparison of ``--methods``."""
+    try:
+        return _evaluate(args, stdout)
+    except InputError as exc:
+        raise InputError(_as_flags(str(exc))) from exc
+
+
+def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
     from . import evaluate
 
     target = _parse_int_or(args.target, "predicted", "--target")
