@@ -570,6 +570,18 @@ def test_cli_compares_methods_into_a_report(masking_files) -> None:
     assert all(m["samples_per_second"] > 0 for m in payload["methods"])
     assert (report / "comparison.png").read_bytes().startswith(b"\x89PNG")
     assert np.load(report / "relevance.lrp.npy").shape == (6, 7, 3)
+    # a second run reuses the relevances of the same model, data, target and seed
+    np.save(report / "relevance.random.npy", np.load(files["rel"]))  # marks the cache: now it is LRP's relevance
+    code, stdout, _ = _cli(["evaluate", files["net"], files["npz"], *methods, "-o", report, "--steps", "4"])
+    assert code == 0
+    assert "reused cached relevances of lrp, gradient_x_input, random" in stdout
+    again = {m["method"]: m for m in json.loads((report / "comparison.json").read_text())["methods"]}
+    assert again["random"]["morf"] == again["lrp"]["morf"]  # the cached (planted) relevance was used
+    assert again["random"]["samples_per_second"] == payload["methods"][2]["samples_per_second"]
+    argv = ["evaluate", files["net"], files["npz"], *methods, "-o", report, "--steps", "4"]
+    code, stdout, _ = _cli([*argv, "--seed", "1"])
+    assert code == 0
+    assert "reused" not in stdout
     code, _, stderr = _cli(["evaluate", files["net"], files["npz"], files["rel"], "--methods", "lrp", "-o", report])
     assert code == 2
     assert "drop RELEVANCE" in stderr

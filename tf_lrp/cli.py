@@ -216,6 +216,10 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     evaluate.add_argument("--samples", type=int, default=None, metavar="N", help="evaluate the first N samples")
     evaluate.add_argument(
+        "--no-cache", action="store_true",
+        help="--methods: explain again even when DIR holds relevances of the same model, data, target and seed",
+    )  # fmt: skip
+    evaluate.add_argument(
         "--target", default="predicted", metavar="N|predicted", help="output unit to score (default predicted)"
     )
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the random order and draws")
@@ -778,6 +782,42 @@ def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
     return EXIT_OK
 
 
+def _relevance_key(
+    explainer: Explainer, x: np.ndarray, mask: np.ndarray | None, target: int | None, seed: int
+) -> dict[str, Any]:
+    """What a cached relevance depends on: the model, the data (digest), the target, the seed."""
+    import hashlib
+
+    digest = hashlib.sha256(np.ascontiguousarray(x).tobytes())
+    digest.update(str((x.shape, x.dtype.str)).encode())
+    if mask is not None:
+        digest.update(np.packbits(np.asarray(mask, dtype=bool)).tobytes())
+    return {"model": explainer.fingerprint, "data": digest.hexdigest(), "target": target, "seed": seed}
+
+
+def _cached_relevances(
+    out: Path, methods: list[str], key: dict[str, Any], batch_steps: tuple[int, ...]
+) -> dict[str, tuple[np.ndarray, float]]:
+    """Relevances a previous ``--methods`` run left in ``out`` for the same model, data, target and seed."""
+    found = {}
+    for name in methods:
+        array, record = out / f"relevance.{name}.npy", out / f"relevance.{name}.json"
+        if not (array.is_file() and record.is_file()):
+            continue
+        try:
+            recorded = json.loads(record.read_text(encoding="utf-8"))
+            relevance = np.load(array, allow_pickle=False)
+        except (OSError, ValueError, EOFError, UnicodeDecodeError):
+            continue  # unreadable: explain again (and overwrite it)
+        if not isinstance(recorded, dict) or any(recorded.get(k) != v for k, v in key.items()):
+            continue
+        if relevance.shape[:2] != tuple(batch_steps) or relevance.dtype.kind != "f":
+            continue
+        seconds = recorded.get("seconds")
+        found[name] = (relevance, float(seconds) if isinstance(seconds, (int, float)) else float("nan"))
+    return found
+
+
 def _evaluate_methods(args: argparse.Namespace, stdout: TextIO, target: int | None) -> int:
     """``tf-lrp evaluate --methods``: explain with each method, compare, write table, figure, relevances."""
     from . import evaluate
@@ -800,21 +840,30 @@ def _evaluate_methods(args: argparse.Namespace, stdout: TextIO, target: int | No
     x, mask, reference, reference_mask = _evaluation_inputs(args)
     explainer = load_model(args.model, args.dtype)
     out.mkdir(parents=True, exist_ok=True)
+    key = _relevance_key(explainer, x, mask, target, args.seed)
+    cached = {} if args.no_cache else _cached_relevances(out, methods, key, x.shape[:2])
     comparison = evaluate.compare(
         explainer, x, methods, target=target, mask=mask, mode=args.mode, unit=args.unit,
         steps=evaluate.DEFAULT_COMPARE_STEPS if args.steps is None else args.steps, normalize=args.normalize,
         data=reference, data_mask=reference_mask, seed=args.seed,
         explain_options={"random": {"seed": args.seed}},
+        relevances={name: relevance for name, (relevance, _) in cached.items()},
+        seconds={name: seconds for name, (_, seconds) in cached.items()},
     )  # fmt: skip
     written = [out / "comparison.md", out / "comparison.json"]
     with _io.atomic_write(written[0], "w") as handle:
         handle.write(comparison.markdown())
     _io.write_json(written[1], {"model": args.model, "data": args.data, **comparison.to_json()})
     for name, result in comparison.methods.items():
+        if name in cached:
+            continue
         path = out / f"relevance.{name}.npy"
         with _io.atomic_write(path, "wb") as handle:
             np.save(handle, result.relevance)
+        _io.write_json(path.with_suffix(".json"), {**key, "method": name, "seconds": result.seconds})
         written.append(path)
+    if cached:
+        _say(stdout, f"reused cached relevances of {', '.join(cached)} (--no-cache recomputes them)")
     if drawing:
         title = f"{Path(args.model).name} on {Path(args.data).name}"
         viz.plot_comparison(comparison, figure, title=title, dpi=args.dpi)

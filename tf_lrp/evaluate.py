@@ -751,6 +751,7 @@ def compare(
     explain_options: Mapping[str, Mapping[str, Any]] | None = None,
     relevances: Mapping[str, Any] | None = None,
     max_elements: int = DEFAULT_MAX_ELEMENTS,
+    seconds: Mapping[str, float] | None = None,
 ) -> Comparison:
     """Explain ``x`` with each method and compare their MoRF / LRF curves and AUCs.
 
@@ -783,6 +784,8 @@ def compare(
             ``{"integrated_gradients": {"steps": 64}}``).
         relevances: method name -> a precomputed relevance (B, T[, D]) to use instead of
             explaining (its speed is then not measured).
+        seconds: method name -> the explain time of a given relevance, when it is known
+            (e.g. recorded with a cached relevance); reported as its samples/s.
 
     Returns:
         A :class:`Comparison` (``markdown()``, ``to_json()``; draw it with
@@ -811,7 +814,8 @@ def compare(
     results: dict[str, MethodEvaluation] = {}
     for name in names:
         if name in given:
-            relevance, seconds = np.asarray(getattr(given[name], "relevance", given[name])), math.nan
+            relevance = np.asarray(getattr(given[name], "relevance", given[name]))
+            elapsed = float((seconds or {}).get(name, math.nan))
         else:
             extra = dict(options.get(name, {}))
             warm = slice(0, min(len(inputs), 4))
@@ -819,10 +823,10 @@ def compare(
             explainer.explain(inputs[warm], method=name, target=targets[warm], **warm_mask, **extra)
             started = time.perf_counter()
             relevance = np.asarray(explainer.explain(inputs, method=name, target=targets, **masked, **extra).relevance)
-            seconds = time.perf_counter() - started
+            elapsed = time.perf_counter() - started
         morf = perturbation_curve(explainer, inputs, relevance, order="morf", **curve_options)
         lrf = perturbation_curve(explainer, inputs, relevance, order="lrf", **curve_options)
-        results[name] = MethodEvaluation(name, relevance, morf, lrf, seconds)
+        results[name] = MethodEvaluation(name, relevance, morf, lrf, elapsed)
     first = next(iter(results.values()))
     random_order = perturbation_curve(explainer, inputs, first.relevance, order="random", **curve_options)
     return Comparison(
