@@ -90,7 +90,8 @@ after each removal step and writes the mean curve and AUC of every --order into 
 (mask_zero / Masking, or the lengths/mask in DATA): padded steps are never removed, and a
 removed step never becomes padding. With --methods, each method explains DATA and DIR gets
 comparison.md (table: AUC mean ± standard error, ABPC = LRF - MoRF, samples/s),
-comparison.json, comparison.png and the relevances.""",
+comparison.json, comparison.png and the relevances (reused by a later run on the same model,
+data, target and seed unless --no-cache).""",
 }
 
 
