@@ -32,9 +32,8 @@ from keras import ops
 from .cells import gru
 from .errors import LayoutError
 from .layout import FORMAT, FORMAT_VERSION, GRU_GATES, ArraySpec, DenseSpec, RecurrentSpec, eval_shape_expr, load_schema
-from .network import (
-    DenseForward,
-    DenseParams,
+from .nodes.dense import DenseForward, DenseParams
+from .nodes.recurrent import (
     DirectionForward,
     Propagator,
     backward_direction,

@@ -34,6 +34,8 @@ Tensor = Any
 
 CELL = "gru"
 GATES = GRU_GATES
+#: H-vectors the forward keeps per step for the backward passes (the cache, the output): the memory model
+CACHE_VECTORS = 8
 
 
 class GRUParams(NamedTuple):

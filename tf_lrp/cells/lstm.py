@@ -29,6 +29,8 @@ Tensor = Any
 
 CELL = "lstm"
 GATES = LSTM_GATES
+#: H-vectors the forward keeps per step for the backward passes (the cache, the output): the memory model
+CACHE_VECTORS = 9
 
 
 class LSTMParams(NamedTuple):
