@@ -541,6 +541,19 @@ def test_cli_evaluate_steps_reference_data_and_figure_formats(masking_files) -> 
         assert stderr.count("\n") == 1
 
 
+def test_cli_evaluate_refuses_a_damaged_or_mismatched_relevance_file(masking_files) -> None:
+    files = masking_files
+    empty, short = files["root"] / "empty.npy", files["root"] / "short.npy"
+    empty.write_bytes(b"")
+    np.save(short, np.load(files["rel"])[:2])
+    for relevance, message in [(empty, "is not a readable .npy file"), (short, "has 2 samples but DATA has 6")]:
+        code, _, stderr = _cli(["evaluate", files["net"], files["npy"], relevance, "-o", files["root"] / "bad.json"])
+        assert code == 2
+        assert message in stderr
+        assert stderr.count("\n") == 1
+    assert not (files["root"] / "bad.json").exists()
+
+
 def test_cli_evaluate_png_without_matplotlib_fails_before_any_work(masking_files, monkeypatch) -> None:
     import importlib.util
 
