@@ -17,7 +17,9 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tf_lrp"
 RANKS = {
     "errors": 0,
     "_version": 0,
+    "_typing": 0,
     "_io": 1,
+    "_html": 2,
     "layout": 1,
     "rules": 2,
     "nodes": 4,
@@ -38,7 +40,10 @@ RANKS = {
     "_demo": 12,
 }
 #: consumers of arrays: they may import only these (not the numeric core).
-SIDE_MODULES = {"evaluate": {"errors", "_io", "_version"}, "viz": {"errors", "_io", "_version", "evaluate"}}
+SIDE_MODULES = {
+    "evaluate": {"errors", "_io", "_version"},
+    "viz": {"errors", "_io", "_html", "_version", "evaluate"},
+}
 #: modules of the numeric core: written in keras.ops, never in a framework.
 FRAMEWORKS = {"tensorflow", "jax", "torch", "matplotlib", "apache_beam"}
 FRAMEWORK_OWNERS = {

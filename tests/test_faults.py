@@ -583,8 +583,8 @@ def damaged(root, tmp_path_factory) -> dict[str, Path]:
         (["info", "crc.npz"], "CRC"),
         (["convert", "trunc.npz", "-o", "{tmp}/n.npz"], r"trunc\.npz' is not a readable \.npz file"),
         (["convert", "crc.npz", "-o", "{tmp}/n.npz"], r"crc\.npz' is not a readable \.npz file"),
-        (["evaluate", "net", "x", "empty.npy", "-o", "{tmp}/e.json"], r"empty\.npy' is not a valid \.npy file"),
-        (["evaluate", "net", "x", "trunc.npy", "-o", "{tmp}/e.json"], r"trunc\.npy' is truncated"),
+        (["evaluate", "net", "x", "empty.npy", "-o", "{tmp}/e.json"], r"empty\.npy' is not a readable \.npy file"),
+        (["evaluate", "net", "x", "trunc.npy", "-o", "{tmp}/e.json"], r"trunc\.npy' is not a readable \.npy file"),
     ],
 )
 def test_damaged_files_are_one_line_errors(root, damaged, tmp_path, argv, pattern):

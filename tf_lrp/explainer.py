@@ -36,6 +36,8 @@ DTYPES = ("float32", "float64")
 #: Default memory budget of one compiled call's working set, in bytes (see ``working_set_bytes``).
 DEFAULT_MEMORY_BUDGET = 1 << 30
 MANIFEST_KEY = "__manifest__"
+#: Samples an Explanation shows in a notebook (``_repr_html_``).
+_HTML_SAMPLES = 8
 
 
 # --------------------------------------------------------------------------------------------
@@ -106,6 +108,26 @@ class Explanation:
         scale = np.maximum(np.abs(self.explained_score), np.finfo(self.scores.dtype).tiny)
         return np.abs(self.absorbed) / scale
 
+    def _repr_html_(self) -> str:
+        """Notebooks show the first samples as a relevance heatmap over their valid steps."""
+        from ._html import heatmap_fragment
+
+        steps_all, mask, which = self.token_relevance, self.mask, ""
+        if isinstance(steps_all, tuple):  # several inputs: the first one
+            steps_all, which = steps_all[0], f" of input 0 (of {len(steps_all)})"
+            mask = mask[0] if isinstance(mask, tuple) else mask
+        shown = min(len(self.target), _HTML_SAMPLES)
+        steps = np.asarray(steps_all[:shown])
+        valid = np.ones(steps.shape, dtype=bool) if mask is None else np.asarray(mask[:shown], dtype=bool)
+        rows = [[f"t{t}" for t in np.flatnonzero(valid[i])] for i in range(shown)]
+        values = np.zeros(steps.shape)
+        for i in range(shown):
+            values[i, : int(valid[i].sum())] = steps[i][valid[i]]
+        score = self.explained_score
+        labels = [f"sample {i}: target {self.target[i]}, score {score[i]:.4g}" for i in range(shown)]
+        more = "" if shown == len(self.target) else f", first {shown} of {len(self.target)} samples"
+        return heatmap_fragment(rows, values, f"{self.method} relevance per time step{which}{more}", labels)
+
     def conservation_report(self) -> str:
         """A short human-readable summary of conservation over the batch."""
         return (
@@ -160,7 +182,7 @@ def _infer_layers(
                 use_bias=len(bias) in (1, 2) and bias[-1] == gates * units,
             )
         )
-        per_direction = 3 if layers[-1].use_bias else 2
+        per_direction = 3 if len(bias) in (1, 2) and bias[-1] == gates * units else 2
         position += per_direction * directions
     if not layers:
         first = shape(0) if count else ()
@@ -251,9 +273,16 @@ class CallArgs(NamedTuple):
         values: dict[str, list[Any]] = {}
         for (name, _, _), value in zip(self._positional(), flat, strict=True):
             values.setdefault(name, []).append(value)
-        single = {n: values[n][0] if n in values else None for n in ("weights", "target", "step", "eps", "bias_factor")}
-        groups = {n: tuple(values.get(n, ())) for n in ("xs", "masks", "samples", "shared")}
-        return CallArgs(**single, **groups)
+        def one(name: str) -> Any:
+            return values[name][0] if name in values else None
+
+        def group(name: str) -> tuple[Any, ...]:
+            return tuple(values.get(name, ()))
+
+        return CallArgs(
+            weights=one("weights"), xs=group("xs"), masks=group("masks"), target=one("target"), step=one("step"),
+            samples=group("samples"), eps=one("eps"), bias_factor=one("bias_factor"), shared=group("shared"),
+        )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------
@@ -631,21 +660,26 @@ class Explainer:
             )
         return array
 
-    def _check_mask(self, x: Any, mask: Any | None, lengths: Any | None) -> Any:
-        """The step masks: one (B, T) bool array (or None) per input; a bare one for one input."""
+    def _check_mask(self, x: Any, mask: Any | None, lengths: Any | None, allow_empty: bool = False) -> Any:
+        """The step masks: one (B, T) bool array (or None) per input; a bare one for one input.
+
+        ``allow_empty``: a sample without a valid step is accepted (scoring), not refused.
+        """
         count = len(self.layout.inputs)
         if count == 1:
-            return self._check_input_mask(x, 0, mask, lengths)
+            return self._check_input_mask(x, 0, mask, lengths, allow_empty)
         masks = [None] * count if mask is None else list(mask)
         spans = [None] * count if lengths is None else list(lengths)
         if len(masks) != count or len(spans) != count:
             raise InputError(f"for a network with {count} inputs pass mask= and lengths= as lists of {count} entries")
-        result = tuple(self._check_input_mask(x[k], k, masks[k], spans[k]) for k in range(count))
+        result = tuple(self._check_input_mask(x[k], k, masks[k], spans[k], allow_empty) for k in range(count))
         if all(m is None for m in result):
             return None
         return tuple(np.ones(x[k].shape[:2], dtype=bool) if m is None else m for k, m in enumerate(result))
 
-    def _check_input_mask(self, x: np.ndarray, k: int, mask: Any | None, lengths: Any | None) -> np.ndarray | None:
+    def _check_input_mask(
+        self, x: np.ndarray, k: int, mask: Any | None, lengths: Any | None, allow_empty: bool = False
+    ) -> np.ndarray | None:
         batch, steps = x.shape[:2]
         if mask is not None and lengths is not None:
             raise InputError("pass either mask= or lengths=, not both")
@@ -665,7 +699,7 @@ class Explainer:
                 if result.dtype.kind not in "iub" or not np.isin(result, (0, 1)).all():
                     raise InputError("mask must be boolean (True = valid step) or 0/1 integers")
                 result = result.astype(bool)
-            if not result.any(axis=1).all():
+            if not allow_empty and not result.any(axis=1).all():
                 empty = int(np.flatnonzero(~result.any(axis=1))[0])
                 raise InputError(f"mask marks no valid step in sample {empty}; every sequence needs one")
         spec = self.layout.inputs[k]
@@ -674,7 +708,7 @@ class Explainer:
             if embedding.mask_zero:  # type: ignore[union-attr]
                 token_mask = x != 0
                 result = token_mask if result is None else result & token_mask
-                if not result.any(axis=1).all():
+                if not allow_empty and not result.any(axis=1).all():
                     empty = int(np.flatnonzero(~result.any(axis=1))[0])
                     raise InputError(f"sample {empty} consists of padding (token id 0) only")
         mask_value = spec.mask_value
@@ -682,7 +716,7 @@ class Explainer:
             # Keras Masking: a step is masked when every feature equals mask_value
             step_mask = np.any(x != np.asarray(mask_value, dtype=x.dtype), axis=-1)
             result = step_mask if result is None else result & step_mask
-            if not result.any(axis=1).all():
+            if not allow_empty and not result.any(axis=1).all():
                 empty = int(np.flatnonzero(~result.any(axis=1))[0])
                 raise InputError(
                     f"sample {empty} consists of masked steps only (every feature equals mask_value={mask_value})"
@@ -851,7 +885,7 @@ class Explainer:
             alphas = np.linspace(0.0, 1.0, int(steps) + 1)
             weights = np.full(int(steps) + 1, 1.0 / int(steps))
             weights[[0, -1]] /= 2  # the trapezoid rule
-            chunks = [
+            chunks: list[tuple[np.ndarray, ...]] = [
                 (alphas[i : i + per_call].astype(self.dtype), weights[i : i + per_call].astype(self.dtype))
                 for i in range(0, len(alphas), per_call)
             ]
@@ -995,9 +1029,13 @@ class Explainer:
         )
 
     def score(self, x: Any, mask: Any = None, lengths: Any = None, batch_size: int | None = None) -> np.ndarray:
-        """The (B, C) scores (the last dense layer's pre-activation) of a batch."""
+        """The (B, C) scores (the last dense layer's pre-activation) of a batch.
+
+        A sample without a valid step (all padding or masked) is scored as Keras does: the
+        recurrent layers keep their zero initial state, so it scores what the head makes of it.
+        """
         xs = self._check_x(x)
-        valid = self._check_mask(xs, mask, lengths)
+        valid = self._check_mask(xs, mask, lengths, allow_empty=True)
         (result,) = self._run_chunks("score", xs, valid, batch_size)
         return result
 

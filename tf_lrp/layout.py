@@ -697,7 +697,7 @@ def _check_structure(layers: Sequence[LayerSpec]) -> None:
             continue
         previous = layers[index - 1]
         width = previous.output_size
-        if isinstance(layer, EmbeddingSpec):
+        if isinstance(layer, (EmbeddingSpec, ConcatenateSpec)):
             continue
         if layer.input_size != width:
             how = ""

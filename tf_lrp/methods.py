@@ -17,15 +17,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, overload
 
 from keras import ops
 
+from ._typing import Tensor
 from .layout import NetworkLayout
 from .network import GRADIENT, LRP, Context, Forward, backward, forward
 from .rules import RuleSet
-
-Tensor = Any
 
 
 class Attribution(NamedTuple):
@@ -178,6 +177,10 @@ def sensitivity(
     return Attribution(relevance, setup.fwd.scores, setup.target, _zeros(setup.fwd), setup.explained)
 
 
+@overload
+def _repeat(tensor: Tensor, copies: Tensor) -> Tensor: ...
+@overload
+def _repeat(tensor: None, copies: Tensor) -> None: ...
 def _repeat(tensor: Tensor | None, copies: Tensor) -> Tensor | None:
     """Stack ``copies`` copies of a batch along the batch axis: (B, ...) -> (copies·B, ...)."""
     if tensor is None:

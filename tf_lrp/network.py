@@ -24,6 +24,7 @@ from typing import Any, NamedTuple
 
 from keras import ops
 
+from ._typing import Tensor
 from .layout import DenseSpec, Edge, NetworkLayout
 from .nodes import NODES, NodeContext
 from .nodes.dense import DenseForward, DenseParams
@@ -39,7 +40,6 @@ from .nodes.recurrent import (
 )
 from .rules import NodeRules, RuleSet
 
-Tensor = Any
 #: one tensor per network input, or one tensor for a single-input network
 Inputs = Any
 
@@ -55,8 +55,8 @@ def group_params(layout: NetworkLayout, arrays: Sequence[Tensor]) -> list[Any]:
         One entry per node.
     """
     counts = [0] * len(layout.layers)
-    for spec in layout.arrays:
-        counts[spec.layer] += 1
+    for array in layout.arrays:
+        counts[array.layer] += 1
     grouped: list[Any] = []
     position = 0
     for spec, count in zip(layout.layers, counts, strict=True):
@@ -243,8 +243,8 @@ def backward(
                 signals[edge] = message if edge not in signals else signals[edge] + message
     at_points = []
     for k, point in enumerate(points):
-        signal = signals.get(point)
-        at_points.append(ops.zeros_like(fwd.all_inputs[k]) if signal is None else ops.transpose(signal, (1, 0, 2)))
+        arrived = signals.get(point)
+        at_points.append(ops.zeros_like(fwd.all_inputs[k]) if arrived is None else ops.transpose(arrived, (1, 0, 2)))
     return Backward(at_points[0], initial_state, tuple(at_points))
 
 

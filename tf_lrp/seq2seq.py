@@ -29,6 +29,7 @@ import jsonschema
 import numpy as np
 from keras import ops
 
+from ._typing import Tensor
 from .cells import gru
 from .errors import LayoutError
 from .layout import FORMAT, FORMAT_VERSION, GRU_GATES, ArraySpec, DenseSpec, RecurrentSpec, eval_shape_expr, load_schema
@@ -41,7 +42,6 @@ from .nodes.recurrent import (
     scan_steps,
 )
 
-Tensor = Any
 KIND = "seq2seq"
 
 

@@ -14,15 +14,14 @@ the same relevance.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from keras import ops
 
+from .._typing import Tensor
 from ..layout import SIMPLE_RNN_GATES, RecurrentSpec
 from ..rules import NodeRules, epsilon_node
 from .activations import ACTIVATIONS
-
-Tensor = Any
 
 CELL = "simple_rnn"
 GATES = SIMPLE_RNN_GATES

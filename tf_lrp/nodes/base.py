@@ -18,10 +18,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Any, ClassVar, NamedTuple
 
+from .._typing import Tensor
 from ..rules import NodeRules
-
-#: A tensor of the active Keras backend (``tf.Tensor``, ``jax.Array``, ``torch.Tensor``).
-Tensor = Any
 
 
 class NodeContext(NamedTuple):

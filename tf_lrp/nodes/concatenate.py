@@ -7,8 +7,9 @@ from typing import Any, ClassVar
 
 from keras import ops
 
+from .._typing import Tensor
 from ..layout import ConcatenateSpec
-from .base import NodeContext, NodeType, Tensor
+from .base import NodeContext, NodeType
 
 
 def _split(spec: ConcatenateSpec, signal: Tensor) -> tuple[Tensor, ...]:

@@ -12,10 +12,11 @@ from typing import Any, ClassVar, NamedTuple
 
 from keras import ops
 
+from .._typing import Tensor
 from ..cells import ACTIVATIONS
 from ..layout import DenseSpec
 from ..rules import LinearRule
-from .base import NodeContext, NodeType, Tensor
+from .base import NodeContext, NodeType
 
 
 class DenseParams(NamedTuple):

@@ -11,8 +11,9 @@ from typing import Any, ClassVar
 
 from keras import ops
 
+from .._typing import Tensor
 from ..layout import EmbeddingSpec
-from .base import NodeContext, NodeType, Tensor
+from .base import NodeContext, NodeType
 
 
 class EmbeddingNode(NodeType):

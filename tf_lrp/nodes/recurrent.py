@@ -21,10 +21,11 @@ from typing import Any, ClassVar, NamedTuple
 import keras
 from keras import ops
 
+from .._typing import Tensor
 from ..cells import CELLS
 from ..layout import RecurrentSpec
 from ..rules import gate_takes_relevance, sum_node
-from .base import NodeContext, NodeType, Tensor
+from .base import NodeContext, NodeType
 from .dense import gradient_dense, lrp_dense
 
 # --------------------------------------------------------------------------------------------
@@ -325,15 +326,16 @@ class RecurrentNode(NodeType):
     ) -> tuple[Tensor, Tensor]:  # fmt: skip
         outputs = [d.outputs if spec.return_sequences else d.final for d in cache.directions]
         split = propagator.merge(spec, outputs, signal, ctx)
-        total, leftover_sum = None, None
+        results = []
         for direction, p, d_fwd, d_signal in zip(spec.directions, params, cache.directions, split, strict=True):
             above, final = (d_signal, None) if spec.return_sequences else (None, d_signal)
-            d_in, leftover = backward_direction(
+            results.append(backward_direction(
                 propagator, spec, p, d_fwd, cache.inputs, mask, above, final, direction == "backward", ctx
-            )
-            total = d_in if total is None else total + d_in
-            leftover_sum = leftover if leftover_sum is None else leftover_sum + leftover
-        return total, leftover_sum
+            ))  # fmt: skip
+        total, leftover = results[0]
+        for d_in, d_leftover in results[1:]:
+            total, leftover = total + d_in, leftover + d_leftover
+        return total, leftover
 
     def relevance(
         self, spec: RecurrentSpec, params: tuple[Any, ...], cache: RecurrentForward, relevance: Tensor,

@@ -7,10 +7,9 @@ from typing import Any
 
 from keras import ops
 
+from .._typing import Tensor
 from ..errors import InputError
 from .numerics import check_fixed_eps, epsilon_node
-
-Tensor = Any
 
 
 @dataclass(frozen=True)
@@ -93,7 +92,7 @@ def as_linear_rule(rule: Any) -> LinearRule:
     Raises:
         InputError: for anything else.
     """
-    if isinstance(rule, tuple(LINEAR_RULES.values())):
+    if isinstance(rule, (Epsilon, ZPlus)):
         return rule
     if isinstance(rule, str) and rule in LINEAR_RULES:
         return LINEAR_RULES[rule]()

@@ -61,7 +61,9 @@ def as_layer_rule(rule: Any) -> LayerRule:
     """
     if isinstance(rule, Recurrent):
         return rule
-    if isinstance(rule, tuple(PRODUCT_RULES.values())) or (isinstance(rule, str) and rule in PRODUCT_RULES):
+    if isinstance(rule, (SignalTakesAll, Proportional, Half, Absolute)) or (
+        isinstance(rule, str) and rule in PRODUCT_RULES
+    ):
         return Recurrent(product=rule)
     try:
         return as_linear_rule(rule)
@@ -312,7 +314,7 @@ class RuleSet:
                 r for matcher, r in entries if matcher.matches(index, spec, index == output) and _fits(spec, r)
             )
             if isinstance(rule, Recurrent):
-                product = self.product if rule.product is None else rule.product
+                product = self.product if rule.product is None else as_product_rule(rule.product)
                 spread = self.sum_spread if rule.sum_spread is None else rule.sum_spread
                 resolved.append(NodeRules(product, spread, self.head, rule.eps))
             else:

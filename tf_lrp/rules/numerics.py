@@ -19,9 +19,9 @@ from typing import Any, Literal
 
 from keras import ops
 
+from .._typing import Tensor
 from ..errors import InputError
 
-Tensor = Any
 SumSpread = Literal["all", "per_unit"]
 
 

@@ -11,10 +11,9 @@ from typing import Any
 
 from keras import ops
 
+from .._typing import Tensor
 from ..errors import InputError
 from .numerics import sum_node
-
-Tensor = Any
 
 
 @dataclass(frozen=True)
@@ -113,7 +112,7 @@ def as_product_rule(rule: Any) -> ProductRule:
     Raises:
         InputError: for anything else.
     """
-    if isinstance(rule, tuple(PRODUCT_RULES.values())):
+    if isinstance(rule, (SignalTakesAll, Proportional, Half, Absolute)):
         return rule
     if isinstance(rule, str) and rule in PRODUCT_RULES:
         return PRODUCT_RULES[rule]()
