@@ -348,7 +348,8 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     """
     where = f"cannot resume {str(path)!r}"
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        record = json.loads(text)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise InputError(f"{where}: it is not readable JSON ({exc}); it is damaged: {_OVERWRITE}") from exc
     if not isinstance(record, dict) or record.get("format") != SIDECAR_FORMAT:
@@ -364,6 +365,8 @@ def read_sidecar(path: Path) -> dict[str, Any]:
         raise InputError(f"{where}: it was edited or damaged ({at}: {error.message}); {_OVERWRITE}")
     if record["checksum"] != _checksum(record):
         raise InputError(f"{where}: it was edited or damaged (its checksum does not match its contents); {_OVERWRITE}")
+    if not text.endswith("}\n"):  # write_sidecar ends every record so: anything shorter is cut off
+        raise InputError(f"{where}: it is truncated (it does not end as written); it is damaged: {_OVERWRITE}")
     recorded = sum(chunk["samples"] for chunk in record["chunks"])
     if recorded != record["completed"] or record["completed"] > record["samples"]:
         raise InputError(
