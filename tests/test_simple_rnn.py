@@ -20,10 +20,15 @@ from hypothesis import strategies as st
 from tf_lrp.cells import simple_rnn
 from tf_lrp.cells.activations import ACTIVATIONS
 from tf_lrp.layout import RecurrentSpec
-from tf_lrp.rules import RuleSet
+from tf_lrp.rules import Epsilon, NodeRules, as_product_rule
 
 KERAS_ACTIVATIONS = ["tanh", "relu", "sigmoid", "linear", "hard_sigmoid"]
 PRODUCTS = ["signal_takes_all", "proportional", "half", "abs"]
+
+
+def _rules(product: str = "signal_takes_all") -> NodeRules:
+    """The rules a recurrent node's relevance step reads (as ``RuleSet.resolve_nodes`` builds them)."""
+    return NodeRules(as_product_rule(product), "all", Epsilon())
 
 
 # --------------------------------------------------------------------------------------------
@@ -54,7 +59,7 @@ def _forward(spec: RecurrentSpec, params, x: np.ndarray):
 
 def _lrp(spec, params, x, seed, eps, bf, rules=None, above=None):
     """(R_x (B, T, D), leftover (B,), P (T, B, ·)) of the LRP backward; seed (B, H) at h_T."""
-    rules = rules or RuleSet()
+    rules = rules or _rules()
     _, cache = _forward(spec, params, x)
     cached = simple_rnn.relevance_cache(spec, params, cache, np.transpose(x, (1, 0, 2)), rules)
     steps = x.shape[1]
@@ -116,6 +121,7 @@ def test_forward_equals_keras_simple_rnn(activation: str, use_bias: bool, rng) -
         np.testing.assert_allclose(np.transpose(outputs, (1, 0, 2)), expected, rtol=1e-12, atol=1e-12)
         np.testing.assert_array_equal(cache.h_prev[1:], outputs[:-1])
         np.testing.assert_array_equal(cache.h_prev[0], 0.0)
+        np.testing.assert_array_equal(cache.h, outputs)
 
 
 @pytest.mark.parametrize("use_bias", [True, False])
@@ -227,7 +233,7 @@ def test_every_product_rule_is_the_same_and_p_fits_both_templates(product: str, 
     spec, _, params = _setup(rng, 3, 4)
     x, seed = rng.normal(size=(2, 5, 3)), rng.normal(size=(2, 4))
     reference = _lrp(spec, params, x, seed, 0.01, 1.0)
-    got = _lrp(spec, params, x, seed, 0.01, 1.0, rules=RuleSet(product=product))
+    got = _lrp(spec, params, x, seed, 0.01, 1.0, rules=_rules(product))
     assert got[2].shape == (5, 2, len(simple_rnn.GATES) * spec.units) == (5, 2, spec.units)
     for a, b in zip(got, reference, strict=True):
         np.testing.assert_array_equal(a, b)

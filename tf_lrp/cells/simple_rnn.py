@@ -1,40 +1,32 @@
-"""The plain recurrent cell (Keras ``SimpleRNN``, PyTorch ``nn.RNN``): one block, no gates.
+"""The simple recurrent cell (Keras ``SimpleRNN``, PyTorch ``nn.RNN``): one block, no gates.
 
-Forward, one step, batch B, inputs D, units H (Keras ``SimpleRNNCell``)::
+Forward, one step, batch B, units H (Keras ``SimpleRNNCell``)::
 
-    z = x_t @ kernel + bias + h_prev @ recurrent_kernel          (B, H)
-    h = activation(z)
+    a = x_t @ kernel + bias + h_prev @ recurrent_kernel        (B, H)
+    h = activation(a)
 
-PyTorch ``nn.RNN`` has two biases ``b_ih`` and ``b_hh``; they enter ``z`` only through their
-sum, which is this cell's ``bias`` (the converter adds them).
-
-LRP backward, one step (Arras et al. 2017's rule for the linear map feeding a recurrent
-unit): the activation passes relevance unchanged to ``z``, an ε-node over ``[x_t, h_prev]``
-(N = D + H) with bias ``bias``; with ``bias_factor = 1`` the step conserves exactly (relevance
-in at ``h`` = relevance out at ``x_t`` plus ``h_prev``; at the zero initial state the part
-that reaches ``h_prev`` is the bias share alone). There are no gates, so the product rule
-does not matter: every rule gives the same relevance.
-
-Gradient: ``dz = dh ⊙ activation'(z)``, the derivative written from the output
-``activation(z)`` as in :mod:`tf_lrp.cells.activations`.
+LRP backward, one step: the activation passes relevance unchanged to its pre-activation ``a``,
+an ε-node over ``[x_t, h_prev]`` with N = D + H and bias ``bias``; with bias_factor = 1 it
+conserves exactly. Without gates the product rules have nothing to split: every rule set gives
+the same relevance.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from keras import ops
 
-from ..layout import RecurrentSpec
-from ..rules import RuleSet, epsilon_node
+from .._typing import Tensor
+from ..layout import SIMPLE_RNN_GATES, RecurrentSpec
+from ..rules import NodeRules, epsilon_node
 from .activations import ACTIVATIONS
 
-Tensor = Any
-
 CELL = "simple_rnn"
-#: one block: the pre-activation ``z`` (width H in every template that sizes by gates).
-GATES = ("candidate",)
+GATES = SIMPLE_RNN_GATES
+#: H-vectors the forward keeps per step for the backward passes (h_prev, a, h and the output)
+CACHE_VECTORS = 4
 
 
 class SimpleRNNParams(NamedTuple):
@@ -46,21 +38,17 @@ class SimpleRNNParams(NamedTuple):
 
 
 class SimpleRNNGates(NamedTuple):
-    """What one step keeps besides its state, (B, H)."""
+    """What one step keeps besides the state, each (B, H)."""
 
-    candidate_pre: Tensor  # z, the pre-activation (the ε-node's denominator)
+    pre: Tensor  # a, the pre-activation (the ε-node's denominator)
 
 
 class SimpleRNNCache(NamedTuple):
-    """What the backward passes need, stacked over time: each field (T, B, H).
-
-    Two H-vectors per step and sample: ``h`` itself is not kept (the gradient recomputes
-    ``activation(candidate_pre)``), since for ``relu`` the output does not determine ``z``
-    while ``z`` determines the output.
-    """
+    """What the backward passes need, stacked over time: each field (T, B, H)."""
 
     h_prev: Tensor
-    candidate_pre: Tensor
+    h: Tensor
+    pre: Tensor
 
 
 def params_from_arrays(spec: RecurrentSpec, arrays: Sequence[Tensor]) -> SimpleRNNParams:
@@ -76,7 +64,7 @@ def project_inputs(params: SimpleRNNParams, x: Tensor) -> Tensor:
 
 
 def initial_state(zeros: Tensor) -> tuple[Tensor]:
-    """Zero ``(h,)`` shaped like ``zeros`` (B, H)."""
+    """Zero ``(h,)``, shaped like ``zeros`` (B, H)."""
     return (zeros,)
 
 
@@ -88,10 +76,10 @@ def gates_template(zeros: Tensor) -> SimpleRNNGates:
 def forward_step(
     spec: RecurrentSpec, params: SimpleRNNParams, state: tuple[Tensor], projected: Tensor
 ) -> tuple[tuple[Tensor], SimpleRNNGates]:
-    """One step ``h = activation(projected + h_prev @ recurrent_kernel)``.
+    """One step: ``h = activation(projected + h_prev @ recurrent_kernel)``.
 
     Args:
-        spec: the layer (units, activation).
+        spec: the layer (its activation).
         params: the direction's weights.
         state: ``(h_prev,)`` (B, H).
         projected: (B, H) this step's input projection ``x_t @ kernel + bias``.
@@ -100,18 +88,17 @@ def forward_step(
         The new state ``(h,)`` and the step's pre-activation.
     """
     (h_prev,) = state
-    activation, _ = ACTIVATIONS[spec.activation]
-    candidate_pre = projected + ops.matmul(h_prev, params.recurrent_kernel)
-    return (activation(candidate_pre),), SimpleRNNGates(candidate_pre)
+    pre = projected + ops.matmul(h_prev, params.recurrent_kernel)
+    return (ACTIVATIONS[spec.activation][0](pre),), SimpleRNNGates(pre)
 
 
 def make_cache(states: tuple[Tensor], previous: tuple[Tensor], gates: SimpleRNNGates) -> SimpleRNNCache:
     """Assemble the stacked cache from the scanned states, the previous states and the step values."""
-    return SimpleRNNCache(h_prev=previous[0], candidate_pre=gates.candidate_pre)
+    return SimpleRNNCache(h_prev=previous[0], h=states[0], pre=gates.pre)
 
 
 def relevance_cache(
-    spec: RecurrentSpec, params: SimpleRNNParams, cache: SimpleRNNCache, x: Tensor, rules: RuleSet
+    spec: RecurrentSpec, params: SimpleRNNParams, cache: SimpleRNNCache, x: Tensor, rules: NodeRules
 ) -> SimpleRNNCache:
     """What :func:`relevance_step` reads: the cache itself (no gates, whatever the product rule)."""
     return cache
@@ -124,9 +111,9 @@ def relevance_step(
     relevance: tuple[Tensor],
     eps: Tensor,
     bias_factor: Tensor,
-    rules: RuleSet,
+    rules: NodeRules,
 ) -> tuple[tuple[Tensor], tuple[Tensor, Tensor]]:
-    """LRP through one step: the activation passes ``R_h`` to ``z``, an ε-node over ``[x_t, h_prev]``.
+    """LRP through one step: the ε-rule over ``[x_t, h_prev]``; the activation passes relevance.
 
     Args:
         spec: the layer.
@@ -135,34 +122,21 @@ def relevance_step(
         relevance: ``(R_h,)`` (B, H) arriving at this step's output.
         eps: 0-d stabiliser.
         bias_factor: 0-d share factor.
-        rules: the rule set (static; no gates here, so it changes nothing).
+        rules: the node's rules (unused: a cell without gates has no product to split).
 
     Returns:
-        ``(R_h_prev,)`` and ``(P, share)``: ``P`` (B, H) is the node's relevance over its
-        stabilised pre-activation and ``share`` (B, 1) its bias share per input unit;
-        :func:`input_relevance` turns them into the relevance of ``x_t``.
+        ``(R_h_prev,)`` and ``(P, share)``: ``P`` (B, H) is the relevance over the stabilised
+        pre-activation and ``share`` (B, 1) the bias share per input unit; :func:`input_relevance`
+        turns them into the relevance of ``x_t``.
     """
     (R_h,) = relevance  # noqa: N806 (the papers' names)
-    P, share = epsilon_node(  # noqa: N806
-        cache.candidate_pre, R_h, params.bias, eps, bias_factor, spec.input_size + spec.units
-    )
+    P, share = epsilon_node(cache.pre, R_h, params.bias, eps, bias_factor, spec.input_size + spec.units)  # noqa: N806
     R_h_prev = cache.h_prev * ops.matmul(P, ops.transpose(params.recurrent_kernel)) + share  # noqa: N806
     return (R_h_prev,), (P, share)
 
 
 def input_relevance(spec: RecurrentSpec, params: SimpleRNNParams, x: Tensor, P: Tensor, share: Tensor) -> Tensor:  # noqa: N803
-    """Relevance of the inputs of all steps: ``x ⊙ (P @ kernelᵀ) + share``.
-
-    Args:
-        spec: the layer.
-        params: the direction's weights.
-        x: (T, B, D) inputs.
-        P: (T, B, H) from :func:`relevance_step`.
-        share: (T, B, 1).
-
-    Returns:
-        (T, B, D).
-    """
+    """Relevance of the inputs of all steps: ``x ⊙ (P @ kernelᵀ) + share``: (T, B, D)."""
     return x * ops.matmul(P, ops.transpose(params.kernel)) + share
 
 
@@ -178,15 +152,15 @@ def gradient_step(
         grads: ``(dh,)`` (B, H), the gradient at this step's output.
 
     Returns:
-        ``(dh_prev,)`` and ``dz`` (B, H), the gradient of the step's pre-activation;
+        ``(dh_prev,)`` and ``da`` (B, H), the gradient of the pre-activation;
         :func:`input_gradient` maps it to ``x_t``.
     """
     (dh,) = grads
-    activation, derivative = ACTIVATIONS[spec.activation]
-    dz = dh * derivative(activation(cache.candidate_pre))
-    return (ops.matmul(dz, ops.transpose(params.recurrent_kernel)),), dz
+    _, derivative = ACTIVATIONS[spec.activation]
+    da = dh * derivative(cache.h)
+    return (ops.matmul(da, ops.transpose(params.recurrent_kernel)),), da
 
 
-def input_gradient(spec: RecurrentSpec, params: SimpleRNNParams, dz: Tensor) -> Tensor:
+def input_gradient(spec: RecurrentSpec, params: SimpleRNNParams, da: Tensor) -> Tensor:
     """Gradient at the inputs of all steps: (T, B, H) -> (T, B, D)."""
-    return ops.matmul(dz, ops.transpose(params.kernel))
+    return ops.matmul(da, ops.transpose(params.kernel))
