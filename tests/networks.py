@@ -94,6 +94,30 @@ def simple_rnn_bidirectional(rng: np.random.Generator) -> Case:
     return _chain(rng, layers, 3, {"simple_rnn", "dense"})
 
 
+def max_pooled(rng: np.random.Generator) -> Case:
+    """LSTM (sequences; padded steps hold the carried state) -> GlobalMaxPooling1D -> Dense."""
+    f64 = {"dtype": "float64"}
+    layers = [
+        L.LSTM(3, return_sequences=True, **f64),
+        L.GlobalMaxPooling1D(**f64),
+        L.Dense(2, **f64),
+    ]
+    return _chain(rng, layers, 2, {"lstm", "global_max_pooling", "dense"})
+
+
+def average_pooled(rng: np.random.Generator) -> Case:
+    """GRU (sequences) -> SimpleRNN (sequences) -> GlobalAveragePooling1D (mask-aware) -> Dense(relu) -> Dense."""
+    f64 = {"dtype": "float64"}
+    layers = [
+        L.GRU(4, return_sequences=True, **f64),
+        L.SimpleRNN(3, return_sequences=True, **f64),
+        L.GlobalAveragePooling1D(**f64),
+        L.Dense(3, activation="relu", **f64),
+        L.Dense(2, **f64),
+    ]
+    return _chain(rng, layers, 2, {"gru", "simple_rnn", "global_average_pooling", "dense"})
+
+
 def per_step_tagger(rng: np.random.Generator) -> Case:
     """GRU (sequences) -> Dense(relu) per step -> TimeDistributed(Dense): scores (B, T, C)."""
     f64 = {"dtype": "float64"}
@@ -150,6 +174,8 @@ NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "stacked_lstm_gru": stacked_lstm_gru,
     "simple_rnn_bidirectional": simple_rnn_bidirectional,
     "per_step_tagger": per_step_tagger,
+    "max_pooled": max_pooled,
+    "average_pooled": average_pooled,
     "token_classifier": token_classifier,
     "two_inputs": two_inputs,
 }
@@ -158,6 +184,8 @@ KINDS: dict[str, frozenset[str]] = {
     "stacked_lstm_gru": frozenset({"lstm", "gru", "dense"}),
     "simple_rnn_bidirectional": frozenset({"simple_rnn", "dense"}),
     "per_step_tagger": frozenset({"gru", "dense"}),
+    "max_pooled": frozenset({"lstm", "global_max_pooling", "dense"}),
+    "average_pooled": frozenset({"gru", "simple_rnn", "global_average_pooling", "dense"}),
     "token_classifier": frozenset({"embedding", "gru", "dense"}),
     "two_inputs": frozenset({"lstm", "gru", "concatenate", "dense"}),
 }

@@ -115,6 +115,9 @@ class RecurrentSpec:
     recurrent_activation: str = "sigmoid"
     use_bias: bool = True
     name: str = ""
+    #: Keras ``zero_output_for_mask`` (forced on by ``Bidirectional`` for returned sequences): a
+    #: masked step outputs zeros instead of the carried state
+    zero_output_for_mask: bool = False
 
     @property
     def kind(self) -> str:
@@ -154,6 +157,35 @@ class DenseSpec:
 
 
 @dataclass(frozen=True)
+class PoolingSpec:
+    """Keras ``GlobalMaxPooling1D`` / ``GlobalAveragePooling1D``: a sequence (B, T, F) -> one vector (B, F).
+
+    Max: winner takes all (ties split equally), like Keras it ignores the mask; average: over the
+    valid steps (Keras's mask-aware mean), relevance proportional to each step's share (ε-rule).
+    """
+
+    kind: str  # "global_max_pooling" or "global_average_pooling"
+    features: int
+    name: str = ""
+    #: the rule is fixed by the kind (winner takes all; proportional): no rule to choose
+    rule_kind: ClassVar[str | None] = None
+
+    @property
+    def input_size(self) -> int:
+        """Width of the layer's input."""
+        return self.features
+
+    @property
+    def output_size(self) -> int:
+        """Width of the layer's output."""
+        return self.features
+
+
+#: the pooling kinds (:class:`PoolingSpec`)
+POOLING_KINDS: tuple[str, ...] = ("global_max_pooling", "global_average_pooling")
+
+
+@dataclass(frozen=True)
 class ConcatenateSpec:
     """Keras ``Concatenate`` along the feature axis (sequences with sequences, vectors with vectors)."""
 
@@ -169,9 +201,9 @@ class ConcatenateSpec:
         return sum(self.input_sizes)
 
 
-LayerSpec = EmbeddingSpec | RecurrentSpec | DenseSpec | ConcatenateSpec
+LayerSpec = EmbeddingSpec | RecurrentSpec | DenseSpec | ConcatenateSpec | PoolingSpec
 #: every node kind a manifest may name (the recurrent kinds are those of :data:`GATES`)
-NODE_KINDS: tuple[str, ...] = ("embedding", *GATES, "dense", "concatenate")
+NODE_KINDS: tuple[str, ...] = ("embedding", *GATES, "dense", "concatenate", *POOLING_KINDS)
 
 
 @dataclass(frozen=True)
@@ -310,6 +342,10 @@ class NetworkLayout:
             reads = "" if self.is_chain else " <- " + ", ".join(
                 names[-1 - e] if e < 0 else str(e) for e in self.edges[index]
             )
+            if isinstance(layer, PoolingSpec):
+                title = "GlobalMaxPooling1D" if layer.kind == "global_max_pooling" else "GlobalAveragePooling1D"
+                lines.append(f"{index}: {title}{reads}: {layer.features} -> {layer.features}")
+                continue
             if isinstance(layer, ConcatenateSpec):
                 widths = " + ".join(map(str, layer.input_sizes))
                 lines.append(f"{index}: Concatenate{reads}: {widths} -> {layer.output_size}")
@@ -395,7 +431,7 @@ def _array_specs(layers: Sequence[LayerSpec]) -> tuple[ArraySpec, ...]:
         attrs = _layer_attrs(layer)
         layer_prefixes = prefixes[layer.direction] if isinstance(layer, RecurrentSpec) else [""]
         for prefix in layer_prefixes:
-            for entry in schema["$defs"][layer.kind]["x-arrays"]:
+            for entry in schema["$defs"].get(layer.kind, {}).get("x-arrays", ()):  # pooling: none
                 condition = entry.get("when", {})
                 if any(attrs.get(key) != want for key, want in condition.items()):
                     continue
@@ -463,6 +499,8 @@ def validate_manifest(manifest: Mapping[str, Any]) -> NetworkLayout:
             )
         elif kind == "concatenate":
             layers.append(ConcatenateSpec(tuple(entry["input_sizes"]), name=entry.get("name", "")))
+        elif kind in POOLING_KINDS:
+            layers.append(PoolingSpec(kind, entry["features"], name=entry.get("name", "")))
         elif kind in GATES:
             values = {**_RECURRENT_DEFAULTS, **entry}
             layers.append(
@@ -478,6 +516,7 @@ def validate_manifest(manifest: Mapping[str, Any]) -> NetworkLayout:
                     recurrent_activation=values["recurrent_activation"],
                     use_bias=values["use_bias"],
                     name=values.get("name", ""),
+                    zero_output_for_mask=values.get("zero_output_for_mask", False),
                 )
             )
         else:
@@ -496,9 +535,9 @@ def validate_manifest(manifest: Mapping[str, Any]) -> NetworkLayout:
         raise LayoutError(
             "'inputs' (graph edges) belong to version 2 manifests; set \"version\": 2 or remove them"
         )
-    if any(isinstance(layer, ConcatenateSpec) for layer in layers):
+    if any(isinstance(layer, (ConcatenateSpec, PoolingSpec)) for layer in layers):
         raise LayoutError(
-            "a concatenate layer needs a graph: "
+            "concatenate and pooling layers need a graph: "
             "write a version 2 manifest whose layers name their inputs"
         )
     _check_structure(layers)
@@ -618,10 +657,10 @@ def _infer_sequences(
             continue
         if reads[0] < 0 and inputs[-1 - reads[0]].tokens:
             raise LayoutError(f"{where} reads the token ids of {what}: put an embedding layer in between")
-        if isinstance(layer, RecurrentSpec) and not is_seq:
+        if isinstance(layer, (RecurrentSpec, PoolingSpec)) and not is_seq:
             raise LayoutError(
                 f"{where} reads {what}, which is one vector per sample; "
-                "a recurrent layer reads a sequence"
+                f"a {'pooling' if isinstance(layer, PoolingSpec) else 'recurrent'} layer reads a sequence"
             )
         if layer.input_size != width:
             raise LayoutError(
@@ -630,6 +669,8 @@ def _infer_sequences(
             )
         if isinstance(layer, RecurrentSpec):
             sequence.append(layer.return_sequences)
+        elif isinstance(layer, PoolingSpec):
+            sequence.append(False)
         else:
             sequence.append(is_seq)
         widths.append(layer.output_size)
@@ -740,6 +781,8 @@ def to_manifest(
             }
         elif isinstance(layer, ConcatenateSpec):
             entry = {"kind": "concatenate", "input_sizes": list(layer.input_sizes)}
+        elif isinstance(layer, PoolingSpec):
+            entry = {"kind": layer.kind, "features": layer.features}
         elif isinstance(layer, RecurrentSpec):
             entry = {
                 "kind": layer.cell,
@@ -753,6 +796,8 @@ def to_manifest(
                 "use_bias": layer.use_bias,
                 "gate_order": list(GATES[layer.cell]),
             }
+            if layer.zero_output_for_mask:  # written only when set: older manifests keep their fingerprints
+                entry["zero_output_for_mask"] = True
             if layer.cell == "gru":
                 entry["reset_after"] = layer.reset_after
         else:

@@ -42,6 +42,7 @@ from ..layout import (
     EmbeddingSpec,
     InputSpec,
     LayerSpec,
+    PoolingSpec,
     RecurrentSpec,
     input_edge,
     to_manifest,
@@ -61,6 +62,11 @@ IDENTITY_LAYERS: tuple[type, ...] = (
 #: Keras recurrent layer class -> tf_lrp cell kind, and the cell class each must use.
 _RECURRENT: dict[type, str] = {_L.LSTM: "lstm", _L.GRU: "gru", _L.SimpleRNN: "simple_rnn"}
 _CELLS: dict[str, type] = {"lstm": _L.LSTMCell, "gru": _L.GRUCell, "simple_rnn": _L.SimpleRNNCell}
+#: Keras pooling-over-time classes -> tf_lrp node kinds.
+_POOLING: dict[type, str] = {
+    _L.GlobalMaxPooling1D: "global_max_pooling",
+    _L.GlobalAveragePooling1D: "global_average_pooling",
+}
 #: Class names :func:`from_keras` reads (for error messages).
 SUPPORTED_LAYERS: tuple[str, ...] = (
     "InputLayer",
@@ -72,6 +78,8 @@ SUPPORTED_LAYERS: tuple[str, ...] = (
     "Bidirectional",
     "Dense",
     "TimeDistributed(Dense)",
+    "GlobalMaxPooling1D",
+    "GlobalAveragePooling1D",
     *(cls.__name__ for cls in IDENTITY_LAYERS),
 )
 MERGE_MODES = ("concat", "sum", "ave")
@@ -256,6 +264,7 @@ def _recurrent_spec(layer: Any, rnn: Any, kind: str, direction: str, merge_mode:
         recurrent_activation=getattr(cell, "recurrent_activation", keras.activations.sigmoid).__name__,
         use_bias=bool(cell.use_bias),
         name=layer.name,
+        zero_output_for_mask=bool(rnn.return_sequences and rnn.zero_output_for_mask),
     )
 
 
@@ -360,6 +369,7 @@ def from_keras(model: keras.Model) -> Converted:
     last_dense = dense_indices[-1] if dense_indices else -1
     sequence = True  # whether the current tensor has a time axis
     per_step = False  # whether the output has a time axis (a Dense on a sequence)
+    pooled = False  # whether a pooling layer turns the sequence into a vector (a version-2 graph)
     for index, layer in enumerate(layers):
         if getattr(layer, "quantization_mode", None):
             raise _refuse(layer, f"is quantized ({layer.quantization_mode}); convert the float model")
@@ -389,6 +399,23 @@ def from_keras(model: keras.Model) -> Converted:
             specs.append(spec)
             weights += arrays
             sequence = spec.return_sequences
+        elif layer_type in _POOLING:
+            if not sequence:
+                raise _refuse(layer, "pools over time but its input has no time axis")
+            if layer.data_format != "channels_last" or layer.keepdims:
+                raise _refuse(layer, "data_format='channels_first' or keepdims=True is not supported; use the defaults")
+            width = specs[-1].output_size if specs else None
+            if width is None:
+                raise _refuse(layer, "pools the raw input; put a recurrent or Embedding layer before it")
+            masked = mask_value is not None or (isinstance(specs[-1], EmbeddingSpec) and specs[-1].mask_zero)
+            if layer_type is _L.GlobalMaxPooling1D and masked and isinstance(specs[-1], EmbeddingSpec | None):
+                raise _refuse(
+                    layer,
+                    "takes the max over padded steps too (Keras ignores the mask there), so it would explain "
+                    "padding; put a recurrent layer before it or use GlobalAveragePooling1D",
+                )
+            specs.append(PoolingSpec(_POOLING[layer_type], width, name=layer.name))
+            sequence, pooled = False, True
         elif layer_type is _L.Dense:
             per_step = per_step or sequence  # a Dense on (B, T, F) applies to every step
             spec_d, arrays = _convert_dense(layer, index == last_dense)
@@ -401,7 +428,7 @@ def from_keras(model: keras.Model) -> Converted:
             f"model {model.name!r} must end with a Dense layer (its pre-activation is the explained score); "
             f"its last layer is {_describe(layers[-1]) if layers else 'missing'}"
         )
-    if per_step:  # one score vector per step: a version-2 graph (a version-1 chain explains one per sequence)
+    if per_step or pooled:  # a version-2 graph (a version-1 chain: recurrent layers, then a Dense head)
         tokens = bool(specs) and isinstance(specs[0], EmbeddingSpec)
         features = 1 if tokens else specs[0].input_size  # type: ignore[union-attr]
         chain = tuple((input_edge(0),) if i == 0 else (i - 1,) for i in range(len(specs)))

@@ -14,9 +14,10 @@ from .base import NodeContext, NodeType
 from .concatenate import ConcatenateNode
 from .dense import DenseNode
 from .embedding import EmbeddingNode
+from .pooling import PoolingNode
 from .recurrent import RecurrentNode
 
-_TYPES: tuple[NodeType, ...] = (EmbeddingNode(), RecurrentNode(), DenseNode(), ConcatenateNode())
+_TYPES: tuple[NodeType, ...] = (EmbeddingNode(), RecurrentNode(), DenseNode(), ConcatenateNode(), PoolingNode())
 
 #: manifest kind -> node type.
 NODES: Mapping[str, NodeType] = MappingProxyType({kind: node for node in _TYPES for kind in node.kinds})

@@ -142,7 +142,10 @@ def run_direction(
     xs = {"projected": projected} if mask is None else {"projected": projected, "mask": mask}
     final, states, gates = scan_steps(step, init, xs, cell.gates_template(zeros), reverse)
     previous = tuple(_previous(s, i, reverse) for s, i in zip(states, init, strict=True))
-    return DirectionForward(cell.make_cache(states, previous, gates), states[0], final[0])
+    outputs = states[0]
+    if spec.zero_output_for_mask and mask is not None:  # Keras: zeros at masked steps (Bidirectional forces it)
+        outputs = ops.where(mask, outputs, ops.zeros_like(outputs))
+    return DirectionForward(cell.make_cache(states, previous, gates), outputs, final[0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -277,6 +280,8 @@ def backward_direction(
         return tuple(_select(mask_t, tuple(new_carry), carry)), _select(mask_t, out, zero_out)
 
     xs: dict[str, Any] = {"cache": propagator.prepare(cell, spec, params, fwd.cache, inputs, ctx)}
+    if above is not None and spec.zero_output_for_mask and mask is not None:
+        above = ops.where(mask, above, ops.zeros_like(above))  # a zero output is a constant: its share is absorbed
     if above is not None:
         xs["above"] = above
     if mask is not None:
