@@ -258,12 +258,60 @@ def test_help_has_examples(command, capsys):
 
 
 def test_method_choices_come_from_the_methods_table(capsys):
+    from tf_lrp.explainer import DTYPES, MANIFEST_KEY
     from tf_lrp.methods import METHODS
 
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["explain", "--help"])
     text = capsys.readouterr().out
     assert all(name in text for name in METHODS)
+    # the parser's copies (parsing imports no framework) agree with the library's tables
+    assert sorted(cli.METHOD_NAMES) == sorted(METHODS)
+    assert cli.DTYPES == DTYPES
+    assert cli.MANIFEST_KEY == MANIFEST_KEY
+
+
+def test_parsing_and_usage_errors_import_no_framework(files, tmp_path):
+    """--help, argparse errors and file checks answer before Keras / TensorFlow are imported."""
+    script = f"""
+import contextlib, io, sys
+import tf_lrp, tf_lrp.cli as cli
+from tf_lrp import InputError, TfLrpError, __version__
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    assert cli.main(["--help"]) == 0
+    assert cli.main(["explain", "--help"]) == 0
+    assert cli.main(["explain"]) == 2
+    assert cli.main(["explain", "{files['net']}", "{tmp_path}/missing.npy", "-o", "{tmp_path}/r.npy"]) == 2
+    assert cli.main(["explain", "{tmp_path}/missing.npz", "{files['x']}", "-o", "{tmp_path}/r.npy"]) == 2
+    assert cli.main(["info", "{files['x']}"]) == 2
+heavy = sorted(m for m in ("keras", "tensorflow", "jax", "torch", "matplotlib") if m in sys.modules)
+assert not heavy, heavy
+assert "Explainer" in dir(tf_lrp) and tf_lrp.Explainer.__name__ == "Explainer"  # lazily, on first use
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
+def test_every_public_name_imports():
+    import tf_lrp
+
+    namespace: dict[str, object] = {}
+    exec("from tf_lrp import *", namespace)
+    assert set(tf_lrp.__all__) <= set(namespace)
+    assert namespace["Explainer"] is Explainer
+    with pytest.raises(AttributeError, match="no attribute 'Explainr'"):
+        _ = tf_lrp.Explainr
+
+
+@pytest.mark.slow
+def test_framework_start_up_lines_are_hidden_unless_debug(files, tmp_path):
+    """In the CLI process TensorFlow's C++ start-up lines (absl, cuInit, CPU features) do not reach stderr."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    command = [sys.executable, "-m", "tf_lrp.cli", "info", str(files["net"])]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert "fingerprint:" in done.stdout
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,11 +3,17 @@
 ``main(argv)`` returns the exit code: 0 on success, 1 when ``validate`` finds problems, 2 for a
 user mistake (a missing file, a wrong shape, an unsupported model, a bad argument). User
 mistakes print one line on stderr (``tf-lrp: error: ...``); ``--debug`` adds the traceback.
+
+Start-up: this module imports no framework. Arguments and files are checked first; a command
+imports Keras (and with it TensorFlow, JAX or PyTorch) only when it needs to compute
+(``_load_framework``), with the framework's C++ start-up lines silenced at the file-descriptor
+level (``--debug`` shows them). ``tf-lrp --help`` and usage errors answer without a framework.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.resources
 import importlib.util
 import json
@@ -15,18 +21,26 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
 from . import _io, viz
 from ._version import __version__
 from .errors import InputError, LayoutError, TfLrpError
-from .explainer import DTYPES, MANIFEST_KEY, Explainer
-from .layout import check_weights, validate_manifest
-from .methods import METHODS
+
+if TYPE_CHECKING:
+    from .explainer import Explainer
+
+#: ``--method`` choices: the names of ``tf_lrp.methods.METHODS`` (kept here so that parsing imports no
+#: framework; tests/test_cli.py checks that the two agree).
+METHOD_NAMES = ("gradient_x_input", "integrated_gradients", "lrp", "occlusion", "random", "sensitivity")
+#: ``--dtype`` choices (``tf_lrp.explainer.DTYPES``).
+DTYPES = ("float32", "float64")
+#: The manifest entry of a tf_lrp network ``.npz`` (``tf_lrp.explainer.MANIFEST_KEY``).
+MANIFEST_KEY = "__manifest__"
 
 #: Where ``tf-lrp demo`` writes when no ``-o`` is given (ignored by git).
 DEMO_DIR = "tf_lrp_demo_out"
@@ -114,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("model", metavar="MODEL", help="a .keras file or a tf_lrp .npz network")
     explain.add_argument("data", metavar="DATA", help=".npy, or .npz with x and optional lengths/mask")
     explain.add_argument("-o", "--out", required=True, metavar="OUT.npy", help="relevance output file")
-    explain.add_argument("--method", choices=sorted(METHODS), default="lrp", help="attribution method (default lrp)")
+    explain.add_argument("--method", choices=METHOD_NAMES, default="lrp", help="attribution method (default lrp)")
     explain.add_argument(
         "--target", default="predicted", metavar="N|predicted", help="output unit to explain (default predicted)"
     )
@@ -215,13 +229,64 @@ def _parse_bytes(value: str | None) -> int | None:
     return result
 
 
-def load_model(path: str, dtype: str | None = None) -> Explainer:
-    """A tf_lrp ``.npz`` network (``Explainer.load``) or a ``.keras`` file (``Explainer.from_keras``)."""
+@contextlib.contextmanager
+def _native_stderr_hidden(hide: bool) -> Iterator[None]:
+    """Point file descriptor 2 at the null device for the duration (when ``hide``).
+
+    TensorFlow's C++ runtime writes its start-up lines (absl, cuInit, CPU features) straight to the
+    descriptor, past ``sys.stderr``; only redirecting the descriptor hides them.
+    """
+    if not hide:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _start_framework(debug: bool = False) -> None:
+    """Import Keras and its backend framework (through ``tf_lrp.explainer``), start-up output hidden.
+
+    The CLI calls this after its argument and file checks, right before the first computation;
+    ``--debug`` leaves the framework's own start-up lines visible.
+    """
+    if "tf_lrp.explainer" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the application's choice: no C++ log lines
+    with _native_stderr_hidden(hide=not debug):
+        importlib.import_module(".explainer", __package__)
+
+
+def load_model(path: str, dtype: str | None = None, debug: bool = False) -> Explainer:
+    """A tf_lrp ``.npz`` network (``Explainer.load``) or a ``.keras`` file (``Explainer.from_keras``).
+
+    Args:
+        path: the model file.
+        dtype: the compute dtype (default: the file's).
+        debug: show the framework's start-up output (``--debug``).
+
+    Returns:
+        The explainer.
+
+    Raises:
+        InputError: the file does not exist or is of an unsupported kind.
+    """
     file = Path(path)
     if not file.is_file():
         raise InputError(f"model file {path!r} does not exist")
     suffix = file.suffix.lower()
     options = {} if dtype is None else {"dtype": dtype}
+    if suffix in (".npz", ".keras"):
+        _start_framework(debug)
+    from .explainer import Explainer
+
     if suffix == ".npz":
         return Explainer.load(file, **options)
     if suffix == ".keras":
@@ -267,7 +332,7 @@ def cmd_explain(args: argparse.Namespace, stdout: TextIO) -> int:
         raise InputError(f"{args.out!r} exists: pass --resume to continue that run or --overwrite to replace it")
     if args.resume and not sidecar.exists():
         raise InputError(f"--resume: there is no run to continue ({str(sidecar)!r} does not exist)")
-    explainer = load_model(args.model, args.dtype)
+    explainer = load_model(args.model, args.dtype, args.debug)
     vocabulary = _check_heatmap_options(args, explainer)
     started = time.perf_counter()
     files = explainer.explain_dataset(
@@ -375,10 +440,13 @@ def cmd_convert(args: argparse.Namespace, stdout: TextIO) -> int:
     if suffix == ".keras":
         if args.cell is not None or args.bidirectional is not None:
             raise InputError("--cell and --bidirectional are for PyTorch state_dicts; a .keras file describes itself")
-        explainer = load_model(str(source), args.dtype)
+        explainer = load_model(str(source), args.dtype, args.debug)
     elif _is_network_file(source):
-        explainer = Explainer.load(source, dtype=args.dtype)
+        explainer = load_model(str(source), args.dtype, args.debug)
     elif suffix in (".pt", ".pth", ".npz"):
+        _start_framework(args.debug)
+        from .explainer import Explainer
+
         from_torch = getattr(Explainer, "from_torch", None)
         if from_torch is None:
             raise InputError("this tf_lrp cannot convert PyTorch state_dicts yet")
@@ -409,6 +477,8 @@ def _read_network(path: str) -> tuple[dict[str, np.ndarray], list[str]]:
 
 def cmd_validate(args: argparse.Namespace, stdout: TextIO) -> int:
     """``tf-lrp validate``: the layout and every problem found."""
+    from .layout import check_weights, validate_manifest
+
     arrays, problems = _read_network(args.network)
     if not problems:
         try:
@@ -434,7 +504,7 @@ def cmd_validate(args: argparse.Namespace, stdout: TextIO) -> int:
 
 def cmd_info(args: argparse.Namespace, stdout: TextIO) -> int:
     """``tf-lrp info``."""
-    explainer = load_model(args.network) if Path(args.network).suffix.lower() == ".npz" else None
+    explainer = load_model(args.network, debug=args.debug) if Path(args.network).suffix.lower() == ".npz" else None
     if explainer is None:
         raise InputError(f"info reads tf_lrp network .npz files; got {args.network!r} (convert it first)")
     layout = explainer.layout
@@ -483,6 +553,9 @@ def cmd_demo(args: argparse.Namespace, stdout: TextIO) -> int:
     keyword, labels = data["keyword_position"][:count], data["labels"][:count]
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _start_framework(args.debug)
+    from .explainer import Explainer
+
     explainer = Explainer.load(model_path)
     progress = False if args.no_progress else None
     explainer.explain(x[:8], lengths=lengths[:8])  # compile once, outside the timing
@@ -582,7 +655,7 @@ def cmd_evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
     if not relevance_file.is_file() or relevance_file.suffix.lower() != ".npy":
         raise InputError(f"RELEVANCE must be an existing .npy file; got {args.relevance!r}")
     relevance = np.load(relevance_file, allow_pickle=False)
-    explainer = load_model(args.model, args.dtype)
+    explainer = load_model(args.model, args.dtype, args.debug)
     mode = args.mode or ("token" if np.asarray(x).ndim == 2 else "zero")
     results = {
         order: evaluate.perturbation_curve(
