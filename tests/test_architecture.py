@@ -18,6 +18,7 @@ RANKS = {
     "errors": 0,
     "_version": 0,
     "_io": 1,
+    "_progress": 1,
     "layout": 1,
     "rules": 2,
     "convert": 2,

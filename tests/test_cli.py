@@ -164,9 +164,11 @@ def test_explain_html_heatmap_of_a_token_model(files, tmp_path):
     assert [text for text, _ in shown] == [str(t) for i in range(8) for t in x[i, : lengths[i]]]
 
     (tmp_path / "short.txt").write_text("<pad>\nKEY-A\n", encoding="utf-8")
+    before = out.stat().st_mtime_ns
     code, _, stderr = run([*argv, "--overwrite", "--vocab", tmp_path / "short.txt"])
     assert code == 2
     assert re.search(r"token id \d+ has no line in the --vocab file \(2 lines\)", stderr)
+    assert out.stat().st_mtime_ns == before  # refused before explaining
 
 
 @pytest.mark.slow
@@ -220,12 +222,16 @@ def test_explain_png_without_matplotlib_names_the_viz_extra(files, tmp_path, mon
         (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--vocab", "{x}"], "--vocab names the tokens"),
         (["explain", "{demo}", "{tokens}", "-o", "{tmp}/r.npy", "--html", "{tmp}/h.html", "--vocab", "{tmp}/v.txt"],
          "--vocab file '.*v.txt' does not exist"),
+        (["explain", "{demo}", "{tokens}", "-o", "{tmp}/r.npy", "--html", "{tmp}/h.html", "--vocab", "{short}"],
+         r"token id \d+ has no line in the --vocab file \(3 lines\): it must name every id of the first 8 samples"),
     ],
 )
 def test_user_mistakes_are_one_line_and_exit_2(files, tmp_path, argv, message):
-    names = {k: str(v) for k, v in files.items()} | {"tmp": str(tmp_path)}
+    (tmp_path / "short.txt").write_text("<pad>\nKEY-A\nKEY-B\n")  # the demo tokens go up to 15
+    names = {k: str(v) for k, v in files.items()} | {"tmp": str(tmp_path), "short": str(tmp_path / "short.txt")}
     code, _stdout, stderr = run([a.format(**names) for a in argv])
     assert code == 2
+    assert not (tmp_path / "r.npy").exists()  # refused before explaining
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
     assert lines[0].startswith(f"tf-lrp {argv[0]}: error: ")

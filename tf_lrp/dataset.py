@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from . import _io, backend
+from ._progress import progress_bar
 from .errors import InputError
 
 #: Upper bound of an automatically chosen batch (keeps progress and resume granularity useful).
@@ -336,7 +336,8 @@ def explain_dataset(
         targets: None (predicted class), an int, or (N,) integers (arrays and paths only).
         lengths: (N,) valid lengths of post-padded data (arrays and paths only).
         mask: (N, T) bool mask (arrays and paths only).
-        progress: show a tqdm bar; None: only when stderr is a terminal.
+        progress: True: a tqdm bar; False: none; None: a bar on a terminal or in a notebook, a plain line every
+            30 s otherwise (logs, CI).
         memory_budget: bytes per chunk for ``batch_size="auto"``; None: a fraction of the
             available host memory.
         resume: continue a run recorded in ``out``'s sidecar; False starts over.
@@ -552,13 +553,7 @@ def _measure(blocks: Iterator[Block], rank: int, feature_shape: tuple[int, ...])
 
 
 def _progress(progress: bool | None, total: int, initial: int = 0) -> Any:
-    from tqdm.auto import tqdm
-
-    enabled = sys.stderr.isatty() if progress is None else bool(progress)
-    return tqdm(
-        total=total, initial=initial, unit="sample", unit_scale=True, disable=not enabled, dynamic_ncols=True,
-        desc="explaining", file=sys.stderr, smoothing=0.1,
-    )  # fmt: skip
+    return progress_bar(progress, total, initial)  # tqdm.auto bar, or plain lines in logs
 
 
 def _run_in_memory(

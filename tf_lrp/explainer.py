@@ -760,7 +760,8 @@ class Explainer:
             bias_factor: LRP bias share in [0, 1].
             lengths: (N,) valid lengths of post-padded data (arrays and paths).
             mask: (N, T) bool, True on valid steps (arrays and paths).
-            progress: tqdm progress bar; None shows it only when stderr is a terminal.
+            progress: True: a tqdm bar; False: none; None: a bar on a terminal or in a notebook, a
+                plain progress line every 30 s otherwise (logs, CI, batch jobs).
             memory_budget: bytes per chunk for ``batch_size="auto"``; None: a quarter of the
                 available host memory.
             resume: continue the run recorded beside ``out``; False starts over.
