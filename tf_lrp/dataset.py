@@ -253,7 +253,11 @@ class OutputFiles:
     resumed_from: int
 
     def load(self) -> dict[str, np.ndarray]:
-        """The four arrays, memory-mapped read-only."""
+        """The four arrays, memory-mapped read-only.
+
+        Returns:
+            ``relevance``, ``scores``, ``targets`` and ``initial_state_relevance`` by name.
+        """
         return {
             name: np.load(getattr(self, name), mmap_mode="r", allow_pickle=False)
             for name in ("relevance", "scores", "targets", "initial_state_relevance")

@@ -41,7 +41,15 @@ class Scorer(Protocol):
     """Anything that scores a batch: ``score(x, mask=None) -> (B, C)`` numpy array."""
 
     def score(self, x: Any, mask: Any = None) -> np.ndarray:
-        """Scores (B, C) of the batch ``x``."""
+        """Scores (B, C) of the batch ``x``.
+
+        Args:
+            x: (B, T, D) floats or (B, T) token ids.
+            mask: (B, T) bool, True on valid steps, or None.
+
+        Returns:
+            (B, C) scores.
+        """
         ...
 
 

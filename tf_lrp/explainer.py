@@ -93,7 +93,12 @@ class Explanation:
         return np.abs(self.absorbed) / scale
 
     def conservation_report(self) -> str:
-        """A short human-readable summary of conservation over the batch."""
+        """A short human-readable summary of conservation over the batch.
+
+        Returns:
+            One line: the explained score, relevance, initial-state and absorbed sums and the
+            largest relative conservation error.
+        """
         return (
             f"{self.method}: explained score sum {self.explained_score.sum():.6g}, relevance sum "
             f"{self.relevance.sum():.6g}, initial states {self.initial_state_relevance.sum():.6g}, "
@@ -288,7 +293,20 @@ class Explainer:
     def from_manifest(
         cls, manifest: Mapping[str, Any], weights: Sequence[Any] | Mapping[str, Any], **options: Any
     ) -> Explainer:
-        """Build from a layout manifest (see ``weights_schema.json``) and its weights."""
+        """Build from a layout manifest (see ``weights_schema.json``) and its weights.
+
+        Args:
+            manifest: the layout (``format``, ``layers``, ...), validated against the schema.
+            weights: the arrays in the manifest's order, or a dict keyed by ``"layer/array"``.
+            **options: passed to :class:`Explainer` (``dtype``, ``rules``, ``jit_compile``,
+                ``memory_budget``).
+
+        Returns:
+            The explainer.
+
+        Raises:
+            LayoutError: for a manifest that breaks the schema or weights that do not fit it.
+        """
         return cls(validate_manifest(manifest), weights, **options)
 
     @classmethod
@@ -381,7 +399,19 @@ class Explainer:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], **options: Any) -> Explainer:
-        """Load an explainer saved with :meth:`save` (no model code needed, no unpickling)."""
+        """Load an explainer saved with :meth:`save` (no model code needed, no unpickling).
+
+        Args:
+            path: the ``.npz`` file.
+            **options: passed to :class:`Explainer`; ``dtype`` defaults to the stored one.
+
+        Returns:
+            The explainer.
+
+        Raises:
+            InputError: the file is missing, unreadable or not a tf_lrp network.
+            LayoutError: its manifest or weights are invalid.
+        """
         import json
 
         data = _io.load_npz(path)
@@ -395,7 +425,11 @@ class Explainer:
         return cls.from_manifest(manifest, data, dtype=dtype, **options)
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the manifest and the weights into one ``.npz`` (atomically)."""
+        """Write the manifest and the weights into one ``.npz`` (atomically).
+
+        Args:
+            path: the ``.npz`` file to write; :meth:`load` reads it back.
+        """
         import json
 
         arrays: dict[str, np.ndarray] = {spec.key: w for spec, w in zip(self.layout.arrays, self.weights, strict=True)}
@@ -424,6 +458,12 @@ class Explainer:
 
         Per recurrent direction and step the cell keeps 8 (LSTM) or 7 (GRU) H-vectors plus
         the output; the backward pass adds about as much again, transiently.
+
+        Args:
+            time_steps: the sequence length T.
+
+        Returns:
+            Bytes per sample (``batch_size="auto"`` divides ``memory_budget`` by it).
         """
         itemsize = np.dtype(self.dtype).itemsize
         total = time_steps * self.layout.input_size
@@ -838,7 +878,17 @@ class Explainer:
         )
 
     def score(self, x: Any, mask: Any = None, lengths: Any = None, batch_size: int | None = None) -> np.ndarray:
-        """The (B, C) scores (the last dense layer's pre-activation) of a batch."""
+        """The (B, C) scores (the last dense layer's pre-activation) of a batch.
+
+        Args:
+            x: (B, T, D) floats or (B, T) token ids.
+            mask: (B, T) bool, True on valid steps.
+            lengths: (B,) valid lengths of post-padded data (alternative to ``mask``).
+            batch_size: samples per compiled call; None picks it from ``memory_budget``.
+
+        Returns:
+            (B, C) scores.
+        """
         array = self._check_x(x)
         valid = self._check_mask(array, mask, lengths)
         (result,) = self._run_chunks("score", array, valid, batch_size)

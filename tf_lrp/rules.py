@@ -132,7 +132,16 @@ class SignalTakesAll:
     name: str = "signal_takes_all"
 
     def weigh(self, gate: Tensor, signal: Tensor) -> tuple[Tensor, Tensor] | None:
-        """Slot: the two shares' weights; None means "all to the signal"."""
+        """Slot: the two shares' weights; None means "all to the signal".
+
+        Args:
+            gate: (B, H) the gate's activation.
+            signal: (B, H) the signal (candidate or previous cell state).
+
+        Returns:
+            The (gate, signal) weights of the product's relevance split, each (B, H), or None
+            when the signal takes all.
+        """
         return None
 
 
@@ -148,7 +157,16 @@ class Proportional:
     name: str = "proportional"
 
     def weigh(self, gate: Tensor, signal: Tensor) -> tuple[Tensor, Tensor] | None:
-        """Slot: the weights are the values themselves."""
+        """Slot: the weights are the values themselves.
+
+        Args:
+            gate: (B, H) the gate's activation.
+            signal: (B, H) the signal (candidate or previous cell state).
+
+        Returns:
+            The (gate, signal) weights of the product's relevance split, each (B, H), or None
+            when the signal takes all.
+        """
         return gate, signal
 
 
@@ -159,7 +177,16 @@ class Half:
     name: str = "half"
 
     def weigh(self, gate: Tensor, signal: Tensor) -> tuple[Tensor, Tensor] | None:
-        """Slot: equal weights."""
+        """Slot: equal weights.
+
+        Args:
+            gate: (B, H) the gate's activation.
+            signal: (B, H) the signal (candidate or previous cell state).
+
+        Returns:
+            The (gate, signal) weights of the product's relevance split, each (B, H), or None
+            when the signal takes all.
+        """
         return ops.ones_like(signal), ops.ones_like(signal)
 
 
@@ -174,7 +201,16 @@ class Absolute:
     name: str = "abs"
 
     def weigh(self, gate: Tensor, signal: Tensor) -> tuple[Tensor, Tensor] | None:
-        """Slot: the weights are the absolute values."""
+        """Slot: the weights are the absolute values.
+
+        Args:
+            gate: (B, H) the gate's activation.
+            signal: (B, H) the signal (candidate or previous cell state).
+
+        Returns:
+            The (gate, signal) weights of the product's relevance split, each (B, H), or None
+            when the signal takes all.
+        """
         return ops.abs(gate), ops.abs(signal)
 
 
@@ -240,7 +276,20 @@ class Epsilon:
         eps: Tensor,
         bias_factor: Tensor,
     ) -> Tensor:
-        """Slot: relevance (B, D) of the inputs (B, D) of ``z = inputs @ kernel + bias`` (B, C)."""
+        """Slot: relevance (B, D) of the inputs (B, D) of ``z = inputs @ kernel + bias`` (B, C).
+
+        Args:
+            inputs: (B, D) the layer's inputs.
+            kernel: (D, C).
+            bias: (C,).
+            z: (B, C) the pre-activation.
+            relevance: (B, C) relevance arriving at ``z``.
+            eps: the call's ε (replaced by this rule's own ε when it has one).
+            bias_factor: share of bias and stabiliser redistributed, in [0, 1].
+
+        Returns:
+            (B, D) relevance of the inputs.
+        """
         stabiliser = eps if self.eps is None else ops.convert_to_tensor(self.eps, dtype=z.dtype)
         q, share = epsilon_node(z, relevance, bias, stabiliser, bias_factor, ops.shape(kernel)[0])
         return inputs * ops.matmul(q, ops.transpose(kernel)) + share
@@ -276,7 +325,20 @@ class ZPlus:
         eps: Tensor,
         bias_factor: Tensor,
     ) -> Tensor:
-        """Slot: relevance (B, D) of the inputs (B, D) of a dense layer; see the class."""
+        """Slot: relevance (B, D) of the inputs (B, D) of a dense layer; see the class.
+
+        Args:
+            inputs: (B, D) the layer's inputs.
+            kernel: (D, C).
+            bias: (C,) unused: z⁺ ignores the bias.
+            z: (B, C) the pre-activation (only its dtype is used).
+            relevance: (B, C) relevance arriving at the layer's outputs.
+            eps: unused: the denominator's stabiliser is this rule's ``stabilizer``.
+            bias_factor: unused (no bias share).
+
+        Returns:
+            (B, D) relevance of the inputs.
+        """
         zero = ops.zeros_like(inputs)
         a_pos, a_neg = ops.maximum(inputs, zero), ops.minimum(inputs, zero)
         w_pos, w_neg = ops.maximum(kernel, ops.zeros_like(kernel)), ops.minimum(kernel, ops.zeros_like(kernel))
@@ -451,11 +513,24 @@ class RuleSet:
         object.__setattr__(self, "layers", _layer_map(self.layers))
 
     def dense_rule(self, is_last: bool) -> LinearRule:
-        """The rule of a dense layer (``is_last``: the output layer)."""
+        """The rule of a dense layer.
+
+        Args:
+            is_last: whether it is the output layer (``output`` applies, when set).
+
+        Returns:
+            The dense rule.
+        """
         return self.output if is_last and self.output is not None else self.head
 
     def resolve(self, layout: NetworkLayout) -> dict[int, LayerRule]:
         """The per-layer overrides keyed by layer index, checked against ``layout``.
+
+        Args:
+            layout: the network the overrides name layers of.
+
+        Returns:
+            ``{layer index: rule}``.
 
         Raises:
             InputError: for an unknown layer index or name, an ambiguous name, a layer given
@@ -491,15 +566,24 @@ class RuleSet:
         return resolved
 
     def check(self, layout: NetworkLayout) -> None:
-        """Raise :class:`~tf_lrp.errors.InputError` if :attr:`layers` does not fit ``layout``."""
+        """Raise :class:`~tf_lrp.errors.InputError` if :attr:`layers` does not fit ``layout``.
+
+        Args:
+            layout: the network to check against.
+        """
         self.resolve(layout)
 
     def at(self, layout: NetworkLayout, index: int) -> tuple[RuleSet, float | None]:
         """The rules that layer ``index`` of ``layout`` uses, and its fixed ε (None: the call's).
 
-        Returns ``(self, None)`` for a layer without an override; otherwise a RuleSet without
-        per-layer overrides whose ``product``/``sum_spread`` (recurrent) or ``head`` and
-        ``output`` (dense) are the layer's.
+        Args:
+            layout: the network.
+            index: the layer's index in ``layout.layers``.
+
+        Returns:
+            ``(self, None)`` for a layer without an override; otherwise a RuleSet without
+            per-layer overrides whose ``product``/``sum_spread`` (recurrent) or ``head`` and
+            ``output`` (dense) are the layer's, and the layer's fixed ε or None.
         """
         if not self.layers:
             return self, None
@@ -554,6 +638,12 @@ PRESETS: dict[str, RuleSet] = {
 
 def as_ruleset(rules: RuleSet | str | None) -> RuleSet:
     """Coerce ``None`` (the default), a preset name or a :class:`RuleSet` into a RuleSet.
+
+    Args:
+        rules: None, a name of ``PRESETS`` or a RuleSet.
+
+    Returns:
+        The RuleSet.
 
     Raises:
         InputError: for an unknown preset name or another type.
