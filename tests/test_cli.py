@@ -205,7 +205,6 @@ def test_explain_png_without_matplotlib_names_the_viz_extra(files, tmp_path, mon
         (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--memory-budget", "lots"], "--memory-budget must be"),
         (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--bias-factor", "2"], r"bias_factor must lie in \[0, 1\]"),
         (["explain", "{net}", "{x}", "-o", "{tmp}/r.csv"], r"out must name an \.npy file"),
-        (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--resume"], "there is no run to continue"),
         (["explain", "{net}", "{root}/x.csv", "-o", "{tmp}/r.npy"], "does not exist"),
         (["info", "{x}"], "info reads tf_lrp network .npz files"),
         (["info", "{xz}"], "is not a tf_lrp network file"),
@@ -216,7 +215,8 @@ def test_explain_png_without_matplotlib_names_the_viz_extra(files, tmp_path, mon
         (["demo", "-o", "{tmp}/demo", "--samples", "0"], r"--samples must lie in \[1, 4000\]"),
         (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--html", "{tmp}/h.html"], "--html draws token models"),
         (["explain", "{demo}", "{tokens}", "-o", "{tmp}/r.npy", "--png", "{tmp}/h.png"], "--png draws time-series"),
-        (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--png", "{tmp}/h.jpg"], r"--png must name a \.png file"),
+        (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--png", "{tmp}/h.jpg"],
+         r"--png must name a \.png, \.svg or \.pdf file"),
         (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--png", "{tmp}/h.png", "--heatmap-samples", "0"],
          "--heatmap-samples must be a positive"),
         (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--vocab", "{x}"], "--vocab names the tokens"),
@@ -421,7 +421,7 @@ def test_demo_explains_the_bundled_data(tmp_path):
     assert "ground truth" in stdout
     page = (tmp_path / "demo" / "heatmap.html").read_text()
     assert page.startswith("<!DOCTYPE html>")
-    assert page.count('<p class="seq"><span class="label">sample') == cli.DEMO_HEATMAP_SAMPLES
+    assert page.count('<div class="seq"><div class="caption"><span class="label">sample') == cli.DEMO_HEATMAP_SAMPLES
     assert len(_Spans.parse(page).tokens) > cli.DEMO_HEATMAP_SAMPLES * 8  # 8 to 32 tokens per sample
     assert np.load(tmp_path / "demo" / "relevances.npy").shape == (300, 32, 8)
 

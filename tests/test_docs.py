@@ -29,7 +29,7 @@ def test_every_public_name_is_in_the_api_reference():
     modules = {path for path in paths if path.count(".") == 1}
     missing = [n for n in tf_lrp.__all__ if n not in names and n != "__version__" and "tf_lrp.errors" not in modules]
     assert not missing, f"public names missing from docs/api.md: {missing}"
-    assert "tf_lrp.rules.RuleSet" in paths
+    assert "tf_lrp.rules.map.RuleSet" in paths
     for module in ("tf_lrp.evaluate", "tf_lrp.viz", "tf_lrp.convert", "tf_lrp.beam", "tf_lrp.errors"):
         assert module in paths
 
