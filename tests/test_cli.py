@@ -364,6 +364,27 @@ def test_convert_keras_file(tmp_path):
     assert "--cell and --bidirectional are for PyTorch" in stderr
 
 
+def test_convert_an_rnn_state_dict_needs_its_nonlinearity(tmp_path):
+    torch = pytest.importorskip("torch")
+    rnn, fc = torch.nn.RNN(3, 4, nonlinearity="relu"), torch.nn.Linear(4, 2)
+    state = {f"rnn.{k}": v.detach().numpy() for k, v in rnn.state_dict().items()}
+    state |= {f"fc.{k}": v.detach().numpy() for k, v in fc.state_dict().items()}
+    np.savez(tmp_path / "rnn.npz", **state)
+    code, _, stderr = run(["convert", tmp_path / "rnn.npz", "-o", tmp_path / "net.npz"])
+    assert code == 2
+    assert "pass nonlinearity='tanh' or 'relu'" in stderr
+    code, _, stderr = run(["convert", tmp_path / "rnn.npz", "-o", tmp_path / "net.npz", "--nonlinearity", "relu"])
+    assert (code, stderr) == (0, "")
+    code, stdout, _ = run(["info", tmp_path / "net.npz"])
+    assert code == 0
+    assert "0: SimpleRNN(units=4, return_sequences=False) forward: 3 -> 4" in stdout
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
+    with torch.no_grad():
+        out, _ = rnn(torch.tensor(x).transpose(0, 1))
+        expected = fc(out[-1]).numpy()
+    np.testing.assert_allclose(Explainer.load(tmp_path / "net.npz").score(x), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_validate_reports_layout_and_problems(files, tmp_path):
     code, stdout, _ = run(["validate", files["net"]])
     assert code == 0

@@ -176,7 +176,13 @@ def build_parser() -> argparse.ArgumentParser:
     convert = command("convert", "convert a Keras model or PyTorch state_dict into a tf_lrp network .npz")
     convert.add_argument("model", metavar="MODEL", help=".keras file, or PyTorch state_dict (.pt/.pth/.npz)")
     convert.add_argument("-o", "--out", required=True, metavar="NET.npz", help="output network file")
-    convert.add_argument("--cell", choices=("lstm", "gru"), default=None, help="state_dict: the cell kind")
+    convert.add_argument(
+        "--cell", choices=("lstm", "gru", "simple_rnn"), default=None, help="state_dict: the cell kind"
+    )
+    convert.add_argument(
+        "--nonlinearity", choices=("tanh", "relu"), default=None,
+        help="state_dict of an nn.RNN: its nonlinearity (a state_dict does not record it)",
+    )  # fmt: skip
     convert.add_argument("--bidirectional", action="store_true", default=None, help="state_dict: bidirectional")
     convert.add_argument("--dtype", choices=DTYPES, default="float32", help="stored dtype (default float32)")
 
@@ -603,8 +609,11 @@ def cmd_convert(args: argparse.Namespace, stdout: TextIO) -> int:
         raise InputError(f"-o must name an .npz file; got {args.out!r}")
     suffix = source.suffix.lower()
     if suffix == ".keras":
-        if args.cell is not None or args.bidirectional is not None:
-            raise InputError("--cell and --bidirectional are for PyTorch state_dicts; a .keras file describes itself")
+        if args.cell is not None or args.bidirectional is not None or args.nonlinearity is not None:
+            raise InputError(
+                "--cell and --bidirectional are for PyTorch state_dicts (--nonlinearity for nn.RNN ones); "
+                "a .keras file describes itself"
+            )
         explainer = load_model(str(source), args.dtype, args.debug)
     elif _is_network_file(source):
         explainer = load_model(str(source), args.dtype, args.debug)
@@ -620,6 +629,8 @@ def cmd_convert(args: argparse.Namespace, stdout: TextIO) -> int:
             options["cell"] = args.cell
         if args.bidirectional is not None:
             options["bidirectional"] = args.bidirectional
+        if args.nonlinearity is not None:
+            options["nonlinearity"] = args.nonlinearity
         explainer = from_torch(str(source), dtype=args.dtype, **options)
     else:
         raise InputError(
@@ -671,6 +682,14 @@ def cmd_validate(args: argparse.Namespace, stdout: TextIO) -> int:
     return EXIT_PROBLEMS if problems else EXIT_OK
 
 
+def _describe_input(spec: Any) -> str:
+    """One line of ``tf-lrp info`` per network input."""
+    if spec.tokens:
+        return f"input {spec.name!r}: (batch, time) token ids"
+    masked = "" if spec.mask_value is None else f", a step is masked where every feature is {spec.mask_value}"
+    return f"input {spec.name!r}: (batch, time, {spec.features}) features{masked}"
+
+
 def cmd_info(args: argparse.Namespace, stdout: TextIO) -> int:
     """``tf-lrp info``."""
     explainer = load_model(args.network, debug=args.debug) if Path(args.network).suffix.lower() == ".npz" else None
@@ -683,8 +702,8 @@ def cmd_info(args: argparse.Namespace, stdout: TextIO) -> int:
         f"file: {args.network} ({os.path.getsize(args.network):,} bytes)",
         *([f"name: {name}"] if name else []),
         layout.describe(),
-        f"input: {'(batch, time) token ids' if layout.embedding else f'(batch, time, {layout.input_size}) features'}",
-        f"outputs: {layout.num_outputs}",
+        *(_describe_input(spec) for spec in layout.inputs),
+        f"outputs: {layout.num_outputs}" + (" per time step: scores (batch, time, outputs)" if layout.per_step else ""),
         f"parameters: {parameters:,} ({explainer.dtype})",
         f"working set per sample and 100 steps: {explainer.working_set_bytes(100):,} bytes",
         f"fingerprint: {explainer.fingerprint}",

@@ -170,6 +170,8 @@ class ConcatenateSpec:
 
 
 LayerSpec = EmbeddingSpec | RecurrentSpec | DenseSpec | ConcatenateSpec
+#: every node kind a manifest may name (the recurrent kinds are those of :data:`GATES`)
+NODE_KINDS: tuple[str, ...] = ("embedding", *GATES, "dense", "concatenate")
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import InputError
-from ..layout import NetworkLayout
+from ..layout import NODE_KINDS, NetworkLayout
 from .linear import LINEAR_RULES, Epsilon, LinearRule, ZPlus, as_linear_rule
 from .numerics import SumSpread, check_fixed_eps
 from .product import PRODUCT_RULES, Absolute, Half, ProductRule, Proportional, SignalTakesAll, as_product_rule
@@ -230,8 +230,8 @@ def _kind_map(kinds: Any) -> tuple[tuple[str, LayerRule], ...]:
     except (TypeError, ValueError):
         raise InputError(f"RuleSet(kinds=...) takes a dict {{node kind: rule}}; got {type(kinds).__name__}") from None
     for key, _ in pairs:
-        if not isinstance(key, str) or not key:
-            raise InputError(f"RuleSet(kinds=...) keys are node kinds such as 'dense' or 'gru'; got {key!r}")
+        if key not in NODE_KINDS:
+            raise InputError(f"RuleSet(kinds=...) keys are node kinds, one of {list(NODE_KINDS)}; got {key!r}")
     return tuple(sorted((key, as_layer_rule(value)) for key, value in pairs))
 
 
