@@ -84,11 +84,19 @@ class ExplainerModelHandler(ModelHandler[Any, PredictionResult, Explainer]):
         self.dtype = dtype
 
     def load_model(self) -> Explainer:
-        """Load the network (once per worker process; Beam shares it between bundles)."""
+        """Load the network (once per worker process; Beam shares it between bundles).
+
+        Returns:
+            The explainer.
+        """
         return load_explainer(self.model_path, dtype=self.dtype)
 
     def update_model_path(self, model_path: str | None = None) -> None:
-        """Point the handler at another saved network (Beam's model-update side input)."""
+        """Point the handler at another saved network (Beam's model-update side input).
+
+        Args:
+            model_path: the new network ``.npz`` (None keeps the current one).
+        """
         if model_path:
             self.model_path = os.fspath(model_path)
 
@@ -124,15 +132,33 @@ class ExplainerModelHandler(ModelHandler[Any, PredictionResult, Explainer]):
         ]
 
     def get_num_bytes(self, batch: Sequence[Any]) -> int:
-        """Bytes of the sequences of a batch (for Beam's metrics)."""
+        """Bytes of the sequences of a batch (for Beam's metrics).
+
+        Args:
+            batch: the sequences of one batch.
+
+        Returns:
+            Their total size in bytes.
+        """
         return int(sum(np.asarray(_unpack(e)[0]).nbytes for e in batch))
 
     def get_metrics_namespace(self) -> str:
-        """Beam metrics namespace of this handler."""
+        """Beam metrics namespace of this handler.
+
+        Returns:
+            The namespace.
+        """
         return "tf_lrp"
 
     def validate_inference_args(self, inference_args: dict[str, Any] | None) -> None:
-        """Only scalar options may be passed to ``explain``."""
+        """Only scalar options may be passed to ``explain``.
+
+        Args:
+            inference_args: the options for ``explain`` (``method``, ``eps``, ...).
+
+        Raises:
+            InputError: for a non-scalar option.
+        """
         for key, value in (inference_args or {}).items():
             if not isinstance(value, (int, float, str, type(None))):
                 raise InputError(f"inference_args passes only scalar options to explain; {key}= is {type(value)}")
@@ -180,7 +206,14 @@ def load_explainer(path: str | os.PathLike[str], **options: Any) -> Explainer:
 
 
 def to_record(keyed: tuple[Any, PredictionResult]) -> tuple[Any, np.ndarray, np.ndarray]:
-    """``(key, PredictionResult)`` from a ``KeyedModelHandler`` -> ``(key, scores, relevance)``."""
+    """``(key, PredictionResult)`` from a ``KeyedModelHandler`` -> ``(key, scores, relevance)``.
+
+    Args:
+        keyed: ``(key, PredictionResult)`` whose inference is an :class:`Explained`.
+
+    Returns:
+        ``(key, scores, relevance)``.
+    """
     key, result = keyed
     return key, result.inference.scores, result.inference.relevance
 

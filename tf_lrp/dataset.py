@@ -34,7 +34,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from . import _io, backend, conservation, resumable
+from ._progress import progress_bar
 from .errors import InputError, TfLrpWarning
 from .resumable import output_paths
 
@@ -252,7 +252,11 @@ class OutputFiles:
     resumed_from: int
 
     def load(self) -> dict[str, np.ndarray]:
-        """The four arrays, memory-mapped read-only."""
+        """The four arrays, memory-mapped read-only.
+
+        Returns:
+            ``relevance``, ``scores``, ``targets`` and ``initial_state_relevance`` by name.
+        """
         return {
             name: np.load(getattr(self, name), mmap_mode="r", allow_pickle=False)
             for name in ("relevance", "scores", "targets", "initial_state_relevance")
@@ -315,7 +319,8 @@ def explain_dataset(
         targets: None (predicted class), an int, or (N,) integers (arrays and paths only).
         lengths: (N,) valid lengths of post-padded data (arrays and paths only).
         mask: (N, T) bool mask (arrays and paths only).
-        progress: show a tqdm bar; None: only when stderr is a terminal.
+        progress: True: a tqdm bar; False: none; None: a bar on a terminal or in a notebook, a plain line every
+            30 s otherwise (logs, CI).
         memory_budget: bytes per chunk for ``batch_size="auto"``; None: a fraction of the
             available host memory.
         resume: continue a run recorded in ``out``'s sidecar; False starts over.
@@ -661,13 +666,7 @@ def _measure(blocks: Iterator[Block], rank: int, feature_shape: tuple[int, ...])
 
 
 def _progress(progress: bool | None, total: int, initial: int = 0) -> Any:
-    from tqdm.auto import tqdm
-
-    enabled = sys.stderr.isatty() if progress is None else bool(progress)
-    return tqdm(
-        total=total, initial=initial, unit="sample", unit_scale=True, disable=not enabled, dynamic_ncols=True,
-        desc="explaining", file=sys.stderr, smoothing=0.1,
-    )  # fmt: skip
+    return progress_bar(progress, total, initial)  # tqdm.auto bar, or plain lines in logs
 
 
 def _run_in_memory(

@@ -84,6 +84,12 @@ def _figure(**options: Any) -> Any:
 def figure_format(path: str | os.PathLike[str]) -> str:
     """The file format of ``path`` by its extension: ``"png"``, ``"svg"`` or ``"pdf"``.
 
+    Args:
+        path: the figure's file name.
+
+    Returns:
+        The format name.
+
     Raises:
         InputError: for any other extension.
     """
