@@ -5,6 +5,7 @@
 set -euo pipefail
 source "$(dirname "$0")/_venv.sh" "dev,torch,jax,viz,beam,docs"
 .venv/bin/ruff check .
+.venv/bin/python -m mypy  # tf_lrp, strict (pyproject [tool.mypy])
 site="$(mktemp -d)"; NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --site-dir "$site"; rm -rf "$site"  # the docs site
 .venv/bin/python scripts/wheel_test.py  # the built wheel in a fresh venv, without the optional extras
 .venv/bin/python -m pytest "$@"

@@ -35,7 +35,8 @@ from ._version import __version__
 from .errors import InputError, LayoutError, TfLrpError, TfLrpWarning
 
 if TYPE_CHECKING:
-    from .explainer import Explainer
+    from .dataset import OutputFiles
+    from .explainer import Explainer, Explanation
 
 #: ``--method`` choices: the names of ``tf_lrp.methods.METHODS`` (kept here so that parsing imports no
 #: framework; tests/test_cli.py checks that the two agree).
@@ -419,7 +420,7 @@ def cmd_explain(args: argparse.Namespace, stdout: TextIO) -> int:
     vocabulary = _check_heatmap_options(args, explainer)
     compiling = _compile_on_first_sample(explainer, args, target)
     started = time.perf_counter()
-    files = explainer.explain_dataset(
+    files: OutputFiles = explainer.explain_dataset(  # type: ignore[assignment]  # out= given: the written files
         str(data_path),
         batch_size=batch_size,
         out=out,
@@ -748,7 +749,7 @@ def cmd_demo(args: argparse.Namespace, stdout: TextIO) -> int:
     progress = False if args.no_progress else None
     explainer.explain(x[:8], lengths=lengths[:8])  # compile once, outside the timing
     started = time.perf_counter()
-    files = explainer.explain_dataset(
+    files: OutputFiles = explainer.explain_dataset(  # type: ignore[assignment]  # out= given: the written files
         x, lengths=lengths, out=out_dir / "relevances.npy", progress=progress, resume=False
     )
     elapsed = time.perf_counter() - started
@@ -757,7 +758,8 @@ def cmd_demo(args: argparse.Namespace, stdout: TextIO) -> int:
     predicted = np.asarray(results["targets"])
     hits = token_relevance.argmax(axis=1) == keyword
     check = min(count, DEMO_CONSERVATION_SAMPLES)
-    conserving = explainer.explain_dataset(x[:check], lengths=lengths[:check], bias_factor=1.0, progress=False)
+    conserving: Explanation = explainer.explain_dataset(  # type: ignore[assignment]  # no out=: in memory
+        x[:check], lengths=lengths[:check], bias_factor=1.0, progress=False)
     names = token_names(int(about.get("vocabulary", int(x.max()) + 1)))
     shown = range(min(DEMO_HEATMAP_SAMPLES, count))
     viz.html_heatmap(

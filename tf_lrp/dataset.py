@@ -299,7 +299,7 @@ def explain_dataset(
     progress: bool | None = None,
     memory_budget: int | None = None,
     resume: bool = True,
-) -> dict[str, np.ndarray] | OutputFiles:
+) -> dict[str, Any] | OutputFiles:
     """Explain a data set chunk by chunk (see the module docstring).
 
     Args:
@@ -519,8 +519,9 @@ def _input_files(*sources: Any) -> list[Path]:
             continue
         array = source
         while isinstance(array, np.ndarray):
-            if isinstance(array, np.memmap) and getattr(array, "filename", None):
-                files.append(Path(array.filename))
+            filename = getattr(array, "filename", None) if isinstance(array, np.memmap) else None
+            if filename:
+                files.append(Path(filename))
                 break
             array = array.base
     return files
@@ -621,7 +622,7 @@ def _rows_digest(rows: Block) -> str:
             digest.update(b"none")
         else:
             digest.update(f"{part.dtype.str}{part.shape}".encode())
-            digest.update(np.ascontiguousarray(part).reshape(-1).view(np.uint8))  # no copy
+            digest.update(np.ascontiguousarray(part).reshape(-1).view(np.uint8).data)  # no copy
     return digest.hexdigest()[:32]
 
 
@@ -684,7 +685,7 @@ def _run_in_memory(
     num_outputs: int,
     progress: bool | None,
     method: str,
-) -> dict[str, np.ndarray]:
+) -> dict[str, Any]:
     parts: list[dict[str, np.ndarray]] = []
     worst = _Worst(method)
     bar = _progress(progress, 0)
@@ -713,7 +714,7 @@ def _run_in_memory(
     return _concatenate(parts)
 
 
-def _concatenate(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def _concatenate(parts: list[dict[str, np.ndarray]]) -> dict[str, Any]:
     if len(parts) == 1:
         return {"mask": None, **parts[0]}
     steps = max(p["relevance"].shape[1] for p in parts)

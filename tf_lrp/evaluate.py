@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -208,7 +208,10 @@ def _unit_relevance(relevance: Any, x: np.ndarray, unit: str) -> np.ndarray:
 def _ranking(scores: np.ndarray, valid: np.ndarray, order: str, rng: np.random.Generator) -> np.ndarray:
     """Rank of each unit in the removal order, (B, N) ints; invalid units come last."""
     batch, count = scores.shape
-    key = {"random": lambda: rng.random((batch, count)), "morf": lambda: -scores, "lrf": lambda: scores}[order]()
+    keys: dict[str, Callable[[], np.ndarray]] = {
+        "random": lambda: rng.random((batch, count)), "morf": lambda: -scores, "lrf": lambda: scores
+    }  # fmt: skip
+    key = keys[order]()
     key = np.where(valid, key, np.inf)
     order_index = np.argsort(key, axis=1, kind="stable")
     rank = np.empty_like(order_index)
