@@ -222,6 +222,7 @@ def test_sigkill_then_resume_is_byte_identical_and_a_live_run_is_never_overwritt
             completed = json.loads((tmp_path / "rel.json").read_text())["completed"] if with_sidecar else 0
             time.sleep(0.02)
         assert child.poll() is None, "the child finished before it could be killed"
+        child.send_signal(signal.SIGSTOP)  # frozen mid-run, the lock held: the checks below cannot race its end
         # a second writer, even with --overwrite, is refused while the child runs
         held = f"is being written by process {child.pid}"
         with pytest.raises(InputError, match=held):
