@@ -1,4 +1,4 @@
-"""tf_lrp: Layer-wise Relevance Propagation for LSTM and GRU networks, batched and compiled.
+"""tf_lrp: Layer-wise Relevance Propagation for recurrent networks (LSTM, GRU, SimpleRNN), batched and compiled.
 
 >>> from tf_lrp import Explainer
 >>> ex = Explainer.from_weights(model.get_weights(), cell="lstm", bidirectional=True)  # doctest: +SKIP
@@ -15,7 +15,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
-from .errors import ConversionError, InputError, LayoutError, TfLrpError
+from .errors import ConversionError, InputError, LayoutError, TfLrpError, TfLrpWarning
 
 if TYPE_CHECKING:  # the lazy names below, for type checkers and IDEs
     from .explainer import Explainer, Explanation
@@ -41,6 +41,7 @@ __all__ = [
     "RuleSet",
     "Seq2SeqExplainer",
     "TfLrpError",
+    "TfLrpWarning",
     "__version__",
 ]
 
