@@ -761,7 +761,8 @@ class Explainer:
             lengths: (N,) valid lengths of post-padded data (arrays and paths).
             mask: (N, T) bool, True on valid steps (arrays and paths).
             progress: tqdm progress bar; None shows it only when stderr is a terminal.
-            memory_budget: bytes per chunk for ``batch_size="auto"``; None: a quarter of the
+            memory_budget: bytes per chunk for ``batch_size="auto"``; None: 30 % of the free
+                memory of the GPU in use (no 1,024-sample cap there), else a quarter of the
                 available host memory.
             resume: continue the run recorded beside ``out``; False starts over.
             strategy: a ``tf.distribute.Strategy`` (TensorFlow backend, e.g.
