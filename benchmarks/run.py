@@ -484,6 +484,10 @@ def _machine(backend_name: str) -> str:
             import jax
 
             versions.append("devices " + ", ".join(f"{d.platform}:{d.device_kind}" for d in jax.devices()))
+    cache = os.environ.get("JAX_COMPILATION_CACHE_DIR")
+    if backend_name == "jax" and cache:  # a warm cache shortens the first calls: say so
+        files = sum(1 for p in Path(cache).rglob("*") if p.is_file()) if Path(cache).is_dir() else 0
+        versions.append(f"JAX compilation cache {cache} ({files} files when the run started)")
     return (
         f"- CPU: {cpu}, {os.cpu_count()} logical cores visible ({platform.machine()}, {platform.system()})\n"
         f"- Keras backend: {backend_name}\n- Versions: {', '.join(versions)}"
@@ -603,6 +607,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gpu", action="store_true", help="the GPU subset (benchmarks/gpu.sh)")
     parser.add_argument("--smoke", action="store_true", help="one tiny row with the GPU columns (seconds on a CPU)")
     parser.add_argument("--fit", action="store_true", help=f"probe the largest batch of {' '.join(FIT)} that fits")
+    parser.add_argument("--fit-limit-mb", type=float, help="--fit's first guess assumes this much memory (a CPU)")
     parser.add_argument("--deadline", type=float, help="seconds: rows that would start later are skipped")
     parser.add_argument("--roofline", action="store_true", help="print the GPU roofline prediction (NOTES.md)")
     parser.add_argument("--memory-budget", type=int, help="Explainer(memory_budget=...) in bytes (default 1 GiB)")
@@ -628,6 +633,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if worst < 1e-10 else 1
     backend_name = os.environ.get("KERAS_BACKEND", "tensorflow")
     started = time.perf_counter()
+    machine = _machine(backend_name)  # before the rows fill the compilation cache
     rows = _rows(args)
     results: list[dict] = []
     probes: list[dict] = []
@@ -637,7 +643,7 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.perf_counter() - started
         text = (
             f"## Results ({backend_name}, {time.strftime('%Y-%m-%d')}, {elapsed / 60:.1f} min)\n\n"
-            f"{_machine(backend_name)}\n\n{table(results)}\n"
+            f"{machine}\n\n{table(results)}\n"
         )
         if probes:
             text += f"\nThe largest batch one compiled call takes (`--fit`):\n\n{_fit_table(probes)}\n"
@@ -645,6 +651,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def save() -> None:  # after every row: a run cut short keeps what it measured
         if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(report())
             args.out.with_suffix(".json").write_text(json.dumps({"rows": results, "fit": probes}, indent=1))
 
@@ -669,7 +676,8 @@ def main(argv: list[str] | None = None) -> int:
         return {**row, "error": (done.stderr.strip().splitlines() or ["?"])[-1]}
 
     # the probe runs after the last row of its configuration (its first guess needs that row's peak)
-    fit_after = max((i for i, r in enumerate(rows) if _config(r) == FIT), default=len(rows) - 1) if args.fit else None
+    fit = _config(rows[0]) if args.smoke else FIT
+    fit_after = max((i for i, r in enumerate(rows) if _config(r) == fit), default=len(rows) - 1) if args.fit else None
     for number, row in enumerate(rows):
         what = f"{row['cell']} {row['direction']} {row['size']} batch {row['batch']} {row['dtype']}"
         result = run(row, f"row {number + 1}/{len(rows)}: {what}")
@@ -678,7 +686,7 @@ def main(argv: list[str] | None = None) -> int:
             print(table([result]).splitlines()[-1], flush=True)
             save()
         if number == fit_after:
-            probes += _fit(results, run)
+            probes += _fit(results, run, fit, args.fit_limit_mb, tries=1 if args.smoke else 4)
             if probes:
                 print(_fit_table(probes), flush=True)
             save()
@@ -691,24 +699,31 @@ def _config(row: dict) -> tuple[str, str, str, str]:
     return row["cell"], row["direction"], row["size"], row["dtype"]
 
 
-def _fit(results: list[dict], run: Callable[[dict, str], dict | None], tries: int = 4) -> list[dict]:
-    """Probe the largest bucket of batch one compiled call of :data:`FIT` takes.
+def _fit(
+    results: list[dict],
+    run: Callable[[dict, str], dict | None],
+    config: tuple[str, str, str, str] = FIT,
+    limit_mb: float | None = None,
+    tries: int = 4,
+) -> list[dict]:
+    """Probe the largest bucket of batch one compiled call of ``config`` takes.
 
-    The first guess divides the device's memory limit by the peak device memory per sample of
-    the largest measured row of that configuration (or by the working-set estimate); then up one
-    bucket after a success, down one after a failure, until a success meets a failure or
-    ``tries`` calls are spent.
+    The first guess divides the device's memory limit (or ``limit_mb``) by the peak device
+    memory per sample of the largest measured row of that configuration (or by its working-set
+    estimate); then up one bucket after a success, down one after a failure, until a success
+    meets a failure or ``tries`` calls are spent.
     """
     from tf_lrp import backend
 
-    cell, direction, size, dtype = FIT
-    measured = [r for r in results if "error" not in r and _config(r) == FIT]
+    cell, direction, size, dtype = config
+    measured = [r for r in results if "error" not in r and _config(r) == config]
     best = max(measured, key=lambda r: r["batch"], default=None)
-    if best is None or not best.get("device_limit_mb"):
+    limit = limit_mb or (best or {}).get("device_limit_mb")
+    if best is None or not limit:
         print("fit: skipped (no measured row of the configuration on an accelerator)", flush=True)
         return []
     per_sample = (best.get("peak_device_mb") or best["working_set_mb"]) / best["batch"]
-    batch = backend.bucket_below(max(1, int(best["device_limit_mb"] / per_sample)))
+    batch = backend.bucket_below(max(1, int(limit / per_sample)))
     probes: list[dict] = []
     for number in range(tries):
         row = {"cell": cell, "direction": direction, "size": size, "batch": batch, "dtype": dtype, "xla": "off",

@@ -7,3 +7,4 @@ source "$(dirname "$0")/_venv.sh" "dev,torch,jax,viz,beam"
 .venv/bin/python -m pytest "$@"
 KERAS_BACKEND=jax .venv/bin/python -m pytest -m core -q  # the numeric core again, on JAX
 KERAS_BACKEND=torch .venv/bin/python -m pytest -m core -q  # and on PyTorch (eager)
+./scripts/gpu_smoke.sh  # benchmarks/gpu.sh --smoke on CPU JAX without TensorFlow, installed as on the GPU machine
