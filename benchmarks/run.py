@@ -278,6 +278,17 @@ def bandwidth_call(dtype: str, megabytes: int):
     return (lambda: compiled(a)), n * np.dtype(dtype).itemsize
 
 
+def host_copy_call(x):
+    """A callable copying ``x`` to the device and an array of its size back (what ``explain`` copies)."""
+    from keras import ops
+
+    def copy():
+        return ops.convert_to_numpy(ops.convert_to_tensor(x) + 0)  # + 0: a new device array to copy back
+
+    copy()
+    return copy
+
+
 def keras_forward_call(weights: list, cell: str, bidirectional: bool, size: str, dtype: str, x):
     """A callable running ``predict_on_batch`` of the plain Keras model with the same weights."""
     import keras
@@ -375,18 +386,20 @@ def run_row(row: dict) -> dict:
     forward_call = keras_forward_call(weights, cell, bidirectional, size, dtype, x)
     matmul, matmul_flops = matmul_call(dtype)
     read, read_bytes = bandwidth_call(dtype, row.get("bandwidth_mb", 256))
+    copy = host_copy_call(x)
     # the size of one fused step of the recurrence: [x_t, h_prev] (B, E + H) @ W (E + H, G·H)
     e_h, gh = e + SIZES[size][1], GATES[cell] * SIZES[size][1]
     step_matmul, step_flops = matmul_call(dtype, batch, e_h, gh, times=max(1, min(50, 2**22 // (batch * e_h))))
     lrp_flops, fwd_flops = flops(cell, bidirectional, size, batch)
     lrp_bytes, fwd_bytes = traffic(cell, bidirectional, size, batch, dtype)
-    times, forwards, peaks, step_peaks, bandwidths = [], [], [], [], []
+    times, forwards, peaks, step_peaks, bandwidths, copies = [], [], [], [], [], []
     for _ in range(row["repeats"]):
         times += _time(lambda: ex.explain(x), 1)
         forwards += _time(forward_call, 1)
         peaks.append(matmul_flops / min(_time(matmul, 2)) / 1e9)
         step_peaks.append(step_flops / min(_time(step_matmul, 2)) / 1e9)
         bandwidths.append(read_bytes / min(_time(read, 2)) / 1e9)
+        copies += _time(copy, 1)
     ex.explain(x[: max(1, batch // 2), : t - 1])  # another batch size and length
     median = statistics.median(times)
     result = dict(row)
@@ -419,6 +432,9 @@ def run_row(row: dict) -> dict:
         device_limit_mb=_device_mb("limit"),
         lrp_gb=lrp_bytes / 1e9,
         host_gb=host_traffic(size, batch, dtype)[0] / 1e9,
+        host_copy_s=statistics.median(copies),
+        # the host <-> device copies of x and a relevance-sized array / LRP time, per round
+        host_copy_share=statistics.median(c / s for c, s in zip(copies, times, strict=True)),
         forward_gb=fwd_bytes / 1e9,
         read_gb_s=statistics.median(bandwidths),
         # time the stated bytes take at the measured read bandwidth / LRP time, per round
@@ -522,8 +538,8 @@ def _gpu_table(results: list[dict]) -> str:
     """The accelerator columns: compile time, peak device memory, bytes, bandwidth and matmul bounds."""
     head = (
         "| cell | dir | size | batch | dtype | samples/s median (min-max) | chunk | compile s | "
-        "peak device MB (of limit) | LRP GB moved (host copies) | read GB/s | of bandwidth bound | GFLOP/s | "
-        "matmul GFLOP/s | of matmul bound | LRP / Keras fwd |"
+        "peak device MB (of limit) | LRP GB moved (host copies) | host copies, of LRP time | read GB/s | "
+        "of bandwidth bound | GFLOP/s | matmul GFLOP/s | of matmul bound | LRP / Keras fwd |"
     )
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in results:
@@ -537,7 +553,8 @@ def _gpu_table(results: list[dict]) -> str:
         lines.append(
             f"| {r['cell']} | {r['direction']} | {r['size']} | {r['batch']:,} | {r['dtype']} | "
             f"{r['samples_s']:,.0f} ({r['samples_s_min']:,.0f}-{r['samples_s_max']:,.0f}) | {r['chunk']:,} | "
-            f"{r['compile_s']:.1f} | {memory} | {r['lrp_gb']:.2f} ({r['host_gb']:.2f}) | {r['read_gb_s']:,.0f} | "
+            f"{r['compile_s']:.1f} | {memory} | {r['lrp_gb']:.2f} ({r['host_gb']:.2f}) | "
+            f"{100 * r['host_copy_share']:.0f} % | {r['read_gb_s']:,.0f} | "
             f"{100 * r['of_bandwidth_bound']:.0f} % | {r['gflops']:,.0f} | {r['matmul_peak_gflops']:,.0f} | "
             f"{100 * r['of_matmul_bound']:.0f} % | {r['lrp_over_forward']:.2f} |"
         )
