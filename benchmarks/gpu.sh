@@ -71,7 +71,7 @@ print('[gpu.sh dry-run]   and, after the last', *FIT, 'row, the --fit probe of t
   exit 0
 fi
 
-"$PYTHON" benchmarks/gpu_wheels.py install "$WHEELS" "$TARGET" | sed "s|^|[gpu.sh ${SECONDS}s] |"
+"$PYTHON" benchmarks/gpu_wheels.py install "$WHEELS" "$TARGET" | sed "s|^|[gpu.sh] |"
 say "installed; checking the device and the installed tf_lrp"
 SMOKE=$([ "$mode" = smoke ] && echo 1 || echo 0) "${run_env[@]}" "$PYTHON" - <<'EOF'
 import os
