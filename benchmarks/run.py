@@ -400,7 +400,8 @@ def run_row(row: dict) -> dict:
         step_peaks.append(step_flops / min(_time(step_matmul, 2)) / 1e9)
         bandwidths.append(read_bytes / min(_time(read, 2)) / 1e9)
         copies += _time(copy, 1)
-    ex.explain(x[: max(1, batch // 2), : t - 1])  # another batch size and length
+    if not row.get("lean"):  # another batch size and length (a compilation on JAX: not in a GPU window)
+        ex.explain(x[: max(1, batch // 2), : t - 1])
     median = statistics.median(times)
     result = dict(row)
     result.update(
@@ -470,7 +471,7 @@ def _rows(args: argparse.Namespace) -> list[dict]:
     keys = ("cell", "direction", "size", "batch", "dtype", "xla")
     rows = [
         dict(zip(keys, c, strict=True), repeats=args.repeats, memory_budget=args.memory_budget,
-             bandwidth_mb=8 if args.smoke else 256)
+             bandwidth_mb=8 if args.smoke else 256, lean=args.gpu or args.smoke)
         for c in combos
     ]  # fmt: skip
     for row in rows:  # a large row at a large batch takes seconds per call: fewer repeats
@@ -480,8 +481,12 @@ def _rows(args: argparse.Namespace) -> list[dict]:
 
 
 def _machine(backend_name: str) -> str:
-    import keras
-    import numpy as np
+    """The machine and the versions, read without importing a framework.
+
+    The driver must not start JAX: on a GPU it would preallocate 75 % of the GPU's memory for
+    itself, leaving the rows (subprocesses) a quarter. The rows report their device.
+    """
+    from importlib import metadata
 
     cpu = "unknown CPU"
     try:
@@ -491,15 +496,10 @@ def _machine(backend_name: str) -> str:
                 break
     except OSError:
         pass
-    versions = [f"Python {platform.python_version()}", f"numpy {np.__version__}", f"keras {keras.__version__}"]
-    for module in ("tensorflow", "jax"):
-        with contextlib.suppress(ImportError):
-            versions.append(f"{module} {__import__(module).__version__}")
-    if backend_name == "jax":
-        with contextlib.suppress(Exception):
-            import jax
-
-            versions.append("devices " + ", ".join(f"{d.platform}:{d.device_kind}" for d in jax.devices()))
+    versions = [f"Python {platform.python_version()}"]
+    for name in ("numpy", "keras", "tensorflow", "jax", "jaxlib", "jax-cuda13-plugin", "jax-cuda12-plugin", "tf_lrp"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions.append(f"{name} {metadata.version(name)}")
     cache = os.environ.get("JAX_COMPILATION_CACHE_DIR")
     if backend_name == "jax" and cache:  # a warm cache shortens the first calls: say so
         files = sum(1 for p in Path(cache).rglob("*") if p.is_file()) if Path(cache).is_dir() else 0
@@ -660,7 +660,8 @@ def main(argv: list[str] | None = None) -> int:
         elapsed = time.perf_counter() - started
         text = (
             f"## Results ({backend_name}, {time.strftime('%Y-%m-%d')}, {elapsed / 60:.1f} min)\n\n"
-            f"{machine}\n\n{table(results)}\n"
+            f"{machine}\n- Device of the rows: {', '.join(sorted({r['device'] for r in results if 'device' in r}))}"
+            f"\n\n{table(results)}\n"
         )
         if probes:
             text += f"\nThe largest batch one compiled call takes (`--fit`):\n\n{_fit_table(probes)}\n"
