@@ -17,25 +17,33 @@ PACKAGE = Path(__file__).resolve().parents[1] / "tf_lrp"
 RANKS = {
     "errors": 0,
     "_version": 0,
+    "_typing": 0,
     "_io": 1,
+    "_html": 2,
     "layout": 1,
     "rules": 2,
+    "nodes": 4,
     "convert": 2,
+    "resumable": 2,
+    "conservation": 2,
     "cells": 3,
-    "network": 4,
-    "methods": 5,
-    "seq2seq": 5,
-    "backend": 6,
-    "dataset": 7,
-    "explainer": 8,
-    "forecast": 9,
-    "cli": 10,
-    "beam": 10,
-    "__init__": 11,
-    "_demo": 11,
+    "network": 5,
+    "methods": 6,
+    "seq2seq": 6,
+    "backend": 7,
+    "dataset": 8,
+    "explainer": 9,
+    "forecast": 10,
+    "cli": 11,
+    "beam": 11,
+    "__init__": 12,
+    "_demo": 12,
 }
 #: consumers of arrays: they may import only these (not the numeric core).
-SIDE_MODULES = {"evaluate": {"errors", "_io", "_version"}, "viz": {"errors", "_io", "_version", "evaluate"}}
+SIDE_MODULES = {
+    "evaluate": {"errors", "_io", "_version"},
+    "viz": {"errors", "_io", "_html", "_version", "evaluate"},
+}
 #: modules of the numeric core: written in keras.ops, never in a framework.
 FRAMEWORKS = {"tensorflow", "jax", "torch", "matplotlib", "apache_beam"}
 FRAMEWORK_OWNERS = {

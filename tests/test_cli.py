@@ -203,7 +203,6 @@ def test_explain_png_without_matplotlib_names_the_viz_extra(files, tmp_path, mon
         (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--memory-budget", "lots"], "--memory-budget must be"),
         (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--bias-factor", "2"], r"bias_factor must lie in \[0, 1\]"),
         (["explain", "{net}", "{x}", "-o", "{tmp}/r.csv"], r"out must name an \.npy file"),
-        (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--resume"], "there is no run to continue"),
         (["explain", "{net}", "{root}/x.csv", "-o", "{tmp}/r.npy"], "does not exist"),
         (["info", "{x}"], "info reads tf_lrp network .npz files"),
         (["info", "{xz}"], "is not a tf_lrp network file"),
@@ -214,7 +213,8 @@ def test_explain_png_without_matplotlib_names_the_viz_extra(files, tmp_path, mon
         (["demo", "-o", "{tmp}/demo", "--samples", "0"], r"--samples must lie in \[1, 4000\]"),
         (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--html", "{tmp}/h.html"], "--html draws token models"),
         (["explain", "{demo}", "{tokens}", "-o", "{tmp}/r.npy", "--png", "{tmp}/h.png"], "--png draws time-series"),
-        (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--png", "{tmp}/h.jpg"], r"--png must name a \.png file"),
+        (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--png", "{tmp}/h.jpg"],
+         r"--png must name a \.png, \.svg or \.pdf file"),
         (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--png", "{tmp}/h.png", "--heatmap-samples", "0"],
          "--heatmap-samples must be a positive"),
         (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--vocab", "{x}"], "--vocab names the tokens"),
@@ -310,6 +310,27 @@ def test_convert_keras_file(tmp_path):
     assert "--cell and --bidirectional are for PyTorch" in stderr
 
 
+def test_convert_an_rnn_state_dict_needs_its_nonlinearity(tmp_path):
+    torch = pytest.importorskip("torch")
+    rnn, fc = torch.nn.RNN(3, 4, nonlinearity="relu"), torch.nn.Linear(4, 2)
+    state = {f"rnn.{k}": v.detach().numpy() for k, v in rnn.state_dict().items()}
+    state |= {f"fc.{k}": v.detach().numpy() for k, v in fc.state_dict().items()}
+    np.savez(tmp_path / "rnn.npz", **state)
+    code, _, stderr = run(["convert", tmp_path / "rnn.npz", "-o", tmp_path / "net.npz"])
+    assert code == 2
+    assert "pass nonlinearity='tanh' or 'relu'" in stderr
+    code, _, stderr = run(["convert", tmp_path / "rnn.npz", "-o", tmp_path / "net.npz", "--nonlinearity", "relu"])
+    assert (code, stderr) == (0, "")
+    code, stdout, _ = run(["info", tmp_path / "net.npz"])
+    assert code == 0
+    assert "0: SimpleRNN(units=4, return_sequences=False) forward: 3 -> 4" in stdout
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
+    with torch.no_grad():
+        out, _ = rnn(torch.tensor(x).transpose(0, 1))
+        expected = fc(out[-1]).numpy()
+    np.testing.assert_allclose(Explainer.load(tmp_path / "net.npz").score(x), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_validate_reports_layout_and_problems(files, tmp_path):
     code, stdout, _ = run(["validate", files["net"]])
     assert code == 0
@@ -367,7 +388,7 @@ def test_demo_explains_the_bundled_data(tmp_path):
     assert "ground truth" in stdout
     page = (tmp_path / "demo" / "heatmap.html").read_text()
     assert page.startswith("<!DOCTYPE html>")
-    assert page.count('<p class="seq"><span class="label">sample') == cli.DEMO_HEATMAP_SAMPLES
+    assert page.count('<div class="seq"><div class="caption"><span class="label">sample') == cli.DEMO_HEATMAP_SAMPLES
     assert len(_Spans.parse(page).tokens) > cli.DEMO_HEATMAP_SAMPLES * 8  # 8 to 32 tokens per sample
     assert np.load(tmp_path / "demo" / "relevances.npy").shape == (300, 32, 8)
 

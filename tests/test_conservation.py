@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 from tf_lrp import Explainer
 from tf_lrp.layout import validate_manifest
 
+pytestmark = pytest.mark.core  # backend-agnostic numerics: CI runs them on JAX and PyTorch too
+
 DIRECTIONS = ("forward", "backward", "bidirectional")
 
 

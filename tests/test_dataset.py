@@ -329,7 +329,7 @@ def test_resume_checks_every_completed_chunk_against_the_inputs_it_explained(fea
 
     sidecar = json.loads((tmp_path / "rel.json").read_text())
     (tmp_path / "rel.json").write_text(json.dumps({**sidecar, "version": 1}))
-    with pytest.raises(InputError, match=r"version 1 record and this tf_lrp writes version 2.*resume=False"):
+    with pytest.raises(InputError, match=r"version 1 record and this tf_lrp writes version 3.*resume=False"):
         feat.explain_dataset(changed, out=out, batch_size=16, progress=False)
 
 
@@ -337,7 +337,8 @@ CHILD = textwrap.dedent(
     """
     import sys, time
     import numpy as np
-    from tf_lrp import Explainer, dataset
+    from tf_lrp import Explainer, dataset, resumable
+    resumable.CHECKPOINT_SECONDS = 0.0  # record every chunk, so that the parent sees progress chunk by chunk
     original = dataset._run_chunk
     def slow(*args):
         time.sleep(float(sys.argv[4]))

@@ -92,7 +92,7 @@ def test_bad_options(explainer, x, kwargs, message) -> None:
 
 def test_bad_constructor_arguments(rng) -> None:
     weights = lstm_weights(rng)
-    with pytest.raises(InputError, match=r"cell must be one of \['gru', 'lstm'\]; got 'rnn'"):
+    with pytest.raises(InputError, match=r"cell must be one of \['gru', 'lstm', 'simple_rnn'\]; got 'rnn'"):
         Explainer.from_weights(weights, cell="rnn")
     with pytest.raises(InputError, match="dtype"):
         Explainer.from_weights(weights, cell="lstm", bidirectional=True, dtype="float16")

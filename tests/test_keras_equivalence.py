@@ -21,15 +21,22 @@ CONFIGS = [
     ("gru", False, 2, True),
     ("gru", True, 1, True),
     ("gru", True, 2, False),
+    ("simple_rnn", False, 2, True),
+    ("simple_rnn", True, 1, True),
+    ("mixed", True, 3, True),  # LSTM -> SimpleRNN(relu) -> GRU, each bidirectional
 ]
+MIXED = ("lstm", "simple_rnn", "gru")
 
 
 def build_model(cell: str, bidirectional: bool, depth: int, reset_after: bool, features: int, units: int, classes: int):
     layers = [keras.Input((None, features), dtype="float64")]
     for index in range(depth):
         kwargs = {"return_sequences": index < depth - 1, "dtype": "float64"}
-        if cell == "gru":
+        kind = MIXED[index % 3] if cell == "mixed" else cell
+        if kind == "gru":
             recurrent = keras.layers.GRU(units, reset_after=reset_after, **kwargs)
+        elif kind == "simple_rnn":
+            recurrent = keras.layers.SimpleRNN(units, activation="relu" if cell == "mixed" else "tanh", **kwargs)
         else:
             recurrent = keras.layers.LSTM(units, **kwargs)
         layers.append(keras.layers.Bidirectional(recurrent, dtype="float64") if bidirectional else recurrent)
@@ -44,6 +51,8 @@ def pair(request):
     model = build_model(cell, bidirectional, depth, reset_after, features=3, units=5, classes=4)
     # non-trivial weights, including biases (Keras initialises biases to zero)
     model.set_weights([rng.normal(scale=0.6, size=w.shape) for w in model.get_weights()])
+    if cell == "mixed":  # several cell kinds: the weight list alone cannot say which; convert the model
+        return model, Explainer.from_keras(model, dtype="float64", tolerance=1e-10)
     explainer = Explainer.from_weights(
         model.get_weights(), cell=cell, bidirectional=bidirectional, reset_after=reset_after, dtype="float64"
     )

@@ -365,9 +365,9 @@ REFUSALS = {
         lambda: _sequential(L.LSTM(3), L.Dense(4, activation="tanh", name="mid"), L.Dense(2)),
         r"'mid' \(Dense\): activation 'tanh'",
     ),
-    "time_distributed_dense": (
-        lambda: _sequential(L.LSTM(3, return_sequences=True), L.Dense(2, name="td")),
-        "applied to every time step",
+    "time_distributed_other": (
+        lambda: _sequential(L.LSTM(3, return_sequences=True), L.TimeDistributed(L.Flatten(), name="td"), L.Dense(2)),
+        r"'td' \(TimeDistributed\): wraps Flatten",
     ),
     "no_dense": (lambda: _sequential(L.LSTM(3, name="last")), "must end with a Dense layer"),
     "embedding_late": (

@@ -401,3 +401,42 @@ def test_forecaster_refuses_per_layer_rules() -> None:
     spec = Seq2SeqSpec(num_layers=1, units=2, input_size=1, outputs=1)
     with pytest.raises(InputError, match=r"per-layer rules \(RuleSet\(layers=...\)\) are for Explainer networks"):
         Seq2SeqExplainer(spec, [], rules=RuleSet(layers={0: "half"}))
+
+
+# -- the rule map: by kind, first match wins ----------------------------------------------------
+
+
+def test_rule_map_orders_user_entries_before_defaults() -> None:
+    from tf_lrp.rules import ByIndex, ByKind, ByName, ByRuleKind, IsOutput
+
+    rules = RuleSet(layers={1: "half", "out": ZPlus()}, kinds={"gru": Recurrent(eps=0.1)}, output=Epsilon(0.2))
+    matchers = [type(matcher) for matcher, _ in rules.rule_map()]
+    assert matchers == [ByIndex, ByName, ByKind, IsOutput, ByRuleKind, ByRuleKind]
+
+
+def test_kinds_apply_to_every_node_of_the_kind_and_names_beat_kinds() -> None:
+    layout = validate_manifest(
+        to_manifest([
+            RecurrentSpec(cell="gru", units=2, input_size=2, return_sequences=True, name="g0"),
+            RecurrentSpec(cell="gru", units=2, input_size=2, name="g1"),
+            DenseSpec(units=2, input_size=2, name="out"),
+        ])
+    )  # fmt: skip
+    rules = RuleSet(layers={"g1": Recurrent(product="abs")}, kinds={"gru": Recurrent(product="half", eps=0.5)})
+    g0, g1, out = rules.resolve_nodes(layout)
+    assert g0.product == Half()
+    assert g0.eps == 0.5
+    assert g1.product.name == "abs"  # the name entry comes first
+    assert g1.eps is None
+    assert out.linear == Epsilon()
+    zplus_head = RuleSet(kinds={"dense": ZPlus()}, output=Epsilon(0.2)).resolve_nodes(layout)[2]
+    assert zplus_head.linear == ZPlus()  # a kind entry is a user entry: before the output default
+
+
+def test_kind_errors() -> None:
+    with pytest.raises(InputError, match=r"keys are node kinds, one of \['embedding', 'lstm'.*got 'lstmm'"):
+        RuleSet(kinds={"lstmm": "half"})
+    with pytest.raises(InputError, match=r"RuleSet\(kinds=...\): kind 'dense' is Dense and takes a dense rule"):
+        RuleSet(kinds={"dense": Recurrent()}).check(_layout())
+    with pytest.raises(InputError, match=r"kind 'lstm' is recurrent and takes Recurrent"):
+        RuleSet(kinds={"lstm": ZPlus()}).check(_layout())

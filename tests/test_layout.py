@@ -14,10 +14,16 @@ from tf_lrp import Explainer, LayoutError
 from tf_lrp.layout import (
     GRU_GATES,
     LSTM_GATES,
+    ConcatenateSpec,
+    DenseSpec,
+    InputSpec,
+    RecurrentSpec,
     check_weights,
     eval_shape_expr,
     gate_slice,
+    input_edge,
     load_schema,
+    to_manifest,
     validate_manifest,
 )
 
@@ -258,3 +264,71 @@ def test_shape_expressions_never_eval() -> None:
     with pytest.raises(LayoutError, match="unknown size 'width'"):
         eval_shape_expr("3*width", {"units": 1})
 
+
+
+# -- graphs (version-2 manifests) ----------------------------------------------------------------
+
+
+def _graph_manifest() -> dict:
+    layers = [
+        RecurrentSpec(cell="lstm", units=3, input_size=2, name="a_rnn"),
+        RecurrentSpec(cell="simple_rnn", units=2, input_size=4, return_sequences=True, name="b_rnn"),
+        DenseSpec(units=2, input_size=2, activation="relu", name="b_step"),
+        RecurrentSpec(cell="gru", units=2, input_size=2, name="b_top"),
+        ConcatenateSpec((3, 2), name="join"),
+        DenseSpec(units=3, input_size=5, name="out"),
+    ]
+    edges = ((input_edge(0),), (input_edge(1),), (1,), (2,), (0, 3), (4,))
+    return to_manifest(layers, edges=edges, inputs=(InputSpec("a", 2), InputSpec("b", 4, mask_value=-1.0)))
+
+
+def test_graph_manifest_round_trips_and_infers_shapes() -> None:
+    manifest = _graph_manifest()
+    layout = validate_manifest(manifest)
+    assert manifest["version"] == 2
+    assert validate_manifest(layout.manifest) == layout
+    assert layout.sequence_outputs == (False, True, True, False, False, False)
+    assert not layout.is_chain
+    assert not layout.per_step
+    assert [spec.name for spec in layout.inputs] == ["a", "b"]
+    assert layout.inputs[1].mask_value == -1.0
+    assert layout.attribution_edges == (-1, -2)
+    assert "4: Concatenate <- 0, 3: 3 + 2 -> 5" in layout.describe()
+    # the chain of a version-1 manifest is the same graph with implicit edges
+    chain = validate_manifest(lstm_manifest(bidirectional=False))
+    assert chain.is_chain
+    assert chain.edges == ((-1,), (0,))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "match"),
+    [
+        (lambda m: m["layers"][3].update(inputs=["nowhere"]), r"layer 3 \(gru\) reads \['nowhere'\], which is no"),
+        (lambda m: m["layers"][0].update(inputs=["join"]), r"layer 0 \(lstm\) reads \['join'\], which is no input"),
+        (lambda m: m["layers"][3].update(inputs=["a_rnn"]), r"reads layer 0 \(lstm\), which is one vector per sample"),
+        (lambda m: m["layers"][4].update(input_sizes=[3, 3]), r"layer 3 \(gru\) outputs width 2 but input_sizes"),
+        (lambda m: m["layers"][4].update(inputs=["a_rnn", "b_rnn"]), r"joins sequences with vectors"),
+        (lambda m: m["layers"][5].update(inputs=["a_rnn"]), r"layer 5 \(dense\) has input_size 5 but layer 0"),
+        (lambda m: m["layers"][2].update(name="a_rnn"), r"the name 'a_rnn' is used twice"),
+        (lambda m: m["inputs"][0].update(tokens=True), r"reads the token ids of input 'a': put an embedding"),
+        (
+            lambda m: (m["layers"][4].update(inputs=["b_top", "b_top"], input_sizes=[2, 2]),
+                       m["layers"][5].update(input_size=4)),
+            r"layer 0 feed\(s\) nothing",
+        ),
+        (lambda m: m.pop("inputs"), r"version"),
+        (lambda m: m["layers"][0].update(inputs=["a", "b"]), r"reads 2 inputs; it takes one"),
+    ],
+)
+def test_graph_errors_name_the_layer_and_the_fix(mutate, match: str) -> None:
+    manifest = _graph_manifest()
+    mutate(manifest)
+    with pytest.raises(LayoutError, match=match):
+        validate_manifest(manifest)
+
+
+def test_chain_manifests_keep_their_rules() -> None:
+    manifest = lstm_manifest()
+    manifest["layers"][1]["inputs"] = ["x"]
+    with pytest.raises(LayoutError, match=r"version"):  # edges need a version-2 manifest
+        validate_manifest(manifest)

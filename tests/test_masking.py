@@ -22,6 +22,8 @@ from tf_lrp.errors import InputError, LayoutError
 from tf_lrp.explainer import Explainer
 from tf_lrp.layout import validate_manifest
 
+pytestmark = pytest.mark.core  # backend-agnostic numerics: CI runs them on JAX and PyTorch too
+
 MASK_VALUE = -7.0
 METHODS = ("lrp", "gradient_x_input", "sensitivity")
 

@@ -154,3 +154,17 @@ def test_load_refuses_a_zip_that_is_not_npz(tmp_path: Path) -> None:
     path.write_bytes(buffer.getvalue())
     with pytest.raises(InputError, match=r"not a tf_lrp network file|cannot be read"):
         Explainer.load(path)
+
+
+def test_graph_networks_round_trip(tmp_path) -> None:
+    from .networks import NETWORKS
+
+    for name in ("two_inputs", "per_step_tagger"):
+        case = NETWORKS[name](np.random.default_rng(3))
+        path = tmp_path / f"{name}.npz"
+        case.explainer.save(path)
+        loaded = Explainer.load(path)
+        assert loaded.layout == case.explainer.layout
+        assert loaded.fingerprint == case.explainer.fingerprint
+        x = list(case.x) if isinstance(case.x, tuple) else case.x
+        np.testing.assert_array_equal(loaded.score(x), case.explainer.score(x))

@@ -25,7 +25,11 @@ CASES = [
     ("gru", 1, False, False),
     ("gru", 2, True, True),
     ("gru", 3, False, True),
+    ("rnn_tanh", 2, True, True),
+    ("rnn_relu", 1, False, False),
 ]
+#: the tf_lrp cell of each case's module
+KIND = {"lstm": "lstm", "gru": "gru", "rnn_tanh": "simple_rnn", "rnn_relu": "simple_rnn"}
 D, H, C, B, T = 4, 5, 3, 6, 7
 
 
@@ -34,10 +38,13 @@ class Model(torch.nn.Module):
 
     def __init__(self, cell: str, num_layers: int, bidirectional: bool, batch_first: bool) -> None:
         super().__init__()
-        module = torch.nn.LSTM if cell == "lstm" else torch.nn.GRU
+        options = {"num_layers": num_layers, "bidirectional": bidirectional, "batch_first": batch_first}
         self.batch_first = batch_first
         self.bidirectional = bidirectional
-        self.rnn = module(D, H, num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first)
+        if cell.startswith("rnn_"):
+            self.rnn = torch.nn.RNN(D, H, nonlinearity=cell[4:], **options)
+        else:
+            self.rnn = (torch.nn.LSTM if cell == "lstm" else torch.nn.GRU)(D, H, **options)
         self.fc = torch.nn.Linear(H * (2 if bidirectional else 1), C)
         with torch.no_grad():  # larger than the default init, so the gates saturate somewhat
             for parameter in self.parameters():
@@ -64,13 +71,15 @@ def test_scores_and_gradient_match_torch(case: tuple[str, int, bool, bool]) -> N
     model = _model(case)
     x = np.random.default_rng(1).normal(size=(B, T, D))
     # float32: the converted network's scores equal the torch module's
-    ex32 = Explainer.from_torch(model.state_dict(), batch_first=batch_first, dtype="float32")
+    ex32 = Explainer.from_torch(model, batch_first=batch_first, dtype="float32")
     with torch.no_grad():
         expected32 = model(torch.tensor(x, dtype=torch.float32)).numpy()
     np.testing.assert_allclose(ex32.score(x.astype(np.float32)), expected32, rtol=1e-6, atol=1e-6)
     # float64: scores, and Gradient×Input against autograd
     model64 = model.double()
-    ex64 = Explainer.from_torch(model64, dtype="float64", cell=cell, num_layers=num_layers, bidirectional=bidirectional)
+    ex64 = Explainer.from_torch(
+        model64, dtype="float64", cell=KIND[cell], num_layers=num_layers, bidirectional=bidirectional
+    )
     target = np.arange(B) % C
     xt = torch.tensor(x, requires_grad=True)
     scores = model64(xt)
@@ -105,6 +114,21 @@ def test_gru_layout_is_reordered_and_bias_stacked() -> None:
     np.testing.assert_array_equal(bias[1, 0:3], state["bias_hh_l0"][3:6])
     assert manifest["layers"][0]["reset_after"] is True
     assert manifest["layers"][0]["gate_order"] == ["update", "reset", "candidate"]
+
+
+def test_rnn_needs_its_nonlinearity_from_the_module_or_the_caller() -> None:
+    rnn = torch.nn.RNN(2, 3, nonlinearity="relu")
+    head = {"fc.weight": torch.ones(2, 3), "fc.bias": torch.ones(2)}
+    state = {f"rnn.{k}": v for k, v in rnn.state_dict().items()} | head
+    with pytest.raises(ConversionError, match=r"does not record its nonlinearity: pass nonlinearity='tanh' or 'relu'"):
+        from_torch(state)
+    manifest, weights = from_torch(state, nonlinearity="relu")
+    assert manifest["layers"][0]["kind"] == "simple_rnn"
+    assert manifest["layers"][0]["activation"] == "relu"
+    np.testing.assert_array_equal(weights[2], (rnn.bias_ih_l0 + rnn.bias_hh_l0).detach().numpy())
+    with pytest.raises(ConversionError, match=r"nonlinearity is an nn\.RNN option"):
+        from_torch({f"lstm.{k}": v for k, v in torch.nn.LSTM(2, 3).state_dict().items()} | {
+            "fc.weight": torch.ones(2, 3)}, nonlinearity="tanh")  # fmt: skip
 
 
 def test_lstm_biases_are_summed() -> None:

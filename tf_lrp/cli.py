@@ -11,19 +11,22 @@ import argparse
 import importlib.resources
 import importlib.util
 import json
+import math
 import os
+import re
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 
-from . import _io, viz
+from . import _io, resumable, viz
 from ._version import __version__
-from .errors import InputError, LayoutError, TfLrpError
+from .errors import InputError, LayoutError, TfLrpError, TfLrpWarning
 from .explainer import DTYPES, MANIFEST_KEY, Explainer
 from .layout import check_weights, validate_manifest
 from .methods import METHODS
@@ -34,6 +37,10 @@ DEMO_DIR = "tf_lrp_demo_out"
 DEMO_HEATMAP_SAMPLES = 8
 #: Samples drawn by ``tf-lrp explain --html / --png`` unless ``--heatmap-samples`` says otherwise.
 HEATMAP_SAMPLES = 8
+#: Methods ``tf-lrp evaluate --methods`` suggests (``random`` is the control).
+EVALUATE_METHODS = ("lrp", "gradient_x_input", "integrated_gradients", "sensitivity", "random")
+#: Figure formats written by ``--png`` (chosen by the file's extension).
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf")
 #: Samples used for the demo's conservation check (bias_factor = 1).
 DEMO_CONSERVATION_SAMPLES = 512
 
@@ -76,11 +83,17 @@ how often the top-relevant token is the planted keyword.""",
     "evaluate": """examples:
   tf-lrp evaluate net.npz data.npz rel.npy -o curves.json
   tf-lrp evaluate net.npz data.npz rel.npy -o curves.json --mode interpolate --steps 20 --png curves.png
+  tf-lrp evaluate net.npz data.npz --methods lrp,gradient_x_input,integrated_gradients,sensitivity,random -o report/
 
 Removes time steps (or single features with --unit feature) in the order of the relevance
 (RELEVANCE: .npy of shape (B, T) or (B, T, D), e.g. the output of tf-lrp explain), re-scores
 after each removal step and writes the mean curve and AUC of every --order into OUT.json
-(lower MoRF and higher LRF AUC are better; random is the baseline).""",
+(lower MoRF and higher LRF AUC are better; random is the baseline). Padding is the model's
+(mask_zero / Masking, or the lengths/mask in DATA): padded steps are never removed, and a
+removed step never becomes padding. With --methods, each method explains DATA and DIR gets
+comparison.md (table: AUC mean ± standard error, ABPC = LRF - MoRF, samples/s),
+comparison.json, comparison.png and the relevances (reused by a later run on the same model,
+data, target and seed unless --no-cache).""",
 }
 
 
@@ -129,17 +142,33 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--no-progress", action="store_true", help="no progress bar")
     explain.add_argument("--html", default=None, metavar="FILE.html", help="token models: HTML heatmap of samples")
     explain.add_argument(
-        "--png", default=None, metavar="FILE.png", help="time-series models: PNG heatmap of samples (needs matplotlib)"
-    )
+        "--png", default=None, metavar="FILE.png|.svg|.pdf",
+        help="time-series models: figure of samples, format by extension (needs matplotlib)",
+    )  # fmt: skip
     explain.add_argument(
         "--heatmap-samples", type=int, default=HEATMAP_SAMPLES, metavar="N", help="samples drawn (default 8)"
     )
     explain.add_argument("--vocab", default=None, metavar="FILE", help="--html: token names, one per line (id = line)")
+    explain.add_argument(
+        "--class-names", default=None, metavar="A,B,...|FILE",
+        help="--html/--png captions: class names, comma-separated or a file with one per line",
+    )  # fmt: skip
+    explain.add_argument(
+        "--heatmap-scale", choices=("shared", "sample"), default="shared",
+        help="--html/--png: one colour scale for all drawn samples (default) or one per sample",
+    )  # fmt: skip
+    explain.add_argument("--dpi", type=int, default=None, metavar="N", help="--png: raster resolution")
 
     convert = command("convert", "convert a Keras model or PyTorch state_dict into a tf_lrp network .npz")
     convert.add_argument("model", metavar="MODEL", help=".keras file, or PyTorch state_dict (.pt/.pth/.npz)")
     convert.add_argument("-o", "--out", required=True, metavar="NET.npz", help="output network file")
-    convert.add_argument("--cell", choices=("lstm", "gru"), default=None, help="state_dict: the cell kind")
+    convert.add_argument(
+        "--cell", choices=("lstm", "gru", "simple_rnn"), default=None, help="state_dict: the cell kind"
+    )
+    convert.add_argument(
+        "--nonlinearity", choices=("tanh", "relu"), default=None,
+        help="state_dict of an nn.RNN: its nonlinearity (a state_dict does not record it)",
+    )  # fmt: skip
     convert.add_argument("--bidirectional", action="store_true", default=None, help="state_dict: bidirectional")
     convert.add_argument("--dtype", choices=DTYPES, default="float32", help="stored dtype (default float32)")
 
@@ -154,27 +183,60 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--samples", type=int, default=None, help="explain only the first N samples")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    evaluate = command("evaluate", "perturbation curves and AUC of a relevance file (MoRF / LRF / random)")
+    evaluate = command("evaluate", "perturbation curves and AUC of relevances (MoRF / LRF / random); compare methods")
     evaluate.add_argument("model", metavar="MODEL", help="a .keras file or a tf_lrp .npz network")
     evaluate.add_argument("data", metavar="DATA", help=".npy, or .npz with x and optional lengths/mask")
-    evaluate.add_argument("relevance", metavar="RELEVANCE", help=".npy relevance (B, T) or (B, T, D)")
-    evaluate.add_argument("-o", "--out", required=True, metavar="OUT.json", help="result file")
+    evaluate.add_argument(
+        "relevance", metavar="RELEVANCE", nargs="?", default=None,
+        help=".npy relevance (B, T) or (B, T, D); omit it with --methods",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "-o", "--out", required=True, metavar="OUT.json|DIR", help="result file (a directory with --methods)"
+    )
+    evaluate.add_argument(
+        "--methods", default=None, metavar="M1,M2,...",
+        help=f"compare these methods (explained here), e.g. {','.join(EVALUATE_METHODS)}",
+    )  # fmt: skip
     evaluate.add_argument("--order", nargs="+", choices=("morf", "lrf", "random"), default=["morf", "lrf", "random"])
     evaluate.add_argument(
         "--mode",
         choices=("zero", "constant", "mean", "random_draw", "interpolate", "token"),
         default=None,
-        help="replacement (default: zero, token for token models)",
+        help="replacement (default: zero for features, mean under Masking(0); token 0 for token ids, "
+        "random_draw from the data's tokens when 0 is padding)",
     )
     evaluate.add_argument("--value", type=float, default=0.0, help="--mode constant: the fill value")
-    evaluate.add_argument("--token", type=int, default=0, help="--mode token: the replacement token id")
+    evaluate.add_argument(
+        "--token", type=int, default=None, help="--mode token: the replacement id (an [UNK] id, never padding)"
+    )
     evaluate.add_argument("--unit", choices=("step", "feature"), default="step")
-    evaluate.add_argument("--steps", type=int, default=None, help="removal steps (default: one unit per step)")
+    evaluate.add_argument(
+        "--steps", type=int, default=None,
+        help="removal steps, capped at the units per sample (default: one unit per step; 20 with --methods)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--normalize", choices=("auto", "probability", "relative", "none"), default="auto",
+        help="curve values: probability of the explained class (auto, 2+ outputs), score relative to the "
+        "unperturbed score (auto, 1 output), or the raw score (none)",
+    )  # fmt: skip
+    evaluate.add_argument(
+        "--reference-data", default=None, metavar="FILE",
+        help="--mode mean/random_draw: reference .npy/.npz (default DATA); its padding is excluded",
+    )  # fmt: skip
+    evaluate.add_argument("--samples", type=int, default=None, metavar="N", help="evaluate the first N samples")
+    evaluate.add_argument(
+        "--no-cache", action="store_true",
+        help="--methods: explain again even when DIR holds relevances of the same model, data, target and seed",
+    )  # fmt: skip
     evaluate.add_argument(
         "--target", default="predicted", metavar="N|predicted", help="output unit to score (default predicted)"
     )
     evaluate.add_argument("--seed", type=int, default=0, help="seed of the random order and draws")
-    evaluate.add_argument("--png", default=None, metavar="FILE.png", help="also plot the curves (needs matplotlib)")
+    evaluate.add_argument(
+        "--png", default=None, metavar="FILE.png|.svg|.pdf",
+        help="also plot the curves, format by extension (needs matplotlib; with --methods: DIR/comparison.png)",
+    )  # fmt: skip
+    evaluate.add_argument("--dpi", type=int, default=None, metavar="N", help="--png: raster resolution")
     evaluate.add_argument("--dtype", choices=DTYPES, default=None, help="compute dtype (default: the model's)")
     return parser
 
@@ -207,9 +269,12 @@ def _parse_bytes(value: str | None) -> int | None:
     scale = units.get(text[-1:], 1)
     number = text[:-1] if text[-1:] in units else text
     try:
-        result = int(float(number) * scale)
+        amount = float(number) * scale
+        result = int(amount) if math.isfinite(amount) else 0
     except ValueError:
         raise InputError(f"--memory-budget must be bytes such as 500000000, 512M or 2G; got {value!r}") from None
+    if not math.isfinite(amount):
+        raise InputError(f"--memory-budget must be a finite number of bytes such as 512M or 2G; got {value!r}")
     if result <= 0:
         raise InputError(f"--memory-budget must be positive; got {value!r}")
     return result
@@ -223,6 +288,8 @@ def load_model(path: str, dtype: str | None = None) -> Explainer:
     suffix = file.suffix.lower()
     options = {} if dtype is None else {"dtype": dtype}
     if suffix == ".npz":
+        if dtype is None:
+            _check_stored_dtype(_io.load_npz(file), path)
         return Explainer.load(file, **options)
     if suffix == ".keras":
         from_keras = getattr(Explainer, "from_keras", None)
@@ -235,14 +302,27 @@ def load_model(path: str, dtype: str | None = None) -> Explainer:
     )
 
 
+def _stored_dtype_problem(arrays: dict[str, np.ndarray], path: str) -> str | None:
+    """Why the weights' stored dtype cannot be computed in as it is (None when it can)."""
+    dtypes = sorted({str(a.dtype) for key, a in arrays.items() if key != MANIFEST_KEY and a.dtype.kind == "f"})
+    wrong = [d for d in dtypes if d not in DTYPES]
+    if not wrong:
+        return None
+    return (
+        f"{path!r} stores {', '.join(wrong)} weights and tf_lrp computes in {' or '.join(DTYPES)}: pass --dtype "
+        f"float32 (explain, evaluate), or convert the file once: tf-lrp convert {path} -o NET32.npz --dtype float32"
+    )
+
+
+def _check_stored_dtype(arrays: dict[str, np.ndarray], path: str) -> None:
+    problem = _stored_dtype_problem(arrays, path)
+    if problem is not None:
+        raise InputError(problem)
+
+
 def _is_network_file(path: Path) -> bool:
-    if path.suffix.lower() != ".npz":
-        return False
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return MANIFEST_KEY in data.files
-    except (OSError, ValueError):
-        return False
+    """Whether an ``.npz`` holds a tf_lrp network (a damaged file is an ``InputError``, not False)."""
+    return path.suffix.lower() == ".npz" and MANIFEST_KEY in _io.load_npz(path)
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,11 +342,14 @@ def cmd_explain(args: argparse.Namespace, stdout: TextIO) -> int:
     if data_path.suffix.lower() not in (".npy", ".npz"):
         raise InputError(f"DATA must be an .npy or .npz file; got {args.data!r}")
     out = Path(args.out)
-    sidecar = out.with_suffix(".json")
-    if (out.exists() or sidecar.exists()) and not (args.resume or args.overwrite):
-        raise InputError(f"{args.out!r} exists: pass --resume to continue that run or --overwrite to replace it")
-    if args.resume and not sidecar.exists():
-        raise InputError(f"--resume: there is no run to continue ({str(sidecar)!r} does not exist)")
+    paths = resumable.output_paths(out)
+    existing = [path for key, path in paths.items() if key != "lock" and os.path.lexists(path)]
+    if existing and not (args.resume or args.overwrite):
+        raise InputError(
+            f"{str(existing[0])!r} exists: pass --resume to continue that run or --overwrite to replace it"
+        )
+    if args.resume and not existing:
+        _say(stdout, f"no run recorded in {str(paths['sidecar'])!r} yet: starting a new one")
     explainer = load_model(args.model, args.dtype)
     vocabulary = _check_heatmap_options(args, explainer)
     started = time.perf_counter()
@@ -317,13 +400,59 @@ def _check_heatmap_options(args: argparse.Namespace, explainer: Explainer) -> li
         raise InputError("--png draws time-series models; this is a token model, use --html FILE.html")
     if args.vocab is not None and not (tokens and args.html):
         raise InputError("--vocab names the tokens of an --html heatmap of a token model")
-    for option, suffix in (("html", ".html"), ("png", ".png")):
-        value = getattr(args, option)
-        if value and Path(value).suffix.lower() != suffix:
-            raise InputError(f"--{option} must name a {suffix} file; got {value!r}")
-    if args.png and importlib.util.find_spec("matplotlib") is None:
-        raise InputError("--png needs matplotlib: pip install 'tf_lrp[viz]'")
+    if args.html and Path(args.html).suffix.lower() != ".html":
+        raise InputError(f"--html must name a .html file; got {args.html!r}")
+    if args.class_names is not None and not (args.html or args.png):
+        raise InputError("--class-names names the classes in the captions of --html / --png")
+    if args.dpi is not None and not 10 <= args.dpi <= 1200:
+        raise InputError(f"--dpi must lie in [10, 1200]; got {args.dpi}")
+    _check_figure("--png", args.png)
+    _class_names(args.class_names, explainer.layout.num_outputs)
     return _read_vocabulary(args.vocab) if args.vocab is not None else None
+
+
+def _class_names(value: str | None, classes: int) -> list[str] | None:
+    """``--class-names``: comma-separated names, or a UTF-8 file with one name per line."""
+    if value is None:
+        return None
+    file = Path(value)
+    names = _read_vocabulary(value) if file.is_file() else [name.strip() for name in value.split(",")]
+    if len(names) != classes:
+        raise InputError(f"--class-names must name all {classes} outputs of the model; got {len(names)}: {value!r}")
+    return names
+
+
+def _captions(
+    args: argparse.Namespace, explainer: Explainer, targets: np.ndarray, scores: np.ndarray, labels: Any
+) -> list[str]:
+    """One caption per drawn sample: index, true class (when DATA has labels), predicted and explained class."""
+    names = _class_names(args.class_names, explainer.layout.num_outputs)
+
+    def name(index: int) -> str:
+        return str(index) if names is None else names[index]
+
+    captions = []
+    for i, target in enumerate(targets):
+        predicted = int(np.argmax(scores[i]))
+        parts = [f"sample {i}"]
+        if labels is not None and i < len(labels):
+            parts.append(f"true {name(int(labels[i]))}")
+        parts.append(f"predicted {name(predicted)}")
+        if int(target) != predicted:
+            parts.append(f"explained {name(int(target))}")
+        captions.append(", ".join(parts) + f" (score {scores[i, int(target)]:.3g})")
+    return captions
+
+
+def _data_labels(path: str) -> np.ndarray | None:
+    """The true classes stored beside ``x`` in an .npz (``labels`` or ``y``), if any."""
+    if Path(path).suffix.lower() != ".npz":
+        return None
+    arrays = _io.load_npz(path)
+    for key in ("labels", "y"):
+        if key in arrays and arrays[key].ndim == 1 and arrays[key].dtype.kind in "iu":
+            return arrays[key]
+    return None
 
 
 def _draw_heatmaps(
@@ -336,12 +465,10 @@ def _draw_heatmaps(
     count = len(x)
     relevance = np.asarray(results["relevance"][:count], dtype=np.float64)
     targets, scores = np.asarray(results["targets"][:count]), np.asarray(results["scores"][:count])
-    captions = [
-        f"sample {i}: target {targets[i]}, score {scores[i, targets[i]]:.4g}" for i in range(count)
-    ]
+    captions = _captions(args, explainer, targets, scores, _data_labels(args.data))
     title = f"tf_lrp {args.method} relevance ({Path(args.data).name})"
     if args.png:
-        viz.timeseries_png(x, relevance, args.png, title=title, labels=captions)
+        viz.timeseries_png(x, relevance, args.png, title=title, labels=captions, scale=args.heatmap_scale, dpi=args.dpi)
         return [args.png]
     embedding = explainer.layout.embedding
     if mask is None:
@@ -352,7 +479,7 @@ def _draw_heatmaps(
         ids = np.asarray(x[i])[mask[i]]
         values[i, : len(ids)] = token_relevance[i][mask[i]]
         rows.append([_token_name(int(t), vocabulary) for t in ids])
-    viz.html_heatmap(rows, values, args.html, title=title, labels=captions)
+    viz.html_heatmap(rows, values, args.html, title=title, labels=captions, scale=args.heatmap_scale)
     return [args.html]
 
 
@@ -373,8 +500,11 @@ def cmd_convert(args: argparse.Namespace, stdout: TextIO) -> int:
         raise InputError(f"-o must name an .npz file; got {args.out!r}")
     suffix = source.suffix.lower()
     if suffix == ".keras":
-        if args.cell is not None or args.bidirectional is not None:
-            raise InputError("--cell and --bidirectional are for PyTorch state_dicts; a .keras file describes itself")
+        if args.cell is not None or args.bidirectional is not None or args.nonlinearity is not None:
+            raise InputError(
+                "--cell and --bidirectional are for PyTorch state_dicts (--nonlinearity for nn.RNN ones); "
+                "a .keras file describes itself"
+            )
         explainer = load_model(str(source), args.dtype)
     elif _is_network_file(source):
         explainer = Explainer.load(source, dtype=args.dtype)
@@ -387,6 +517,8 @@ def cmd_convert(args: argparse.Namespace, stdout: TextIO) -> int:
             options["cell"] = args.cell
         if args.bidirectional is not None:
             options["bidirectional"] = args.bidirectional
+        if args.nonlinearity is not None:
+            options["nonlinearity"] = args.nonlinearity
         explainer = from_torch(str(source), dtype=args.dtype, **options)
     else:
         raise InputError(
@@ -426,10 +558,22 @@ def cmd_validate(args: argparse.Namespace, stdout: TextIO) -> int:
                     check_weights(layout, arrays)
                 except (LayoutError, InputError) as exc:
                     problems.append(f"weights: {exc}")
+                else:
+                    dtype_problem = _stored_dtype_problem(arrays, args.network)
+                    if dtype_problem is not None:
+                        problems.append(f"weights: {dtype_problem}")
     for problem in problems:
         _say(stdout, f"problem: {problem}")
     _say(stdout, f"{args.network}: {'OK' if not problems else f'{len(problems)} problem(s)'}")
     return EXIT_PROBLEMS if problems else EXIT_OK
+
+
+def _describe_input(spec: Any) -> str:
+    """One line of ``tf-lrp info`` per network input."""
+    if spec.tokens:
+        return f"input {spec.name!r}: (batch, time) token ids"
+    masked = "" if spec.mask_value is None else f", a step is masked where every feature is {spec.mask_value}"
+    return f"input {spec.name!r}: (batch, time, {spec.features}) features{masked}"
 
 
 def cmd_info(args: argparse.Namespace, stdout: TextIO) -> int:
@@ -444,8 +588,8 @@ def cmd_info(args: argparse.Namespace, stdout: TextIO) -> int:
         f"file: {args.network} ({os.path.getsize(args.network):,} bytes)",
         *([f"name: {name}"] if name else []),
         layout.describe(),
-        f"input: {'(batch, time) token ids' if layout.embedding else f'(batch, time, {layout.input_size}) features'}",
-        f"outputs: {layout.num_outputs}",
+        *(_describe_input(spec) for spec in layout.inputs),
+        f"outputs: {layout.num_outputs}" + (" per time step: scores (batch, time, outputs)" if layout.per_step else ""),
         f"parameters: {parameters:,} ({explainer.dtype})",
         f"working set per sample and 100 steps: {explainer.working_set_bytes(100):,} bytes",
         f"fingerprint: {explainer.fingerprint}",
@@ -566,57 +710,244 @@ def _load_data_file(path: str, mmap: bool) -> tuple[np.ndarray, np.ndarray | Non
         return x, None
     if file.suffix.lower() != ".npy":
         raise InputError(f"DATA must be an .npy or .npz file; got {path!r}")
-    try:
-        return np.load(file, allow_pickle=False, mmap_mode="r" if mmap else None), None
-    except ValueError as exc:
-        raise InputError(f"{path!r} cannot be read without unpickling ({exc})") from exc
+    return _io.load_npy(file, mmap=mmap), None
+
+
+def _check_figure(option: str, path: str | None) -> None:
+    """Refuse a figure path of an unknown format, or any figure without matplotlib, before work starts."""
+    if path is None:
+        return
+    if Path(path).suffix.lower() not in FIGURE_SUFFIXES:
+        raise InputError(f"{option} must name a .png, .svg or .pdf file (the extension sets the format); got {path!r}")
+    if importlib.util.find_spec("matplotlib") is None:
+        raise InputError(f"{option} needs matplotlib: pip install 'tf_lrp[viz]'")
+
+
+def _evaluation_inputs(
+    args: argparse.Namespace,
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+    """``x``, its mask, and the reference data and mask of ``tf-lrp evaluate``, checked."""
+    if args.steps is not None and args.steps < 1:
+        raise InputError(f"--steps must be a positive integer; got {args.steps}")
+    if args.samples is not None and args.samples < 1:
+        raise InputError(f"--samples must be a positive integer; got {args.samples}")
+    if args.dpi is not None and not 10 <= args.dpi <= 1200:
+        raise InputError(f"--dpi must lie in [10, 1200]; got {args.dpi}")
+    x, mask = _load_data(args.data, rows=args.samples)
+    reference, reference_mask = (None, None) if args.reference_data is None else _load_data(args.reference_data)
+    return np.asarray(x), mask, reference, reference_mask
+
+
+#: Python keywords of tf_lrp.evaluate that ``tf-lrp evaluate`` spells as flags in its errors.
+_EVALUATE_FLAGS = {"mode": "--mode", "token": "--token", "normalize": "--normalize", "data": "--reference-data"}
+
+
+def _as_flags(message: str) -> str:
+    """``mode="mean"`` -> ``--mode mean`` (and token=, normalize=, data=) in an evaluate error."""
+
+    def flag(match: Any) -> str:
+        return f"{_EVALUATE_FLAGS[match.group(1)]} {match.group(3)}".rstrip()
+
+    return re.sub(r"\b(mode|token|normalize|data)=([\"']?)([A-Za-z_0-9.\-]*)\2", flag, message)
 
 
 def cmd_evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
-    """``tf-lrp evaluate``."""
+    """``tf-lrp evaluate``: curves of one relevance file, or a comparison of ``--methods``."""
+    try:
+        return _evaluate(args, stdout)
+    except InputError as exc:
+        raise InputError(_as_flags(str(exc))) from exc
+
+
+def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
     from . import evaluate
 
     target = _parse_int_or(args.target, "predicted", "--target")
-    x, mask = _load_data(args.data)
+    if args.methods is not None:
+        return _evaluate_methods(args, stdout, None if target == "predicted" else int(target))
+    if args.relevance is None:
+        raise InputError("pass a RELEVANCE .npy file, or --methods M1,M2 to explain and compare methods")
     relevance_file = Path(args.relevance)
     if not relevance_file.is_file() or relevance_file.suffix.lower() != ".npy":
         raise InputError(f"RELEVANCE must be an existing .npy file; got {args.relevance!r}")
-    relevance = np.load(relevance_file, allow_pickle=False)
-    explainer = load_model(args.model, args.dtype)
-    mode = args.mode or ("token" if np.asarray(x).ndim == 2 else "zero")
-    results = {
-        order: evaluate.perturbation_curve(
-            explainer,
-            x,
-            relevance,
-            order=order,
-            mode=mode,
-            steps=args.steps,
-            unit=args.unit,
-            target=None if target == "predicted" else target,
-            mask=mask,
-            value=args.value,
-            token=args.token,
-            seed=args.seed,
+    _check_figure("--png", args.png)
+    x, mask, reference, reference_mask = _evaluation_inputs(args)
+    try:
+        relevance = np.load(relevance_file, allow_pickle=False, mmap_mode="r")
+    except (ValueError, OSError, EOFError) as exc:
+        raise InputError(f"RELEVANCE {args.relevance!r} is not a readable .npy file ({exc})") from None
+    if args.samples is not None:
+        relevance = relevance[: args.samples]
+    relevance = np.asarray(relevance)
+    if relevance.shape[:1] != x.shape[:1]:
+        raise InputError(
+            f"RELEVANCE {args.relevance!r} has {relevance.shape[0] if relevance.ndim else 0} samples but DATA has "
+            f"{len(x)}: pass the relevance of this data set (tf-lrp explain MODEL DATA -o REL.npy)"
         )
-        for order in args.order
+    explainer = load_model(args.model, args.dtype)
+    options: dict[str, Any] = {
+        "mode": args.mode, "steps": args.steps, "unit": args.unit, "target": None if target == "predicted" else target,
+        "mask": mask, "value": args.value, "token": args.token, "seed": args.seed, "data": reference,
+        "data_mask": reference_mask, "normalize": args.normalize,
+    }  # fmt: skip
+    results = {
+        order: evaluate.perturbation_curve(explainer, x, relevance, order=order, **options) for order in args.order
     }
+    first = next(iter(results.values()))
     payload = {
-        "mode": mode,
+        "mode": first.mode,
         "unit": args.unit,
-        "samples": int(np.asarray(x).shape[0]),
-        "fractions": next(iter(results.values())).fractions.tolist(),
+        "normalize": first.normalize,
+        "samples": int(x.shape[0]),
+        "steps": len(first.fractions) - 1,
+        "fractions": first.fractions.tolist(),
         "orders": {
-            order: {"mean_auc": r.mean_auc, "mean_curve": r.mean_curve.tolist(), "auc": r.auc.tolist()}
+            order: {
+                "mean_auc": r.mean_auc,
+                "sem_auc": r.sem_auc,
+                "mean_curve": r.mean_curve.tolist(),
+                "sem_curve": r.sem_curve.tolist(),
+                "auc": r.auc.tolist(),
+            }
             for order, r in results.items()
         },
     }
     _io.write_json(args.out, payload)
     if args.png:
-        viz.plot_curves({order.upper(): r for order, r in results.items()}, args.png, title=f"Perturbation ({mode})")
-    summary = ", ".join(f"{order} AUC {r.mean_auc:.4g}" for order, r in results.items())
-    _say(stdout, f"{summary}; wrote {args.out}" + (f" and {args.png}" if args.png else ""))
+        labels = {"morf": "MoRF", "lrf": "LRF", "random": "random order"}
+        viz.plot_curves(
+            {labels[order]: r for order, r in results.items()},
+            args.png,
+            title=f"Perturbation curves ({first.mode}, {Path(args.relevance).name})",
+            dpi=args.dpi,
+        )
+    summary = ", ".join(f"{order} AUC {r.mean_auc:.4g} ± {r.sem_auc:.2g}" for order, r in results.items())
+    _say(stdout, f"{summary} ({first.normalize}); wrote {args.out}" + (f" and {args.png}" if args.png else ""))
     return EXIT_OK
+
+
+def _relevance_key(
+    explainer: Explainer, x: np.ndarray, mask: np.ndarray | None, target: int | None, seed: int
+) -> dict[str, Any]:
+    """What a cached relevance depends on: the model, the data (digest), the target, the seed."""
+    import hashlib
+
+    digest = hashlib.sha256(np.ascontiguousarray(x).tobytes())
+    digest.update(str((x.shape, x.dtype.str)).encode())
+    if mask is not None:
+        digest.update(np.packbits(np.asarray(mask, dtype=bool)).tobytes())
+    return {"model": explainer.fingerprint, "data": digest.hexdigest(), "target": target, "seed": seed}
+
+
+def _cached_relevances(
+    out: Path, methods: list[str], key: dict[str, Any], batch_steps: tuple[int, ...]
+) -> dict[str, tuple[np.ndarray, float]]:
+    """Relevances a previous ``--methods`` run left in ``out`` for the same model, data, target and seed."""
+    found = {}
+    for name in methods:
+        array, record = out / f"relevance.{name}.npy", out / f"relevance.{name}.json"
+        if not (array.is_file() and record.is_file()):
+            continue
+        try:
+            recorded = json.loads(record.read_text(encoding="utf-8"))
+            relevance = np.load(array, allow_pickle=False)
+        except (OSError, ValueError, EOFError, UnicodeDecodeError):
+            continue  # unreadable: explain again (and overwrite it)
+        if not isinstance(recorded, dict) or any(recorded.get(k) != v for k, v in key.items()):
+            continue
+        if relevance.shape[:2] != tuple(batch_steps) or relevance.dtype.kind != "f":
+            continue
+        seconds = recorded.get("seconds")
+        found[name] = (relevance, float(seconds) if isinstance(seconds, (int, float)) else float("nan"))
+    return found
+
+
+def _evaluate_methods(args: argparse.Namespace, stdout: TextIO, target: int | None) -> int:
+    """``tf-lrp evaluate --methods``: explain with each method, compare, write table, figure, relevances."""
+    from . import evaluate
+
+    methods = [name.strip() for name in args.methods.split(",") if name.strip()]
+    unknown = [name for name in methods if name not in METHODS]
+    if not methods or unknown:
+        raise InputError(f"--methods takes names from {sorted(METHODS)} separated by commas; got {args.methods!r}")
+    if args.relevance is not None:
+        raise InputError("--methods explains DATA itself: drop RELEVANCE (or drop --methods to evaluate that file)")
+    if args.order != ["morf", "lrf", "random"]:
+        raise InputError("--order is not used with --methods (the comparison computes MoRF, LRF and random order)")
+    out = Path(args.out)
+    if out.suffix.lower() == ".json" or (out.exists() and not out.is_dir()):
+        raise InputError(f"with --methods, -o names a directory for the report; got {args.out!r}")
+    figure = args.png if args.png is not None else str(out / "comparison.png")
+    if args.png is not None:
+        _check_figure("--png", args.png)
+    drawing = importlib.util.find_spec("matplotlib") is not None
+    x, mask, reference, reference_mask = _evaluation_inputs(args)
+    explainer = load_model(args.model, args.dtype)
+    out.mkdir(parents=True, exist_ok=True)
+    key = _relevance_key(explainer, x, mask, target, args.seed)
+    cached = {} if args.no_cache else _cached_relevances(out, methods, key, x.shape[:2])
+    comparison = evaluate.compare(
+        explainer, x, methods, target=target, mask=mask, mode=args.mode, unit=args.unit,
+        steps=evaluate.DEFAULT_COMPARE_STEPS if args.steps is None else args.steps, normalize=args.normalize,
+        data=reference, data_mask=reference_mask, seed=args.seed,
+        explain_options={"random": {"seed": args.seed}},
+        relevances={name: relevance for name, (relevance, _) in cached.items()},
+        seconds={name: seconds for name, (_, seconds) in cached.items()},
+    )  # fmt: skip
+    written = [out / "comparison.md", out / "comparison.json"]
+    with _io.atomic_write(written[0], "w") as handle:
+        handle.write(comparison.markdown())
+    _io.write_json(written[1], {"model": args.model, "data": args.data, **comparison.to_json()})
+    for name, result in comparison.methods.items():
+        if name in cached:
+            continue
+        path = out / f"relevance.{name}.npy"
+        with _io.atomic_write(path, "wb") as handle:
+            np.save(handle, result.relevance)
+        _io.write_json(path.with_suffix(".json"), {**key, "method": name, "seconds": result.seconds})
+        written.append(path)
+    if cached:
+        _say(stdout, f"reused cached relevances of {', '.join(cached)} (--no-cache recomputes them)")
+    if drawing:
+        title = f"{Path(args.model).name} on {Path(args.data).name}"
+        viz.plot_comparison(comparison, figure, title=title, dpi=args.dpi)
+        written.append(Path(figure))
+    _say(stdout, comparison.markdown().rstrip())
+    note = "" if drawing else " (no figure: pip install 'tf_lrp[viz]')"
+    _say(stdout, "wrote " + ", ".join(str(p) for p in written) + note)
+    return EXIT_OK
+
+
+#: How the library's messages name Python arguments, and the command-line flags that mean the same.
+_FLAGS = (
+    (r"\b[Pp]ass resume=False \(--overwrite\)", "pass --overwrite"),
+    (r"\(resume=True, tf-lrp explain --resume\)", "(--resume)"),
+    (r"\bresume=False\b", "--overwrite"),
+    (r"\bresume=True\b", "--resume"),
+    (r"\bpass cell='(lstm|gru)' or None\b", r"pass --cell \1 or leave --cell out"),
+    (r"\bcell='(lstm|gru)'", r"--cell \1"),
+    (r"\bdtype='(float32|float64)'", r"--dtype \1"),
+    (r"\bpass bidirectional=False\b", "leave out --bidirectional"),
+    (r"\bbidirectional=True\b", "--bidirectional"),
+    (r" \(-o / out=\)", " (-o)"),
+    (r"^out must name", "-o/--out must name"),
+)
+
+
+def in_flags(message: str) -> str:
+    """A library message with its Python argument names replaced by the command-line flags."""
+    for pattern, flag in _FLAGS:
+        message = re.sub(pattern, flag, message)
+    return message
+
+
+def _report_warnings(caught: list[warnings.WarningMessage], command: str, stderr: TextIO) -> None:
+    """tf_lrp's warnings as one line each; any other warning as Python shows it."""
+    for item in caught:
+        if issubclass(item.category, TfLrpWarning):
+            _say(stderr, f"tf-lrp {command}: warning: {in_flags(str(item.message))}")
+        else:
+            warnings.showwarning(item.message, item.category, item.filename, item.lineno)
 
 
 COMMANDS = {
@@ -652,12 +983,17 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None, stderr
     except SystemExit as exc:  # argparse already printed usage and the message
         return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     try:
-        return COMMANDS[args.command](args, stdout)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", TfLrpWarning)
+            try:
+                return COMMANDS[args.command](args, stdout)
+            finally:
+                _report_warnings(caught, args.command, stderr)
     except (TfLrpError, OSError) as exc:
         if getattr(args, "debug", False):
             traceback.print_exc(file=stderr)
         message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        _say(stderr, f"tf-lrp {args.command}: error: {message}")
+        _say(stderr, f"tf-lrp {args.command}: error: {in_flags(message)}")
         return EXIT_USAGE
     except KeyboardInterrupt:
         _say(stderr, "tf-lrp: interrupted")

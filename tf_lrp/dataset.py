@@ -19,13 +19,15 @@ around :meth:`tf_lrp.Explainer.explain`) over data of any size:
   ``[first valid step, last valid step]`` over the chunk and results are written back at their
   original columns. Padding the model does not mask (no mask, no lengths, no ``mask_zero``) is
   real input and is never cropped. Results come back in the original order;
-* **output that survives**: with ``out="relevances.npy"`` the relevances stream into a
-  preallocated memory-mapped ``.npy``; scores, targets and initial-state relevance go beside it
+* **output that survives**: with ``out="relevances.npy"`` the relevances go into a
+  preallocated ``.npy``; scores, targets and initial-state relevance go beside it
   (``relevances.scores.npy``, ...), and a JSON sidecar (``relevances.json``) records the model
-  fingerprint, the arguments, the chunk plan and how many samples are complete. Each chunk is
-  flushed before the sidecar is replaced atomically, so after a crash the same call resumes at
-  the first incomplete chunk, recomputes exactly the same chunks and writes byte-identical
-  files.
+  fingerprint, the arguments, the chunk plan, the files' layout, how many samples are complete
+  and digests of each completed chunk's inputs and outputs. :mod:`tf_lrp.resumable` owns those
+  files: one writer (a lock), nothing written over an input, space allocated up front, each
+  chunk ``fsync``-ed before the sidecar records it, everything verified before a resume. After
+  a crash the same call resumes at the first incomplete chunk, recomputes exactly the same
+  chunks and writes byte-identical files.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import hashlib
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +44,9 @@ from typing import Any
 
 import numpy as np
 
-from . import _io, backend
-from .errors import InputError
+from . import _io, backend, conservation, resumable
+from .errors import InputError, TfLrpWarning
+from .resumable import output_paths
 
 #: Upper bound of an automatically chosen batch on a CPU (keeps progress and resume granularity
 #: useful); lifted on an accelerator, where large batches are what makes it fast.
@@ -56,8 +60,8 @@ HOST_MEMORY_FRACTION = 0.25
 FALLBACK_BUDGET = 1 << 30
 #: On JAX (one compilation per shape) crop widths are multiples of this.
 JAX_WIDTH_QUANTUM = 8
-SIDECAR_FORMAT = "tf_lrp.explain_dataset"
-SIDECAR_VERSION = 2
+SIDECAR_FORMAT = resumable.SIDECAR_FORMAT
+SIDECAR_VERSION = resumable.SIDECAR_VERSION
 #: Rows hashed at each end of the data to recognise it again on resume.
 _DIGEST_ROWS = 64
 
@@ -216,15 +220,10 @@ def _open_path(path: Path) -> Block:
         if "x" not in arrays:
             raise InputError(f"{str(path)!r} has no array 'x' (keys: {sorted(arrays)}); store the inputs as x=")
         return Block(arrays["x"], arrays.get("lengths"), arrays.get("mask"))
-    try:
-        array = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        raise InputError(f"{str(path)!r} cannot be read without unpickling ({exc}); store plain arrays") from exc
-    except OSError as exc:
-        raise InputError(f"{str(path)!r} is not a readable .npy file ({exc})") from exc
-    if not isinstance(array, np.ndarray):
-        raise InputError(f"{str(path)!r} holds several arrays; pass an .npy file or an .npz with key 'x'")
-    return Block(array)
+    with open(path, "rb") as handle:
+        if handle.read(4) == b"PK\x03\x04":
+            raise InputError(f"{str(path)!r} holds several arrays; pass an .npy file or an .npz with key 'x'")
+    return Block(_io.load_npy(path, mmap=True))
 
 
 def _as_block(item: Any, where: str) -> Block:
@@ -281,23 +280,8 @@ class OutputFiles:
         }
 
 
-def output_paths(out: str | os.PathLike[str]) -> dict[str, Path]:
-    """The files written for ``out="relevances.npy"`` (relevance, scores, targets, ..., sidecar)."""
-    path = Path(out)
-    if path.suffix != ".npy":
-        raise InputError(f"out must name an .npy file (e.g. 'relevances.npy'); got {str(path)!r}")
-    stem = path.with_suffix("")
-    return {
-        "relevance": path,
-        "scores": Path(f"{stem}.scores.npy"),
-        "targets": Path(f"{stem}.targets.npy"),
-        "initial_state_relevance": Path(f"{stem}.initial_state.npy"),
-        "sidecar": Path(f"{stem}.json"),
-    }
-
-
 class _Sink:
-    """Where chunk results go: arrays in memory, or memory-mapped ``.npy`` files."""
+    """Where chunk results go in memory (files: :class:`tf_lrp.resumable.Store`)."""
 
     def __init__(self, arrays: dict[str, np.ndarray], mask: np.ndarray | None) -> None:
         self.arrays = arrays
@@ -311,11 +295,6 @@ class _Sink:
         self.arrays["initial_state_relevance"][indices] = initial
         if self.mask is not None and mask is not None:
             self.mask[indices, start:stop] = mask
-
-    def flush(self) -> None:
-        for array in self.arrays.values():
-            if isinstance(array, np.memmap):
-                array.flush()
 
 
 def explain_dataset(
@@ -368,14 +347,21 @@ def explain_dataset(
         the :class:`OutputFiles`.
 
     Raises:
-        InputError: for invalid arguments or data, and when ``out`` holds a run of another
-            model, other arguments or other data (pass ``resume=False`` to start over).
+        InputError: for invalid arguments or data; when ``out`` holds a run of another model,
+            other arguments or other data, or files that changed since they were written (pass
+            ``resume=False`` to start over); when ``out`` or a companion file is an input file;
+            when another process is writing ``out``; when the disk is full.
+
+    Warns:
+        TfLrpWarning: once, naming the worst sample, when relevance blows up (see
+            :mod:`tf_lrp.conservation`).
     """
     fixed = _check_batch_size(batch_size)
     if memory_budget is not None and (
         isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, np.integer)) or memory_budget <= 0
     ):
         raise InputError(f"memory_budget must be a positive number of bytes or None; got {memory_budget!r}")
+    inputs = _input_files(data, lengths, mask)
     if isinstance(data, (str, os.PathLike)):
         data = _open_path(Path(data))
         lengths = data.lengths if lengths is None else lengths
@@ -411,48 +397,150 @@ def explain_dataset(
         "targets": _describe_targets(targets),
         "samples": int(count),
     }
+    method = str(record.get("method", ""))
     if out is None:
         return _run_in_memory(
             run, blocks(), fixed, budget, per_sample_bytes, targets, mask_zero, rank, feature_shape,
-            features, output_dtype, num_outputs, progress, max_batch,
+            features, output_dtype, num_outputs, progress, method, max_batch,
         )  # fmt: skip
     paths = output_paths(out)
     if count == 0:
         raise InputError("the data set holds no samples")
+    resumable.check_not_inputs(paths, inputs)
+    if not paths["sidecar"].parent.is_dir():
+        raise InputError(
+            f"cannot write {str(paths['relevance'])!r}: directory {str(paths['sidecar'].parent)!r} does not exist"
+        )
     first = next(blocks())
     arguments["data"] = _digest(first, count, steps)
-    state = _open_output(paths, arguments, count, steps, features, output_dtype, num_outputs, resume, budget,
-                         max_batch)  # fmt: skip
-    sink = _Sink(state["arrays"], None)
-    completed = int(state["completed"])
-    resumed_from = completed
+    arguments = json.loads(json.dumps(arguments))  # normalise (tuples -> lists) for comparison
+    shapes = _output_shapes(count, steps, features, output_dtype, num_outputs)
+    plan_record = {"batch_size": fixed, "memory_budget": budget, "max_batch": max_batch}
+    with resumable.Lock(paths["lock"], paths["relevance"]):
+        sidecar, store = _open_output(paths, arguments, shapes, plan_record, resume)
+        try:
+            _run_to_files(
+                run, blocks, sidecar, store, paths, targets, per_sample_bytes, rank, feature_shape, mask_zero,
+                progress, method, count,
+            )  # fmt: skip
+        finally:
+            store.close()
+    return OutputFiles(
+        paths["relevance"], paths["scores"], paths["targets"], paths["initial_state_relevance"], paths["sidecar"],
+        samples=count, resumed_from=int(sidecar["completed"]),
+    )  # fmt: skip
+
+
+def _run_to_files(
+    run: BatchFunction,
+    blocks: Callable[[], Iterator[Block]],
+    sidecar: dict[str, Any],
+    store: resumable.Store,
+    paths: Mapping[str, Path],
+    targets: Any,
+    per_sample_bytes: Callable[[int], int],
+    rank: int,
+    feature_shape: tuple[int, ...],
+    mask_zero: bool,
+    progress: bool | None,
+    method: str,
+    count: int,
+) -> None:
+    """Verify the completed chunks, then compute and write the others; record them as checkpoints."""
+    completed = int(sidecar["completed"])
+    recorded: list[dict[str, Any]] = list(sidecar["chunks"])
+    plan_record = sidecar["plan"]
+    checkpoint = resumable.Checkpoint(store, paths["sidecar"], sidecar)
+    worst = _Worst(method)
     done = 0  # samples of the chunks passed so far, in processing order
-    digests: list[str] = list(state["sidecar"].get("chunks", []))  # of the completed chunks' inputs
     bar = _progress(progress, count, completed)
     try:
         for number, (offset, chunk, block) in enumerate(
-            _chunks(blocks(), state["batch_size"], state["budget"], per_sample_bytes, rank, feature_shape, mask_zero,
-                    state["max_batch"])
-        ):
+            _chunks(blocks(), plan_record["batch_size"], plan_record["memory_budget"], per_sample_bytes, rank,
+                    feature_shape, mask_zero, plan_record.get("max_batch", MAX_AUTO_BATCH))
+        ):  # fmt: skip
             size = len(chunk.indices)
             rows = _gather(block, chunk)
-            if done + size <= completed:
-                _check_unchanged(digests, number, rows, chunk, offset, paths["sidecar"])
+            where = chunk.indices + offset
+            if done < completed:
+                _check_completed(recorded, number, rows, chunk, where, store, paths)
                 done += size
                 continue
-            result = _run_chunk(run, rows, chunk, targets)
-            sink.put(chunk.indices + offset, chunk.start, chunk.stop, result)
-            sink.flush()
+            result = worst.run(run, rows, chunk, targets, where)
+            outputs = store.put(where, chunk.start, chunk.stop, result)
+            checkpoint.add(
+                number, {"inputs": _rows_digest(rows), "outputs": outputs, "samples": size, "first": int(where[0])}
+            )
             done += size
-            digests[number:] = [_rows_digest(rows)]
-            _io.write_json(paths["sidecar"], {**state["sidecar"], "completed": done, "chunks": digests})
             bar.update(size)
+        checkpoint.write()
+    except OSError as exc:
+        saved = checkpoint.write_quietly()
+        if resumable.is_no_space(exc):
+            raise resumable.no_space_while_writing(paths["relevance"], saved, count) from exc
+        raise
+    except BaseException:
+        checkpoint.write_quietly()  # an error or an interrupt keeps what is written (a SIGKILL cannot)
+        raise
     finally:
         bar.close()
-    return OutputFiles(
-        paths["relevance"], paths["scores"], paths["targets"], paths["initial_state_relevance"], paths["sidecar"],
-        samples=count, resumed_from=resumed_from,
-    )  # fmt: skip
+    worst.warn()
+
+
+class _Worst:
+    """Runs chunks with the per-call blow-up warning silenced; warns once for the worst sample."""
+
+    def __init__(self, method: str) -> None:
+        self.method = method
+        self.sample = -1
+        self.error = -1.0
+
+    def run(self, run: BatchFunction, rows: Block, chunk: Chunk, targets: Any, where: np.ndarray) -> tuple[Any, ...]:
+        _check_finite(rows, chunk, where)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TfLrpWarning)
+            result = _run_chunk(run, rows, chunk, targets)
+        relevance, scores, target, initial = (np.asarray(part) for part in result[:4])
+        found = conservation.worst_sample(
+            self.method, relevance, scores[np.arange(len(target)), target], initial
+        )
+        if found is not None and not found[1] <= self.error:
+            self.sample, self.error = int(where[found[0]]), found[1]
+        return result
+
+    def warn(self) -> None:
+        if self.sample >= 0:
+            conservation.warn(self.method, self.sample, self.error, stacklevel=5)  # the caller of explain_dataset
+
+
+def _check_finite(rows: Block, chunk: Chunk, where: np.ndarray) -> None:
+    """NaN or inf in a chunk's columns, reported at the index of the whole data set."""
+    x = rows.x[:, chunk.start : chunk.stop]
+    if x.dtype.kind not in "fc":
+        return
+    bad = ~np.isfinite(x)
+    if bad.any():
+        row, column, *rest = (int(i) for i in np.argwhere(bad)[0])
+        index = (int(where[row]), column + chunk.start, *rest)
+        raise InputError(
+            f"x contains NaN or infinite values (first at index {index}); clean or impute them before explaining"
+        )
+
+
+def _input_files(*sources: Any) -> list[Path]:
+    """The files the data comes from: paths, and the files behind memory-mapped arrays."""
+    files = []
+    for source in sources:
+        if isinstance(source, (str, os.PathLike)):
+            files.append(Path(source))
+            continue
+        array = source
+        while isinstance(array, np.ndarray):
+            if isinstance(array, np.memmap) and getattr(array, "filename", None):
+                files.append(Path(array.filename))
+                break
+            array = array.base
+    return files
 
 
 def _check_batch_size(batch_size: Any) -> int | None:
@@ -556,16 +644,35 @@ def _rows_digest(rows: Block) -> str:
     return digest.hexdigest()[:32]
 
 
-def _check_unchanged(digests: list[str], number: int, rows: Block, chunk: Chunk, offset: int, sidecar: Path) -> None:
-    """On resume, a completed chunk's inputs must be the ones its recorded results came from."""
-    if number < len(digests) and digests[number] == _rows_digest(rows):
-        return
-    first = int(chunk.indices[0] + offset)
-    raise InputError(
-        f"cannot resume {str(sidecar)!r}: the data changed since the recorded run; the {len(chunk.indices)} "
-        f"samples of completed chunk {number} (from sample {first}) differ from the ones explained then. "
-        "Pass resume=False (--overwrite) to start over"
-    )
+def _check_completed(
+    recorded: list[dict[str, Any]],
+    number: int,
+    rows: Block,
+    chunk: Chunk,
+    where: np.ndarray,
+    store: resumable.Store,
+    paths: Mapping[str, Path],
+) -> None:
+    """On resume, a completed chunk must be the recorded one: same samples, same inputs, same outputs."""
+    sidecar = paths["sidecar"]
+    entry = recorded[number] if number < len(recorded) else None
+    if entry is None or (entry["samples"], entry["first"]) != (len(where), int(where[0])):
+        raise InputError(
+            f"cannot resume {str(sidecar)!r}: its chunk plan does not produce the chunks it records (chunk {number}); "
+            "it was edited or damaged. Pass resume=False (--overwrite) to start over"
+        )
+    if entry["inputs"] != _rows_digest(rows):
+        raise InputError(
+            f"cannot resume {str(sidecar)!r}: the data changed since the recorded run; the {len(where)} "
+            f"samples of completed chunk {number} (from sample {int(where[0])}) differ from the ones explained then. "
+            "Pass resume=False (--overwrite) to start over"
+        )
+    if entry["outputs"] != store.digest(where):
+        raise InputError(
+            f"cannot resume: the output files of {str(paths['relevance'])!r} changed since completed chunk {number} "
+            f"(samples from {int(where[0])}) was written: they were edited or damaged. "
+            "Pass resume=False (--overwrite) to start over"
+        )
 
 
 def _measure(blocks: Iterator[Block], rank: int, feature_shape: tuple[int, ...]) -> tuple[int, int]:
@@ -601,9 +708,11 @@ def _run_in_memory(
     output_dtype: str,
     num_outputs: int,
     progress: bool | None,
+    method: str,
     max_batch: int | None = MAX_AUTO_BATCH,
 ) -> dict[str, np.ndarray]:
     parts: list[dict[str, np.ndarray]] = []
+    worst = _Worst(method)
     bar = _progress(progress, 0)
     try:
         current: tuple[int, dict[str, np.ndarray], _Sink] | None = None
@@ -611,7 +720,7 @@ def _run_in_memory(
                                             mask_zero, max_batch):  # fmt: skip
             if current is None or current[0] != offset:
                 count, steps = block.x.shape[:2]
-                arrays = _allocate(None, count, steps, features, output_dtype, num_outputs)
+                arrays = _allocate(count, steps, features, output_dtype, num_outputs)
                 masked = block.lengths is not None or block.mask is not None or mask_zero
                 current = (offset, arrays, _Sink(arrays, np.zeros((count, steps), bool) if masked else None))
                 parts.append(arrays)
@@ -619,13 +728,14 @@ def _run_in_memory(
                     arrays["mask"] = current[2].mask
                 bar.total = offset + count
                 bar.refresh()
-            result = _run_chunk(run, _gather(block, chunk), chunk, targets)
+            result = worst.run(run, _gather(block, chunk), chunk, targets, chunk.indices + offset)
             current[2].put(chunk.indices, chunk.start, chunk.stop, result)
             bar.update(len(chunk.indices))
     finally:
         bar.close()
     if not parts:
         raise InputError("the data set holds no samples")
+    worst.warn()
     return _concatenate(parts)
 
 
@@ -649,124 +759,63 @@ def _concatenate(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return result
 
 
-def _allocate(
-    paths: Mapping[str, Path] | None,
-    count: int,
-    steps: int,
-    features: int,
-    output_dtype: str,
-    num_outputs: int,
-    mode: str = "w+",
-) -> dict[str, np.ndarray]:
-    shapes: dict[str, tuple[tuple[int, ...], str]] = {
+def _output_shapes(
+    count: int, steps: int, features: int, output_dtype: str, num_outputs: int
+) -> dict[str, tuple[tuple[int, ...], str]]:
+    return {
         "relevance": ((count, steps, features), output_dtype),
         "scores": ((count, num_outputs), output_dtype),
         "targets": ((count,), "int64"),
         "initial_state_relevance": ((count,), output_dtype),
     }
-    arrays: dict[str, np.ndarray] = {}
-    for key, (shape, dtype) in shapes.items():
-        if paths is None:
-            arrays[key] = np.zeros(shape, dtype=dtype)
-        elif mode == "w+":
-            arrays[key] = np.lib.format.open_memmap(paths[key], mode="w+", dtype=dtype, shape=shape)
-        else:
-            arrays[key] = _open_existing(paths[key], shape, dtype)
-    return arrays
 
 
-def _open_existing(path: Path, shape: tuple[int, ...], dtype: str) -> np.ndarray:
-    try:
-        array = np.lib.format.open_memmap(path, mode="r+")
-    except (OSError, ValueError) as exc:
-        raise InputError(f"cannot resume: {str(path)!r} is missing or damaged ({exc}); pass resume=False") from exc
-    if array.shape != shape or array.dtype != np.dtype(dtype):
-        raise InputError(
-            f"cannot resume: {str(path)!r} has shape {array.shape}, {array.dtype}; this run writes {shape}, {dtype}. "
-            "Pass resume=False (--overwrite) to start over"
-        )
-    return array
+def _allocate(count: int, steps: int, features: int, output_dtype: str, num_outputs: int) -> dict[str, np.ndarray]:
+    """Zeroed result arrays in memory (files go through :mod:`tf_lrp.resumable`)."""
+    shapes = _output_shapes(count, steps, features, output_dtype, num_outputs)
+    return {key: np.zeros(shape, dtype=dtype) for key, (shape, dtype) in shapes.items()}
 
 
 def _open_output(
     paths: Mapping[str, Path],
     arguments: dict[str, Any],
-    count: int,
-    steps: int,
-    features: int,
-    output_dtype: str,
-    num_outputs: int,
+    shapes: Mapping[str, tuple[tuple[int, ...], str]],
+    plan_record: dict[str, Any],
     resume: bool,
-    budget: int,
-    max_batch: int | None = MAX_AUTO_BATCH,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], resumable.Store]:
+    """Under the lock: the recorded run to continue (verified), or a new one (allocated)."""
     sidecar_path = paths["sidecar"]
-    directory = sidecar_path.parent
-    if not directory.is_dir():
-        raise InputError(f"cannot write {str(paths['relevance'])!r}: directory {str(directory)!r} does not exist")
-    arguments = json.loads(json.dumps(arguments))  # normalise (tuples -> lists) for comparison
-    if resume and sidecar_path.is_file():
-        try:
-            previous = json.loads(sidecar_path.read_text())
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"cannot resume: {str(sidecar_path)!r} is not readable JSON ({exc})") from exc
-        if previous.get("format") != SIDECAR_FORMAT:
-            raise InputError(f"cannot resume: {str(sidecar_path)!r} is not a tf_lrp explain_dataset record")
-        if previous.get("version") != SIDECAR_VERSION:
+    plan = resumable.file_plan(paths, shapes)
+    if resume and sidecar_path.exists():
+        previous = resumable.read_sidecar(sidecar_path)
+        resumable.compare_arguments(previous["arguments"], arguments, sidecar_path)
+        if previous["completed"] > 0:
+            return previous, resumable.Store.reopen(paths, plan, previous["files"])
+    elif resume:
+        existing = [paths[key] for key in resumable.OUTPUTS if os.path.lexists(paths[key])]
+        if existing:
             raise InputError(
-                f"cannot resume: {str(sidecar_path)!r} is a version {previous.get('version')!r} record and this "
-                f"tf_lrp writes version {SIDECAR_VERSION}; pass resume=False (--overwrite) to start over"
+                f"{str(existing[0])!r} exists but has no sidecar {str(sidecar_path)!r}, so it cannot be resumed; "
+                "pass resume=False (--overwrite) to replace it"
             )
-        _compare(previous.get("arguments", {}), arguments, sidecar_path)
-        if int(previous.get("completed", 0)) == 0:
-            return _open_output(paths, arguments, count, steps, features, output_dtype, num_outputs, False, budget,
-                                max_batch)  # fmt: skip
-        plan_record = previous["plan"]
-        arrays = _allocate(paths, count, steps, features, output_dtype, num_outputs, mode="r+")
-        return {
-            "arrays": arrays,
-            "completed": int(previous.get("completed", 0)),
-            "batch_size": plan_record["batch_size"],
-            "budget": int(plan_record["memory_budget"]),
-            "max_batch": plan_record.get("max_batch", MAX_AUTO_BATCH),  # the recorded cap (older records: 1024)
-            "sidecar": previous,
-        }
-    if resume and paths["relevance"].exists():
-        raise InputError(
-            f"{str(paths['relevance'])!r} exists but has no sidecar {str(sidecar_path)!r}, so it cannot be resumed; "
-            "pass resume=False (--overwrite) to replace it"
-        )
-    arrays = _allocate(paths, count, steps, features, output_dtype, num_outputs)
-    for array in arrays.values():
-        if isinstance(array, np.memmap):
-            array.flush()
-    fixed = arguments["batch_size"]
     sidecar = {
         "format": SIDECAR_FORMAT,
         "version": SIDECAR_VERSION,
         "arguments": arguments,
-        "plan": {"batch_size": None if fixed == "auto" else fixed, "memory_budget": budget, "max_batch": max_batch},
-        "files": {key: path.name for key, path in paths.items() if key != "sidecar"},
-        "samples": count,
+        "plan": plan_record,
+        "files": plan,
+        "samples": int(shapes["targets"][0][0]),
         "completed": 0,
+        "chunks": [],
     }
-    _io.write_json(sidecar_path, sidecar)
-    return {"arrays": arrays, "completed": 0, "batch_size": sidecar["plan"]["batch_size"], "budget": budget,
-            "max_batch": max_batch, "sidecar": sidecar}  # fmt: skip
-
-
-def _compare(previous: Mapping[str, Any], current: Mapping[str, Any], where: Path) -> None:
-    differences = [
-        f"{key}: recorded {previous.get(key)!r}, now {current.get(key)!r}"
-        for key in sorted(set(previous) | set(current))
-        if previous.get(key) != current.get(key)
-    ]
-    if differences:
-        what = "another model" if any(d.startswith("fingerprint") for d in differences) else "other arguments or data"
-        raise InputError(
-            f"cannot resume {str(where)!r}: it records a run with {what} ({'; '.join(differences[:3])}); "
-            "pass resume=False (--overwrite) to start over"
-        )
+    needed = resumable.check_space(paths, plan)  # before anything is written
+    try:  # the new record first: from here on, no older record claims rows of the files being replaced
+        resumable.write_sidecar(sidecar_path, sidecar)
+    except OSError as exc:
+        if resumable.is_no_space(exc):
+            raise resumable.no_space(paths["relevance"], needed) from exc
+        raise
+    return sidecar, resumable.Store.create(paths, plan)
 
 
 def _describe_targets(targets: Any) -> Any:

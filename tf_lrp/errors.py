@@ -22,3 +22,7 @@ class ConversionError(TfLrpError, ValueError):
 
 class InputError(TfLrpError, ValueError):
     """An argument of ``explain`` (or of another public call) is not valid."""
+
+
+class TfLrpWarning(UserWarning):
+    """A result that is computed but numerically suspect (non-finite or not conserving the score)."""

@@ -11,11 +11,11 @@ import functools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _io, backend, dataset
+from . import _io, backend, conservation, dataset
 from .errors import InputError, LayoutError
 from .layout import (
     GATES,
@@ -29,12 +29,15 @@ from .layout import (
     validate_manifest,
 )
 from .methods import EXTRA_INPUTS, METHODS, scores
+from .nodes import NODES
 from .rules import RuleSet, as_ruleset, check_lrp_numbers
 
 DTYPES = ("float32", "float64")
 #: Default memory budget of one compiled call's working set, in bytes (see ``working_set_bytes``).
 DEFAULT_MEMORY_BUDGET = 1 << 30
 MANIFEST_KEY = "__manifest__"
+#: Samples an Explanation shows in a notebook (``_repr_html_``).
+_HTML_SAMPLES = 8
 
 
 # --------------------------------------------------------------------------------------------
@@ -47,8 +50,10 @@ class Explanation:
 
     Attributes:
         relevance: (B, T, D) relevance per input dimension (for token models: per embedding
-            dimension); exactly 0 on masked (padded) steps.
-        scores: (B, C) the last dense layer's pre-activation (before any softmax).
+            dimension); exactly 0 on masked (padded) steps. A tuple with one such array per
+            input for a network with several inputs.
+        scores: (B, C) the last dense layer's pre-activation (before any softmax); (B, T, C)
+            for a network with per-step outputs.
         target: (B,) the explained output unit.
         initial_state_relevance: (B,) LRP relevance that reached the zero initial states (zero
             when bias_factor = 0, and for gradient methods, which have no such share).
@@ -57,7 +62,7 @@ class Explanation:
         bias_factor: the LRP bias factor used.
     """
 
-    relevance: np.ndarray
+    relevance: Any  # np.ndarray, or a tuple of them (one per input)
     scores: np.ndarray
     target: np.ndarray
     initial_state_relevance: np.ndarray
@@ -65,16 +70,27 @@ class Explanation:
     eps: float
     bias_factor: float
     mask: np.ndarray | None = field(default=None, repr=False)
+    explained: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def explained_score(self) -> np.ndarray:
-        """(B,) ``scores[b, target[b]]``."""
+        """(B,) ``scores[b, target[b]]`` (for per-step outputs: summed over the explained steps)."""
+        if self.explained is not None:
+            return self.explained
         return self.scores[np.arange(len(self.target)), self.target]
 
     @property
-    def token_relevance(self) -> np.ndarray:
-        """(B, T) relevance per time step (token): the sum over the feature axis."""
+    def token_relevance(self) -> Any:
+        """(B, T) relevance per time step (token): the sum over the feature axis (a tuple per input)."""
+        if isinstance(self.relevance, tuple):
+            return tuple(r.sum(axis=-1) for r in self.relevance)
         return self.relevance.sum(axis=-1)
+
+    @property
+    def relevance_sum(self) -> np.ndarray:
+        """(B,) the relevance of every input of each sample, summed."""
+        parts = self.relevance if isinstance(self.relevance, tuple) else (self.relevance,)
+        return np.sum([r.sum(axis=(1, 2)) for r in parts], axis=0)
 
     @property
     def absorbed(self) -> np.ndarray:
@@ -83,7 +99,7 @@ class Explanation:
         ``explained_score - relevance.sum() - initial_state_relevance``; 0 up to round-off
         for LRP with bias_factor = 1.
         """
-        total = self.relevance.sum(axis=(1, 2)) + self.initial_state_relevance
+        total = self.relevance_sum + self.initial_state_relevance
         return self.explained_score - total
 
     @property
@@ -92,11 +108,31 @@ class Explanation:
         scale = np.maximum(np.abs(self.explained_score), np.finfo(self.scores.dtype).tiny)
         return np.abs(self.absorbed) / scale
 
+    def _repr_html_(self) -> str:
+        """Notebooks show the first samples as a relevance heatmap over their valid steps."""
+        from ._html import heatmap_fragment
+
+        steps_all, mask, which = self.token_relevance, self.mask, ""
+        if isinstance(steps_all, tuple):  # several inputs: the first one
+            steps_all, which = steps_all[0], f" of input 0 (of {len(steps_all)})"
+            mask = mask[0] if isinstance(mask, tuple) else mask
+        shown = min(len(self.target), _HTML_SAMPLES)
+        steps = np.asarray(steps_all[:shown])
+        valid = np.ones(steps.shape, dtype=bool) if mask is None else np.asarray(mask[:shown], dtype=bool)
+        rows = [[f"t{t}" for t in np.flatnonzero(valid[i])] for i in range(shown)]
+        values = np.zeros(steps.shape)
+        for i in range(shown):
+            values[i, : int(valid[i].sum())] = steps[i][valid[i]]
+        score = self.explained_score
+        labels = [f"sample {i}: target {self.target[i]}, score {score[i]:.4g}" for i in range(shown)]
+        more = "" if shown == len(self.target) else f", first {shown} of {len(self.target)} samples"
+        return heatmap_fragment(rows, values, f"{self.method} relevance per time step{which}{more}", labels)
+
     def conservation_report(self) -> str:
         """A short human-readable summary of conservation over the batch."""
         return (
             f"{self.method}: explained score sum {self.explained_score.sum():.6g}, relevance sum "
-            f"{self.relevance.sum():.6g}, initial states {self.initial_state_relevance.sum():.6g}, "
+            f"{self.relevance_sum.sum():.6g}, initial states {self.initial_state_relevance.sum():.6g}, "
             f"absorbed {self.absorbed.sum():.6g} (bias_factor={self.bias_factor:g}); max relative "
             f"conservation error {self.conservation_error.max():.3g}"
         )
@@ -146,7 +182,7 @@ def _infer_layers(
                 use_bias=len(bias) in (1, 2) and bias[-1] == gates * units,
             )
         )
-        per_direction = 3 if layers[-1].use_bias else 2
+        per_direction = 3 if len(bias) in (1, 2) and bias[-1] == gates * units else 2
         position += per_direction * directions
     if not layers:
         first = shape(0) if count else ()
@@ -195,6 +231,61 @@ def _recurrent_hint(cell: str, recurrent: tuple[int, ...], index: int) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# Compiled-call arguments
+
+
+class CallArgs(NamedTuple):
+    """The arguments of one compiled call, by name (flattened to positions only at the boundary).
+
+    A template holds :class:`~tf_lrp.backend.TensorSpec` leaves (None for a field the call
+    does not take); a call holds arrays in the same structure.
+    """
+
+    weights: Any  # list of weight arrays (one argument)
+    xs: tuple[Any, ...]  # per network input, batch-major
+    masks: tuple[Any, ...]  # per input (B, T) bool; empty without masks
+    target: Any  # (B,) int32, -1 = predicted
+    step: Any  # (B,) int32 explained output step, -1 = all (per-step outputs)
+    samples: tuple[Any, ...]  # per-sample method extras (B, T, D)
+    eps: Any  # 0-d
+    bias_factor: Any  # 0-d
+    shared: tuple[Any, ...]  # method extras shared by the call (points, positions)
+
+    def _positional(self) -> list[tuple[str, Any, bool]]:
+        """(name, value, batch-major) for every positional argument, in order."""
+        fields: list[tuple[str, Any, bool]] = [("weights", self.weights, False)]
+        fields += [("xs", v, True) for v in self.xs] + [("masks", v, True) for v in self.masks]
+        fields += [(n, getattr(self, n), True) for n in ("target", "step") if getattr(self, n) is not None]
+        fields += [("samples", v, True) for v in self.samples]
+        fields += [(n, getattr(self, n), False) for n in ("eps", "bias_factor") if getattr(self, n) is not None]
+        return fields + [("shared", v, False) for v in self.shared]
+
+    def flatten(self) -> list[Any]:
+        """The positional arguments, in order."""
+        return [value for _, value, _ in self._positional()]
+
+    def batch_positions(self) -> list[int]:
+        """Positions of the batch-major arguments (split into chunks, padded to buckets)."""
+        return [i for i, (_, _, batched) in enumerate(self._positional()) if batched]
+
+    def unflatten(self, flat: Sequence[Any]) -> CallArgs:
+        """The record of positional arguments ``flat`` laid out like this template."""
+        values: dict[str, list[Any]] = {}
+        for (name, _, _), value in zip(self._positional(), flat, strict=True):
+            values.setdefault(name, []).append(value)
+        def one(name: str) -> Any:
+            return values[name][0] if name in values else None
+
+        def group(name: str) -> tuple[Any, ...]:
+            return tuple(values.get(name, ()))
+
+        return CallArgs(
+            weights=one("weights"), xs=group("xs"), masks=group("masks"), target=one("target"), step=one("step"),
+            samples=group("samples"), eps=one("eps"), bias_factor=one("bias_factor"), shared=group("shared"),
+        )  # fmt: skip
+
+
+# --------------------------------------------------------------------------------------------
 # The explainer
 
 
@@ -234,6 +325,7 @@ class Explainer:
             raise InputError(f"memory_budget must be a positive number of bytes; got {memory_budget!r}")
         self.memory_budget = int(memory_budget)
         checked = check_weights(layout, weights)
+        _check_cast(layout, checked, dtype)
         self.weights: list[np.ndarray] = [np.ascontiguousarray(w, dtype=dtype) for w in checked]
         self._compiled: dict[tuple[Any, ...], backend.Compiled] = {}
 
@@ -422,113 +514,172 @@ class Explainer:
     def working_set_bytes(self, time_steps: int) -> int:
         """Bytes of forward activations kept per sample for a sequence of ``time_steps``.
 
-        Per recurrent direction and step the cell keeps 8 (LSTM) or 7 (GRU) H-vectors plus
-        the output; the backward pass adds about as much again, transiently.
+        The inputs plus what every node keeps for the backward passes (each node type declares
+        it: ``cache_floats``; a recurrent direction keeps ``CACHE_VECTORS`` H-vectors per step);
+        the backward pass adds about as much again, transiently.
         """
+        layout = self.layout
         itemsize = np.dtype(self.dtype).itemsize
-        total = time_steps * self.layout.input_size
-        for spec in self.layout.recurrent:
-            fields = 9 if spec.cell == "lstm" else 8
-            total += time_steps * len(spec.directions) * (fields * spec.units + spec.input_size)
+        total = sum(time_steps * layout.attribution_size(k) for k in range(len(layout.inputs)))
+        sequences = layout.sequence_outputs
+        for spec, reads in zip(layout.layers, layout.edges, strict=True):
+            first = reads[0]
+            steps = time_steps if first < 0 or sequences[first] else 1
+            total += NODES[spec.kind].cache_floats(spec, steps)
         return 2 * total * itemsize
 
     # running --------------------------------------------------------------------------------
 
+    def _x_specs(self) -> list[backend.TensorSpec]:
+        """One spec per network input: (B, T) int32 token ids or (B, T, D) floats."""
+        return [
+            backend.TensorSpec((None, None), "int32")
+            if spec.tokens
+            else backend.TensorSpec((None, None, spec.features), self.dtype)
+            for spec in self.layout.inputs
+        ]
+
     def _function(self, method: str, has_mask: bool) -> backend.Compiled:
+        """The compiled call of ``method`` (or ``"score"``); arguments travel as a :class:`CallArgs`."""
         key = (method, has_mask)
         if key not in self._compiled:
             layout, rules = self.layout, self.rules
-            x_spec = (
-                backend.TensorSpec((None, None), "int32")
-                if layout.embedding is not None
-                else backend.TensorSpec((None, None, layout.input_size), self.dtype)
+            count = len(layout.inputs)
+            extra_specs = [] if method == "score" else _extra_specs(method, layout.input_size, self.dtype)
+            template = CallArgs(
+                weights=[backend.TensorSpec(w.shape, self.dtype) for w in self.weights],
+                xs=tuple(self._x_specs()),
+                masks=tuple(backend.TensorSpec((None, None), "bool") for _ in range(count)) if has_mask else (),
+                target=backend.TensorSpec((None,), "int32") if method != "score" else None,
+                step=backend.TensorSpec((None,), "int32") if method != "score" else None,
+                samples=tuple(spec for kind, spec in extra_specs if kind == "inputs"),
+                eps=backend.TensorSpec((), self.dtype) if method != "score" else None,
+                bias_factor=backend.TensorSpec((), self.dtype) if method != "score" else None,
+                shared=tuple(spec for kind, spec in extra_specs if kind != "inputs"),
             )
-            weight_specs = [backend.TensorSpec(w.shape, self.dtype) for w in self.weights]
-            scalar = backend.TensorSpec((), self.dtype)
+            per_step = layout.per_step
+
+            def unpack(flat: Sequence[Any]) -> tuple[Any, Any, CallArgs]:
+                args = template.unflatten(flat)
+                xs = args.xs if count > 1 else args.xs[0]
+                masks = (args.masks if count > 1 else args.masks[0]) if has_mask else None
+                return xs, masks, args
+
             if method == "score":
 
-                def run(arrays: Any, x: Any, *rest: Any) -> Any:
-                    return scores(layout, arrays, x, rest[0] if has_mask else None)
+                def run(*flat: Any) -> Any:
+                    xs, masks, args = unpack(flat)
+                    return scores(layout, args.weights, xs, masks)
 
-                signature = [weight_specs, x_spec]
             else:
                 implementation = METHODS[method]
-                extra_specs = _extra_specs(method, layout.input_size, self.dtype)
-                per_sample = sum(1 for kind, _ in extra_specs if kind == "inputs")
 
-                def run(arrays: Any, x: Any, *rest: Any) -> Any:
-                    mask = rest[0] if has_mask else None
-                    # argument order: [mask], target, per-sample extras, eps, bias_factor, shared extras
-                    target, *rest = rest[1:] if has_mask else rest
-                    samples, (eps, bias_factor, *shared) = rest[:per_sample], rest[per_sample:]
-                    return tuple(
-                        implementation(layout, rules, arrays, x, mask, target, eps, bias_factor, *samples, *shared)
-                    )
+                def run(*flat: Any) -> Any:
+                    xs, masks, args = unpack(flat)
+                    result = implementation(
+                        layout, rules, args.weights, xs, masks, args.target, args.eps, args.bias_factor,
+                        *args.samples, *args.shared, step=args.step if per_step else None,
+                    )  # fmt: skip
+                    relevance = result.relevance if isinstance(result.relevance, tuple) else (result.relevance,)
+                    return (*relevance, result.scores, result.target, result.initial_state, result.explained)
 
-                signature = [
-                    weight_specs,
-                    x_spec,
-                    backend.TensorSpec((None,), "int32"),
-                    *(spec for kind, spec in extra_specs if kind == "inputs"),
-                    scalar,
-                    scalar,
-                    *(spec for kind, spec in extra_specs if kind != "inputs"),
-                ]
-            if has_mask:
-                signature.insert(2, backend.TensorSpec((None, None), "bool"))
-            # batch-major arguments: x, [mask], then (methods) target and the per-sample extras
-            batch_args = [1, 2] if has_mask else [1]
-            if method != "score":
-                first = batch_args[-1] + 1
-                batch_args += list(range(first, first + 1 + per_sample))
             self._compiled[key] = backend.Compiled(
-                run, signature, jit_compile=self.jit_compile, batch_args=batch_args
+                run, template.flatten(), jit_compile=self.jit_compile, batch_args=template.batch_positions()
             )
         return self._compiled[key]
 
-    def _check_x(self, x: Any) -> np.ndarray:
-        layout = self.layout
+    def _check_x(self, x: Any) -> Any:
+        """Validate ``x``: one array for a single-input network, else a tuple (one per input)."""
+        inputs = self.layout.inputs
+        if len(inputs) == 1:
+            return self._check_input(x, 0, "x")
+        if isinstance(x, Mapping):
+            names = [spec.name for spec in inputs]
+            unknown = sorted(set(x) - set(names))
+            missing = [name for name in names if name not in x]
+            if unknown or missing:
+                raise InputError(
+                    f"x names inputs {sorted(x)}; the network's inputs are {names} (missing {missing}, "
+                    f"unknown {unknown})"
+                )
+            x = [x[name] for name in names]
+        if not isinstance(x, (list, tuple)) or len(x) != len(inputs):
+            raise InputError(
+                f"this network has {len(inputs)} inputs {[spec.name for spec in inputs]}: pass x as a list of "
+                f"{len(inputs)} arrays or a dict by input name"
+            )
+        arrays = tuple(self._check_input(value, k, f"x[{inputs[k].name!r}]") for k, value in enumerate(x))
+        batches = {a.shape[0] for a in arrays}
+        if len(batches) > 1:
+            raise InputError(f"the inputs have different batch sizes {[a.shape[0] for a in arrays]}; they must agree")
+        return arrays
+
+    def _check_input(self, x: Any, k: int, label: str) -> np.ndarray:
+        spec = self.layout.inputs[k]
         try:
             array = np.asarray(x)
         except (TypeError, ValueError) as exc:
-            raise InputError(f"x cannot be read as an array ({exc})") from exc
-        if layout.embedding is not None:
-            vocabulary = layout.embedding.input_dim
+            raise InputError(f"{label} cannot be read as an array ({exc})") from exc
+        if spec.tokens:
+            point = self.layout.attribution_edges[k]
+            embedding = self.layout.layers[point]
+            vocabulary = embedding.input_dim  # type: ignore[union-attr]
             if array.ndim != 2:
                 raise InputError(
-                    f"x must be (batch, time) integer token ids for this network (it starts with an "
+                    f"{label} must be (batch, time) integer token ids for this network (it starts with an "
                     f"embedding); got shape {array.shape}"
                 )
             if array.dtype.kind not in "iu":
-                raise InputError(f"x must hold integer token ids; got dtype {array.dtype}")
-            _check_not_empty(array)
+                raise InputError(f"{label} must hold integer token ids; got dtype {array.dtype}")
+            _check_not_empty(array, label)
             if array.size and (array.min() < 0 or array.max() >= vocabulary):
                 raise InputError(
-                    f"x holds token ids outside the vocabulary [0, {vocabulary}): min {array.min()}, max {array.max()}"
+                    f"{label} holds token ids outside the vocabulary [0, {vocabulary}): min {array.min()}, "
+                    f"max {array.max()}"
                 )
             return array.astype(np.int32, copy=False)
+        features = spec.features
         if array.ndim != 3:
             hint = " (one sequence? add a batch axis: x[None])" if array.ndim == 2 else ""
-            raise InputError(f"x must have shape (batch, time, {layout.input_size}); got {array.shape}{hint}")
-        if array.shape[2] != layout.input_size:
+            raise InputError(f"{label} must have shape (batch, time, {features}); got {array.shape}{hint}")
+        if array.shape[2] != features:
             raise InputError(
-                f"x has {array.shape[2]} features per step but the network's first layer expects "
-                f"{layout.input_size}: x must have shape (batch, time, {layout.input_size})"
+                f"{label} has {array.shape[2]} features per step but the network's first layer expects "
+                f"{features}: {label} must have shape (batch, time, {features})"
             )
         if array.dtype.kind not in "fiu":
-            raise InputError(f"x must hold real numbers; got dtype {array.dtype}")
-        _check_not_empty(array)
+            raise InputError(f"{label} must hold real numbers; got dtype {array.dtype}")
+        _check_not_empty(array, label)
         array = np.asarray(array, dtype=self.dtype)
         finite = np.isfinite(array)
         if not finite.all():
             where = tuple(int(i) for i in np.argwhere(~finite)[0])
             raise InputError(
-                f"x contains {int((~finite).sum())} NaN or infinite values (first at index {where}); "
+                f"{label} contains {int((~finite).sum())} NaN or infinite values (first at index {where}); "
                 "clean or impute them before explaining"
             )
         return array
 
-    def _check_mask(self, x: np.ndarray, mask: Any | None, lengths: Any | None) -> np.ndarray | None:
+    def _check_mask(self, x: Any, mask: Any | None, lengths: Any | None, allow_empty: bool = False) -> Any:
+        """The step masks: one (B, T) bool array (or None) per input; a bare one for one input.
+
+        ``allow_empty``: a sample without a valid step is accepted (scoring), not refused.
+        """
+        count = len(self.layout.inputs)
+        if count == 1:
+            return self._check_input_mask(x, 0, mask, lengths, allow_empty)
+        masks = [None] * count if mask is None else list(mask)
+        spans = [None] * count if lengths is None else list(lengths)
+        if len(masks) != count or len(spans) != count:
+            raise InputError(f"for a network with {count} inputs pass mask= and lengths= as lists of {count} entries")
+        result = tuple(self._check_input_mask(x[k], k, masks[k], spans[k], allow_empty) for k in range(count))
+        if all(m is None for m in result):
+            return None
+        return tuple(np.ones(x[k].shape[:2], dtype=bool) if m is None else m for k, m in enumerate(result))
+
+    def _check_input_mask(
+        self, x: np.ndarray, k: int, mask: Any | None, lengths: Any | None, allow_empty: bool = False
+    ) -> np.ndarray | None:
         batch, steps = x.shape[:2]
         if mask is not None and lengths is not None:
             raise InputError("pass either mask= or lengths=, not both")
@@ -548,22 +699,24 @@ class Explainer:
                 if result.dtype.kind not in "iub" or not np.isin(result, (0, 1)).all():
                     raise InputError("mask must be boolean (True = valid step) or 0/1 integers")
                 result = result.astype(bool)
-            if not result.any(axis=1).all():
+            if not allow_empty and not result.any(axis=1).all():
                 empty = int(np.flatnonzero(~result.any(axis=1))[0])
                 raise InputError(f"mask marks no valid step in sample {empty}; every sequence needs one")
-        embedding = self.layout.embedding
-        if embedding is not None and embedding.mask_zero:
-            token_mask = x != 0
-            result = token_mask if result is None else result & token_mask
-            if not result.any(axis=1).all():
-                empty = int(np.flatnonzero(~result.any(axis=1))[0])
-                raise InputError(f"sample {empty} consists of padding (token id 0) only")
-        mask_value = self.layout.mask_value
+        spec = self.layout.inputs[k]
+        if spec.tokens:
+            embedding = self.layout.layers[self.layout.attribution_edges[k]]
+            if embedding.mask_zero:  # type: ignore[union-attr]
+                token_mask = x != 0
+                result = token_mask if result is None else result & token_mask
+                if not allow_empty and not result.any(axis=1).all():
+                    empty = int(np.flatnonzero(~result.any(axis=1))[0])
+                    raise InputError(f"sample {empty} consists of padding (token id 0) only")
+        mask_value = spec.mask_value
         if mask_value is not None:
             # Keras Masking: a step is masked when every feature equals mask_value
             step_mask = np.any(x != np.asarray(mask_value, dtype=x.dtype), axis=-1)
             result = step_mask if result is None else result & step_mask
-            if not result.any(axis=1).all():
+            if not allow_empty and not result.any(axis=1).all():
                 empty = int(np.flatnonzero(~result.any(axis=1))[0])
                 raise InputError(
                     f"sample {empty} consists of masked steps only (every feature equals mask_value={mask_value})"
@@ -612,11 +765,14 @@ class Explainer:
         baseline: Any = None,
         seed: int = 0,
         strategy: Any = None,
+        step: Any = None,
     ) -> Explanation:
         """Explain the scores of a batch.
 
         Args:
-            x: (B, T, D) floats, or (B, T) integer token ids for a network with an embedding.
+            x: (B, T, D) floats, or (B, T) integer token ids for a network with an embedding;
+                for a network with several inputs a list (or a dict by input name) of them, and
+                ``relevance`` is then a tuple with one array per input.
             target: None (explain the predicted class of each sample), an int (the same class
                 for all), or (B,) integers.
             method: one of ``METHODS``: ``"lrp"``, ``"gradient_x_input"``, ``"sensitivity"``,
@@ -635,6 +791,9 @@ class Explainer:
             seed: ``random`` only: the seed of the control's uniform noise.
             strategy: a ``tf.distribute.Strategy`` (TensorFlow backend): each compiled call's
                 batch is split across its replicas and the results gathered in order.
+            step: networks with per-step outputs (scores (B, T, C)) only: the output step to
+                explain (an int, or (B,) integers; negative counts from the end), or None for
+                the sum of the target's scores over the valid steps.
 
         Returns:
             An :class:`Explanation` with numpy arrays.
@@ -645,26 +804,33 @@ class Explainer:
         _check_options(method, eps, bias_factor)
         if strategy is not None:
             backend.check_strategy(strategy)
-        array = self._check_x(x)
-        valid = self._check_mask(array, mask, lengths)
-        targets = self._check_target(target, array.shape[0])
+        if len(self.layout.inputs) > 1 and method in EXTRA_INPUTS:
+            raise InputError(
+                f"{method} takes networks with one input; for several inputs use lrp, gradient_x_input or sensitivity"
+            )
+        xs = self._check_x(x)
+        valid = self._check_mask(xs, mask, lengths)
+        first = xs if len(self.layout.inputs) == 1 else xs[0]
+        targets = self._check_target(target, first.shape[0])
+        steps_ = self._check_step(step, first.shape[0], min(a.shape[1] for a in _as_list(xs)))
         scalars = (np.asarray(eps, dtype=self.dtype), np.asarray(bias_factor, dtype=self.dtype))
-        samples, shared_chunks = self._method_extras(method, array, batch_size, steps, baseline, seed)
-        relevance = None
+        samples, shared_chunks = self._method_extras(method, first, batch_size, steps, baseline, seed)
+        count = len(self.layout.inputs)
+        relevance: list[np.ndarray] = []
         for shared in shared_chunks:  # partial results over chunks of IG points / occluded steps add up
-            part, scores_, target_, initial = self._run_chunks(
-                method, array, valid, batch_size, per_sample=(targets, *samples), constants=(*scalars, *shared),
+            *parts, scores_, target_, initial, explained = self._run_chunks(
+                method, xs, valid, batch_size, per_sample=(targets, steps_, *samples), constants=(*scalars, *shared),
                 strategy=strategy,
             )
-            relevance = part if relevance is None else relevance + part
-        if not np.isfinite(relevance).all():
+            relevance = parts if not relevance else [r + p for r, p in zip(relevance, parts, strict=True)]
+        if not all(np.isfinite(r).all() for r in relevance):  # checked per input
             raise InputError(
                 f"{method} produced non-finite values (a stabilised denominator was zero); use eps > 0"
                 if eps == 0
                 else f"{method} produced non-finite values; check the weights' scale"
             )
-        return Explanation(
-            relevance=relevance,
+        explanation = Explanation(
+            relevance=relevance[0] if count == 1 else tuple(relevance),
             scores=scores_,
             target=target_.astype(np.int64),
             initial_state_relevance=initial,
@@ -672,7 +838,28 @@ class Explainer:
             eps=float(eps),
             bias_factor=float(bias_factor),
             mask=valid,
+            explained=explained,
         )
+        return conservation.checked(explanation)  # warns once (TfLrpWarning) on numeric blow-up
+
+    def _check_step(self, step: Any, batch: int, steps: int) -> np.ndarray:
+        """(B,) int32 explained output steps, ``-1`` for all (None); only for per-step outputs."""
+        if step is None:
+            return np.full((batch,), -1, dtype=np.int32)
+        if not self.layout.per_step:
+            raise InputError("step= is for networks with per-step outputs (scores (B, T, C)); this one has (B, C)")
+        array = np.asarray(step)
+        if array.dtype.kind not in "iu" or array.dtype == bool:
+            raise InputError(f"step must be None, an int or ({batch},) integers; got dtype {array.dtype}")
+        if array.ndim == 0:
+            array = np.full((batch,), int(array))
+        if array.shape != (batch,):
+            raise InputError(f"step must be None, an int or an array of shape ({batch},); got {array.shape}")
+        if array.min() < -steps or array.max() >= steps:
+            raise InputError(
+                f"step out of range: the sequences have {steps} steps; got min {array.min()}, max {array.max()}"
+            )
+        return np.where(array < 0, array + steps, array).astype(np.int32)
 
     def _method_extras(
         self, method: str, x: np.ndarray, batch_size: int | None, steps: Any, baseline: Any, seed: Any
@@ -698,7 +885,7 @@ class Explainer:
             alphas = np.linspace(0.0, 1.0, int(steps) + 1)
             weights = np.full(int(steps) + 1, 1.0 / int(steps))
             weights[[0, -1]] /= 2  # the trapezoid rule
-            chunks = [
+            chunks: list[tuple[np.ndarray, ...]] = [
                 (alphas[i : i + per_call].astype(self.dtype), weights[i : i + per_call].astype(self.dtype))
                 for i in range(0, len(alphas), per_call)
             ]
@@ -779,6 +966,11 @@ class Explainer:
         _check_options(method, eps, bias_factor)
         if strategy is not None:
             backend.check_strategy(strategy)
+        if len(self.layout.inputs) > 1 or self.layout.per_step:
+            raise InputError(
+                "explain_dataset takes networks with one input and one output vector per sample; "
+                "call explain on batches for this network"
+            )
         for key, value in options.items():
             if not isinstance(value, (int, float, str, type(None))):
                 raise InputError(f"explain_dataset passes only scalar options to explain; {key}= is {type(value)}")
@@ -838,33 +1030,50 @@ class Explainer:
         )
 
     def score(self, x: Any, mask: Any = None, lengths: Any = None, batch_size: int | None = None) -> np.ndarray:
-        """The (B, C) scores (the last dense layer's pre-activation) of a batch."""
-        array = self._check_x(x)
-        valid = self._check_mask(array, mask, lengths)
-        (result,) = self._run_chunks("score", array, valid, batch_size)
+        """The (B, C) scores (the last dense layer's pre-activation) of a batch.
+
+        A sample without a valid step (all padding or masked) is scored as Keras does: the
+        recurrent layers keep their zero initial state, so it scores what the head makes of it.
+        """
+        xs = self._check_x(x)
+        valid = self._check_mask(xs, mask, lengths, allow_empty=True)
+        (result,) = self._run_chunks("score", xs, valid, batch_size)
         return result
 
     def _run_chunks(
         self,
         method: str,
-        x: np.ndarray,
-        mask: np.ndarray | None,
+        x: Any,
+        mask: Any,
         batch_size: int | None,
         per_sample: tuple[np.ndarray, ...] = (),
         constants: tuple[np.ndarray, ...] = (),
         strategy: Any = None,
     ) -> tuple[np.ndarray, ...]:
-        """Run a compiled function chunk by chunk and concatenate its outputs along the batch."""
+        """Run a compiled function chunk by chunk and concatenate its outputs along the batch.
+
+        ``per_sample`` is ``(target, step, *samples)`` and ``constants`` ``(eps, bias_factor,
+        *shared)`` for a method, both empty for ``"score"``.
+        """
+        xs, masks = _as_list(x), [] if mask is None else _as_list(mask)
         function = self._function(method, mask is not None)
-        chunk = self._chunk_size(x.shape[0], x.shape[1], batch_size)
+        batch, steps = xs[0].shape[0], max(a.shape[1] for a in xs)
+        chunk = self._chunk_size(batch, steps, batch_size)
         parts = []
-        for start in range(0, x.shape[0], chunk):
+        for start in range(0, batch, chunk):
             window = slice(start, start + chunk)
-            args: list[Any] = [self.weights, x[window]]
-            if mask is not None:
-                args.append(mask[window])
-            args += [a[window] for a in per_sample]
-            args += list(constants)
+            rows = [a[window] for a in per_sample]
+            args = CallArgs(
+                weights=self.weights,
+                xs=tuple(a[window] for a in xs),
+                masks=tuple(m[window] for m in masks),
+                target=rows[0] if rows else None,
+                step=rows[1] if rows else None,
+                samples=tuple(rows[2:]),
+                eps=constants[0] if constants else None,
+                bias_factor=constants[1] if constants else None,
+                shared=tuple(constants[2:]),
+            ).flatten()
             result = function(*args) if strategy is None else function.run_distributed(strategy, *args)
             parts.append(result if isinstance(result, tuple) else (result,))
         return tuple(np.concatenate(p, axis=0) for p in zip(*parts, strict=True))
@@ -891,11 +1100,28 @@ def _check_options(method: str, eps: Any, bias_factor: Any) -> None:
     check_lrp_numbers(eps, bias_factor)
 
 
-def _check_not_empty(array: np.ndarray) -> None:
+def _check_cast(layout: NetworkLayout, weights: Sequence[np.ndarray], dtype: str) -> None:
+    """Weights that would overflow to inf when cast to the compute dtype are refused."""
+    largest = np.finfo(dtype).max
+    for spec, array in zip(layout.arrays, weights, strict=True):
+        bad = int(np.count_nonzero(np.abs(array) > largest))
+        if bad:
+            raise InputError(
+                f"layer {spec.layer} array {spec.name!r}: {bad} of {array.size} weights exceed the range of {dtype} "
+                f"(largest magnitude {np.finfo(dtype).max:.3g}) and would become infinite; use dtype='float64'"
+            )
+
+
+def _as_list(value: Any) -> list[Any]:
+    """A tuple or list as a list; anything else as a one-element list."""
+    return list(value) if isinstance(value, (tuple, list)) else [value]
+
+
+def _check_not_empty(array: np.ndarray, label: str = "x") -> None:
     if array.shape[0] == 0:
-        raise InputError("x is empty: the batch has 0 samples")
+        raise InputError(f"{label} is empty: the batch has 0 samples")
     if array.shape[1] == 0:
-        raise InputError("x has 0 time steps; every sequence needs at least one")
+        raise InputError(f"{label} has 0 time steps; every sequence needs at least one")
 
 
 __all__ = ["Explainer", "Explanation"]

@@ -313,7 +313,7 @@ class Seq2SeqExplainer:
             ]
             if method == "forecast":
 
-                def run(arrays: Any, x: Any, x_future: Any, static: Any) -> Any:
+                def run(arrays: Any, x: Any, x_future: Any, static: Any, *rest: Any) -> Any:
                     return forward(spec, arrays, x, x_future, static).forecasts
 
             else:
@@ -437,7 +437,7 @@ class Seq2SeqExplainer:
         history, future, static_array = self._check_inputs(x, x_future, static)
         horizon, outputs = future.shape[1], self.spec.outputs
         step = _index("step", step, horizon, "the horizon T_out (x_future's time axis)", allow_none=True)
-        output = _index("output", output, outputs, "the number of forecast targets O", allow_none=False)
+        output = int(_index("output", output, outputs, "the number of forecast targets O", allow_none=False) or 0)
         step_weights = np.ones(horizon, dtype=self.dtype) if step is None else np.eye(horizon, dtype=self.dtype)[step]
         one_hot = np.eye(outputs, dtype=self.dtype)[output]
         scalars = (np.asarray(eps, dtype=self.dtype), np.asarray(bias_factor, dtype=self.dtype))

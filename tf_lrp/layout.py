@@ -23,7 +23,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import jsonschema
 import numpy as np
@@ -34,15 +34,21 @@ from .errors import LayoutError
 LSTM_GATES: tuple[str, ...] = ("input", "forget", "cell", "output")
 #: Keras GRU gate blocks along the last axis (z, r, h).
 GRU_GATES: tuple[str, ...] = ("update", "reset", "candidate")
-#: Gate blocks of each recurrent cell kind.
-GATES: Mapping[str, tuple[str, ...]] = {"lstm": LSTM_GATES, "gru": GRU_GATES}
+#: Keras SimpleRNN / PyTorch nn.RNN: one block, no gates.
+SIMPLE_RNN_GATES: tuple[str, ...] = ("candidate",)
+#: Gate blocks of each recurrent cell kind (the registry of recurrent kinds the layout knows).
+GATES: Mapping[str, tuple[str, ...]] = {"lstm": LSTM_GATES, "gru": GRU_GATES, "simple_rnn": SIMPLE_RNN_GATES}
 
 FORMAT = "tf_lrp.layout"
 FORMAT_VERSION = 1
+#: Manifests of version 2 describe a graph: layers name their inputs, the network may have several.
+GRAPH_VERSION = 2
 
 Direction = Literal["forward", "backward", "bidirectional"]
 MergeMode = Literal["concat", "sum", "ave"]
 
+#: Display names of the recurrent kinds (Keras class names).
+CELL_NAMES: Mapping[str, str] = {"lstm": "LSTM", "gru": "GRU", "simple_rnn": "SimpleRNN"}
 #: Activations the recurrent cells can compute (the forward pass uses the layer's own one).
 RECURRENT_ACTIVATIONS = ("tanh", "sigmoid", "hard_sigmoid", "relu", "linear")
 #: Activations allowed on a dense layer that is not the last one (relevance passes through them).
@@ -83,6 +89,8 @@ class EmbeddingSpec:
     mask_zero: bool = False
     name: str = ""
     kind: str = "embedding"
+    #: relevance stops at the embedded vectors: the node takes no LRP rule
+    rule_kind: ClassVar[str | None] = None
 
     @property
     def output_size(self) -> int:
@@ -92,7 +100,9 @@ class EmbeddingSpec:
 
 @dataclass(frozen=True)
 class RecurrentSpec:
-    """An LSTM or GRU layer, one or two directions."""
+    """A recurrent layer (LSTM, GRU, SimpleRNN), one or two directions."""
+
+    rule_kind: ClassVar[str | None] = "recurrent"
 
     cell: str
     units: int
@@ -105,6 +115,9 @@ class RecurrentSpec:
     recurrent_activation: str = "sigmoid"
     use_bias: bool = True
     name: str = ""
+    #: Keras ``zero_output_for_mask`` (forced on by ``Bidirectional`` for returned sequences): a
+    #: masked step outputs zeros instead of the carried state
+    zero_output_for_mask: bool = False
 
     @property
     def kind(self) -> str:
@@ -128,6 +141,8 @@ class RecurrentSpec:
 class DenseSpec:
     """A dense layer; the last one's pre-activation is the explained score."""
 
+    rule_kind: ClassVar[str | None] = "linear"
+
     units: int
     input_size: int
     activation: str = "linear"
@@ -141,7 +156,74 @@ class DenseSpec:
         return self.units
 
 
-LayerSpec = EmbeddingSpec | RecurrentSpec | DenseSpec
+@dataclass(frozen=True)
+class PoolingSpec:
+    """Keras ``GlobalMaxPooling1D`` / ``GlobalAveragePooling1D``: a sequence (B, T, F) -> one vector (B, F).
+
+    Max: winner takes all (ties split equally), like Keras it ignores the mask; average: over the
+    valid steps (Keras's mask-aware mean), relevance proportional to each step's share (ε-rule).
+    """
+
+    kind: str  # "global_max_pooling" or "global_average_pooling"
+    features: int
+    name: str = ""
+    #: the rule is fixed by the kind (winner takes all; proportional): no rule to choose
+    rule_kind: ClassVar[str | None] = None
+
+    @property
+    def input_size(self) -> int:
+        """Width of the layer's input."""
+        return self.features
+
+    @property
+    def output_size(self) -> int:
+        """Width of the layer's output."""
+        return self.features
+
+
+#: the pooling kinds (:class:`PoolingSpec`)
+POOLING_KINDS: tuple[str, ...] = ("global_max_pooling", "global_average_pooling")
+
+
+@dataclass(frozen=True)
+class ConcatenateSpec:
+    """Keras ``Concatenate`` along the feature axis (sequences with sequences, vectors with vectors)."""
+
+    input_sizes: tuple[int, ...]
+    name: str = ""
+    kind: str = "concatenate"
+    #: relevance is split by slice: no rule
+    rule_kind: ClassVar[str | None] = None
+
+    @property
+    def output_size(self) -> int:
+        """Width of the layer's output: the sum of the inputs' widths."""
+        return sum(self.input_sizes)
+
+
+LayerSpec = EmbeddingSpec | RecurrentSpec | DenseSpec | ConcatenateSpec | PoolingSpec
+#: every node kind a manifest may name (the recurrent kinds are those of :data:`GATES`)
+NODE_KINDS: tuple[str, ...] = ("embedding", *GATES, "dense", "concatenate", *POOLING_KINDS)
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One input of the network: (B, T, features) floats, or (B, T) token ids when ``tokens``."""
+
+    name: str
+    features: int
+    tokens: bool = False
+    #: Keras ``Masking``: a step whose features all equal this value is masked (None: no masking).
+    mask_value: float | None = None
+
+
+#: An edge: a node index (>= 0), or ``-1 - k`` for the network's input ``k``.
+Edge = int
+
+
+def input_edge(k: int) -> Edge:
+    """The edge of the network's input ``k``."""
+    return -1 - k
 
 
 @dataclass(frozen=True)
@@ -168,6 +250,53 @@ class NetworkLayout:
     manifest_json: str
     #: Keras ``Masking``: a step whose features all equal this value is masked (None: no masking).
     mask_value: float | None = None
+    #: per node, the edges it reads (node indices, or ``input_edge(k)``); empty: a chain
+    edges: tuple[tuple[Edge, ...], ...] = ()
+    #: the network's inputs; empty: one input, read by the first layer
+    inputs: tuple[InputSpec, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.edges:
+            chain = tuple((input_edge(0),) if i == 0 else (i - 1,) for i in range(len(self.layers)))
+            object.__setattr__(self, "edges", chain)
+        if not self.inputs:
+            first = self.layers[0]
+            tokens = isinstance(first, EmbeddingSpec)
+            features = 1 if tokens else first.input_size  # type: ignore[union-attr]
+            object.__setattr__(self, "inputs", (InputSpec("input", features, tokens, self.mask_value),))
+
+    @property
+    def is_chain(self) -> bool:
+        """Whether every layer reads the one before (a version-1 manifest)."""
+        return len(self.inputs) == 1 and all(
+            e == ((input_edge(0),) if i == 0 else (i - 1,)) for i, e in enumerate(self.edges)
+        )
+
+    @functools.cached_property
+    def sequence_outputs(self) -> tuple[bool, ...]:
+        """Per node: whether its output has a time axis (a sequence) or is one vector per sample."""
+        return _infer_sequences(self.layers, self.edges, self.inputs)
+
+    @property
+    def per_step(self) -> bool:
+        """Whether the network's output has a time axis: one score vector per step, (B, T, C)."""
+        return self.sequence_outputs[-1]
+
+    @property
+    def attribution_edges(self) -> tuple[Edge, ...]:
+        """Per input, where its relevance is reported: the input, or its embedding's output."""
+        points = []
+        for k, spec in enumerate(self.inputs):
+            point = input_edge(k)
+            if spec.tokens:
+                point = next(i for i, e in enumerate(self.edges) if e == (input_edge(k),))
+            points.append(point)
+        return tuple(points)
+
+    def attribution_size(self, k: int) -> int:
+        """Feature width of input ``k``'s relevance (the embedding dimension for token inputs)."""
+        point = self.attribution_edges[k]
+        return self.inputs[k].features if point < 0 else self.layers[point].output_size
 
     @property
     def manifest(self) -> dict[str, Any]:
@@ -192,9 +321,8 @@ class NetworkLayout:
 
     @property
     def input_size(self) -> int:
-        """Feature width D of the input (the embedding dimension for token models)."""
-        first = self.layers[0]
-        return first.output_dim if isinstance(first, EmbeddingSpec) else first.input_size
+        """Feature width D of the (first) input's relevance (the embedding dimension for token models)."""
+        return self.attribution_size(0)
 
     @property
     def num_outputs(self) -> int:
@@ -209,23 +337,35 @@ class NetworkLayout:
     def describe(self) -> str:
         """One line per layer, for ``tf-lrp info`` and error messages."""
         lines = []
+        names = [spec.name for spec in self.inputs]
         for index, layer in enumerate(self.layers):
+            reads = "" if self.is_chain else " <- " + ", ".join(
+                names[-1 - e] if e < 0 else str(e) for e in self.edges[index]
+            )
+            if isinstance(layer, PoolingSpec):
+                title = "GlobalMaxPooling1D" if layer.kind == "global_max_pooling" else "GlobalAveragePooling1D"
+                lines.append(f"{index}: {title}{reads}: {layer.features} -> {layer.features}")
+                continue
+            if isinstance(layer, ConcatenateSpec):
+                widths = " + ".join(map(str, layer.input_sizes))
+                lines.append(f"{index}: Concatenate{reads}: {widths} -> {layer.output_size}")
+                continue
             if isinstance(layer, RecurrentSpec):
                 extra = f", reset_after={layer.reset_after}" if layer.cell == "gru" else ""
                 merge = f" ({layer.merge_mode})" if layer.direction == "bidirectional" else ""
                 lines.append(
-                    f"{index}: {layer.cell.upper()}(units={layer.units}{extra}, "
-                    f"return_sequences={layer.return_sequences}) {layer.direction}{merge}: "
+                    f"{index}: {CELL_NAMES.get(layer.cell, layer.cell.upper())}(units={layer.units}{extra}, "
+                    f"return_sequences={layer.return_sequences}) {layer.direction}{merge}{reads}: "
                     f"{layer.input_size} -> {layer.output_size}"
                 )
             elif isinstance(layer, DenseSpec):
                 lines.append(
-                    f"{index}: Dense(units={layer.units}, activation={layer.activation}): "
+                    f"{index}: Dense(units={layer.units}, activation={layer.activation}){reads}: "
                     f"{layer.input_size} -> {layer.units}"
                 )
             else:
                 lines.append(
-                    f"{index}: Embedding(vocabulary={layer.input_dim}, mask_zero={layer.mask_zero}) "
+                    f"{index}: Embedding(vocabulary={layer.input_dim}, mask_zero={layer.mask_zero}){reads} "
                     f"-> {layer.output_dim}"
                 )
         return "\n".join(lines)
@@ -291,7 +431,7 @@ def _array_specs(layers: Sequence[LayerSpec]) -> tuple[ArraySpec, ...]:
         attrs = _layer_attrs(layer)
         layer_prefixes = prefixes[layer.direction] if isinstance(layer, RecurrentSpec) else [""]
         for prefix in layer_prefixes:
-            for entry in schema["$defs"][layer.kind]["x-arrays"]:
+            for entry in schema["$defs"].get(layer.kind, {}).get("x-arrays", ()):  # pooling: none
                 condition = entry.get("when", {})
                 if any(attrs.get(key) != want for key, want in condition.items()):
                     continue
@@ -357,7 +497,11 @@ def validate_manifest(manifest: Mapping[str, Any]) -> NetworkLayout:
                 "this manifest describes a GRU encoder-decoder forecaster (kind 'seq2seq'); build it with "
                 "tf_lrp.Seq2SeqExplainer.from_manifest, not Explainer"
             )
-        elif kind in ("lstm", "gru"):
+        elif kind == "concatenate":
+            layers.append(ConcatenateSpec(tuple(entry["input_sizes"]), name=entry.get("name", "")))
+        elif kind in POOLING_KINDS:
+            layers.append(PoolingSpec(kind, entry["features"], name=entry.get("name", "")))
+        elif kind in GATES:
             values = {**_RECURRENT_DEFAULTS, **entry}
             layers.append(
                 RecurrentSpec(
@@ -372,6 +516,7 @@ def validate_manifest(manifest: Mapping[str, Any]) -> NetworkLayout:
                     recurrent_activation=values["recurrent_activation"],
                     use_bias=values["use_bias"],
                     name=values.get("name", ""),
+                    zero_output_for_mask=values.get("zero_output_for_mask", False),
                 )
             )
         else:
@@ -384,6 +529,17 @@ def validate_manifest(manifest: Mapping[str, Any]) -> NetworkLayout:
                     name=entry.get("name", ""),
                 )
             )
+    if manifest.get("version", FORMAT_VERSION) == GRAPH_VERSION:
+        return _validate_graph(manifest, layers)
+    if "inputs" in manifest or any("inputs" in entry for entry in manifest["layers"]):
+        raise LayoutError(
+            "'inputs' (graph edges) belong to version 2 manifests; set \"version\": 2 or remove them"
+        )
+    if any(isinstance(layer, (ConcatenateSpec, PoolingSpec)) for layer in layers):
+        raise LayoutError(
+            "concatenate and pooling layers need a graph: "
+            "write a version 2 manifest whose layers name their inputs"
+        )
     _check_structure(layers)
     mask_value = manifest.get("mask_value")
     if mask_value is not None and isinstance(layers[0], EmbeddingSpec):
@@ -393,6 +549,145 @@ def validate_manifest(manifest: Mapping[str, Any]) -> NetworkLayout:
         )
     normalised = to_manifest(layers, name=manifest.get("name"), mask_value=mask_value)
     return NetworkLayout(tuple(layers), json.dumps(normalised, sort_keys=True), mask_value)
+
+
+def _validate_graph(manifest: Mapping[str, Any], layers: list[LayerSpec]) -> NetworkLayout:
+    """The version-2 half of :func:`validate_manifest`: inputs, edges, shapes."""
+    if "inputs" not in manifest:
+        raise LayoutError(
+            "a version 2 manifest lists the network's inputs: add \"inputs\": [{\"name\": "
+            "..., \"features\": ...}]"
+        )
+    inputs = tuple(
+        InputSpec(entry["name"], entry["features"], entry.get("tokens", False), entry.get("mask_value"))
+        for entry in manifest["inputs"]
+    )
+    if "mask_value" in manifest:
+        raise LayoutError("in a version 2 manifest, mask_value belongs to an input: move it into \"inputs\"")
+    names: dict[str, Edge] = {}
+    for k, spec in enumerate(inputs):
+        if spec.name in names:
+            raise LayoutError(f"input {k}: the name {spec.name!r} is used twice; names must be unique")
+        if spec.tokens and spec.mask_value is not None:
+            raise LayoutError(
+                f"input {spec.name!r}: token inputs mask padding with the embedding's mask_zero: "
+                "remove mask_value"
+            )
+        names[spec.name] = input_edge(k)
+    edges: list[tuple[Edge, ...]] = []
+    for index, (entry, layer) in enumerate(zip(manifest["layers"], layers, strict=True)):
+        reads = entry.get("inputs")
+        if reads is None:
+            edges.append((input_edge(0),) if index == 0 else (index - 1,))
+        else:
+            unknown = [r for r in reads if r not in names]
+            if unknown:
+                raise LayoutError(
+                    f"layer {index} ({layer.kind}) reads {unknown}, which is no input and no earlier layer; "
+                    f"known names: {sorted(names)}"
+                )
+            edges.append(tuple(names[r] for r in reads))
+        if layer.name:
+            if layer.name in names:
+                raise LayoutError(f"layer {index}: the name {layer.name!r} is used twice; names must be unique")
+            names[layer.name] = index
+    layout_layers = tuple(layers)
+    _infer_sequences(layout_layers, tuple(edges), inputs)  # raises on every shape problem
+    used = {e for reads in edges for e in reads}
+    unused = [spec.name for k, spec in enumerate(inputs) if input_edge(k) not in used]
+    unused += [f"layer {i}" for i in range(len(layers) - 1) if i not in used]
+    if unused:
+        raise LayoutError(f"{', '.join(unused)} feed(s) nothing: every input and layer but the last must be read")
+    if not isinstance(layers[-1], DenseSpec):
+        raise LayoutError(
+            f"the last layer must be a dense layer (its pre-activation is the explained score); got {layers[-1].kind!r}"
+        )
+    normalised = to_manifest(layers, name=manifest.get("name"), edges=tuple(edges), inputs=inputs)
+    return NetworkLayout(layout_layers, json.dumps(normalised, sort_keys=True), None, tuple(edges), inputs)
+
+
+def _infer_sequences(
+    layers: Sequence[LayerSpec], edges: Sequence[tuple[Edge, ...]], inputs: Sequence[InputSpec]
+) -> tuple[bool, ...]:
+    """Whether each node's output is a sequence; checks that every node's inputs fit it.
+
+    Raises:
+        LayoutError: naming the layer, what it reads and the fix.
+    """
+    sequence: list[bool] = []
+    widths: list[int] = []
+
+    def source(edge: Edge) -> tuple[bool, int, str]:
+        if edge < 0:
+            spec = inputs[-1 - edge]
+            return True, spec.features, f"input {spec.name!r}"
+        return sequence[edge], widths[edge], f"layer {edge} ({layers[edge].kind})"
+
+    for index, (layer, reads) in enumerate(zip(layers, edges, strict=True)):
+        where = f"layer {index} ({layer.kind})"
+        for edge in reads:
+            if edge >= index:
+                raise LayoutError(f"{where} reads layer {edge}, which comes later; list layers in topological order")
+        parts = [source(edge) for edge in reads]
+        if isinstance(layer, ConcatenateSpec):
+            if len(parts) != len(layer.input_sizes):
+                raise LayoutError(f"{where} has {len(layer.input_sizes)} input_sizes but reads {len(parts)} inputs")
+            if len({is_seq for is_seq, _, _ in parts}) > 1:
+                raise LayoutError(f"{where} joins sequences with vectors; concatenate like with like")
+            for (_, width, what), want in zip(parts, layer.input_sizes, strict=True):
+                if width != want:
+                    raise LayoutError(f"{where}: {what} outputs width {width} but input_sizes says {want}")
+            sequence.append(parts[0][0])
+            widths.append(layer.output_size)
+            continue
+        if len(parts) != 1:
+            raise LayoutError(
+                f"{where} reads {len(parts)} inputs; "
+                "it takes one (join several with a concatenate layer)"
+            )
+        is_seq, width, what = parts[0]
+        if isinstance(layer, EmbeddingSpec):
+            if reads[0] >= 0 or not inputs[-1 - reads[0]].tokens:
+                raise LayoutError(
+                    f"{where}: an embedding reads token ids, so it must read an input with \"tokens\": "
+                    "true"
+                )
+            sequence.append(True)
+            widths.append(layer.output_dim)
+            continue
+        if reads[0] < 0 and inputs[-1 - reads[0]].tokens:
+            raise LayoutError(f"{where} reads the token ids of {what}: put an embedding layer in between")
+        if isinstance(layer, (RecurrentSpec, PoolingSpec)) and not is_seq:
+            raise LayoutError(
+                f"{where} reads {what}, which is one vector per sample; "
+                f"a {'pooling' if isinstance(layer, PoolingSpec) else 'recurrent'} layer reads a sequence"
+            )
+        if layer.input_size != width:
+            raise LayoutError(
+                f"{where} has input_size {layer.input_size} but {what} outputs width {width}; "
+                f"set input_size of layer {index} to {width}"
+            )
+        if isinstance(layer, RecurrentSpec):
+            sequence.append(layer.return_sequences)
+        elif isinstance(layer, PoolingSpec):
+            sequence.append(False)
+        else:
+            sequence.append(is_seq)
+        widths.append(layer.output_size)
+        if isinstance(layer, RecurrentSpec):
+            for field in ("activation", "recurrent_activation"):
+                if getattr(layer, field) not in RECURRENT_ACTIVATIONS:
+                    raise LayoutError(
+                        f"{where}: {field}={getattr(layer, field)!r} is not supported; "
+                        f"use one of {RECURRENT_ACTIVATIONS}"
+                    )
+        hidden = index != len(layers) - 1
+        if isinstance(layer, DenseSpec) and hidden and layer.activation not in HIDDEN_DENSE_ACTIVATIONS:
+            raise LayoutError(
+                f"{where} has activation {layer.activation!r}; "
+                f"a hidden dense layer must use one of {HIDDEN_DENSE_ACTIVATIONS}"
+            )
+    return tuple(sequence)
 
 
 def _check_structure(layers: Sequence[LayerSpec]) -> None:
@@ -445,7 +740,7 @@ def _check_structure(layers: Sequence[LayerSpec]) -> None:
             continue
         previous = layers[index - 1]
         width = previous.output_size
-        if isinstance(layer, EmbeddingSpec):
+        if isinstance(layer, (EmbeddingSpec, ConcatenateSpec)):
             continue
         if layer.input_size != width:
             how = ""
@@ -459,15 +754,24 @@ def _check_structure(layers: Sequence[LayerSpec]) -> None:
 
 
 def to_manifest(
-    layers: Sequence[LayerSpec], name: str | None = None, mask_value: float | None = None
+    layers: Sequence[LayerSpec],
+    name: str | None = None,
+    mask_value: float | None = None,
+    edges: Sequence[tuple[Edge, ...]] | None = None,
+    inputs: Sequence[InputSpec] | None = None,
 ) -> dict[str, Any]:
     """The normalised manifest (all defaults written out) of a list of layer specs.
 
-    ``mask_value`` records a Keras ``Masking`` layer in front of the network: a time step whose
-    features all equal it is masked (carries the state through, gets zero relevance).
+    ``mask_value`` records a Keras ``Masking`` layer in front of a chain: a time step whose
+    features all equal it is masked (carries the state through, gets zero relevance). With
+    ``edges`` and ``inputs`` the manifest is a version-2 graph (layers name their inputs; the
+    mask value then belongs to an input).
     """
+    graph = edges is not None and inputs is not None
+    edges = edges or ()
+    inputs = inputs or ()
     entries: list[dict[str, Any]] = []
-    for layer in layers:
+    for index, layer in enumerate(layers):
         if isinstance(layer, EmbeddingSpec):
             entry: dict[str, Any] = {
                 "kind": "embedding",
@@ -475,6 +779,10 @@ def to_manifest(
                 "output_dim": layer.output_dim,
                 "mask_zero": layer.mask_zero,
             }
+        elif isinstance(layer, ConcatenateSpec):
+            entry = {"kind": "concatenate", "input_sizes": list(layer.input_sizes)}
+        elif isinstance(layer, PoolingSpec):
+            entry = {"kind": layer.kind, "features": layer.features}
         elif isinstance(layer, RecurrentSpec):
             entry = {
                 "kind": layer.cell,
@@ -488,6 +796,8 @@ def to_manifest(
                 "use_bias": layer.use_bias,
                 "gate_order": list(GATES[layer.cell]),
             }
+            if layer.zero_output_for_mask:  # written only when set: older manifests keep their fingerprints
+                entry["zero_output_for_mask"] = True
             if layer.cell == "gru":
                 entry["reset_after"] = layer.reset_after
         else:
@@ -500,13 +810,36 @@ def to_manifest(
             }
         if layer.name:
             entry["name"] = layer.name
+        if graph:
+            entry["inputs"] = [inputs[-1 - e].name if e < 0 else _node_name(layers, e) for e in edges[index]]
         entries.append(entry)
+    if graph:
+        described = []
+        for spec in inputs:
+            item: dict[str, Any] = {"name": spec.name, "features": spec.features, "tokens": spec.tokens}
+            if spec.mask_value is not None:
+                item["mask_value"] = float(spec.mask_value)
+            described.append(item)
+        graph_manifest: dict[str, Any] = {
+            "format": FORMAT, "version": GRAPH_VERSION, "inputs": described, "layers": entries
+        }  # fmt: skip
+        if name:
+            graph_manifest["name"] = name
+        return graph_manifest
     manifest: dict[str, Any] = {"format": FORMAT, "version": FORMAT_VERSION, "layers": entries}
     if name:
         manifest["name"] = name
     if mask_value is not None:
         manifest["mask_value"] = float(mask_value)
     return manifest
+
+
+def _node_name(layers: Sequence[LayerSpec], index: int) -> str:
+    """The name an edge to node ``index`` uses in a version-2 manifest."""
+    name = layers[index].name
+    if not name:
+        raise LayoutError(f"layer {index} ({layers[index].kind}) feeds another layer in a graph and needs a name")
+    return name
 
 
 # --------------------------------------------------------------------------------------------

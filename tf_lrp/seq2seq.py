@@ -29,12 +29,12 @@ import jsonschema
 import numpy as np
 from keras import ops
 
+from ._typing import Tensor
 from .cells import gru
 from .errors import LayoutError
 from .layout import FORMAT, FORMAT_VERSION, GRU_GATES, ArraySpec, DenseSpec, RecurrentSpec, eval_shape_expr, load_schema
-from .network import (
-    DenseForward,
-    DenseParams,
+from .nodes.dense import DenseForward, DenseParams
+from .nodes.recurrent import (
     DirectionForward,
     Propagator,
     backward_direction,
@@ -42,7 +42,6 @@ from .network import (
     scan_steps,
 )
 
-Tensor = Any
 KIND = "seq2seq"
 
 

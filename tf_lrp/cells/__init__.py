@@ -12,8 +12,10 @@ A cell module provides, for a batch at one time step, pure ``keras.ops`` functio
   of the inputs of all steps at once (again one matmul);
 * ``gradient_step`` / ``input_gradient``: the same for the plain gradient.
 
-The time loop, directions, stacking and masks live in ``tf_lrp.network``; a new cell touches
-one module here plus one line in :data:`CELLS`.
+The time loop, directions, stacking and masks live in :mod:`tf_lrp.nodes.recurrent`; a new cell
+is one module here plus its registrations (:data:`CELLS`, ``layout.GATES``, its schema entry, the
+converters' class tables). ``GATES`` names its blocks, ``CACHE_VECTORS`` the H-vectors it keeps per
+step (the memory model reads it).
 """
 
 from __future__ import annotations
@@ -21,10 +23,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType, ModuleType
 
-from . import gru, lstm
+from . import gru, lstm, simple_rnn
 from .activations import ACTIVATIONS
 
 #: cell kind -> module implementing it.
-CELLS: Mapping[str, ModuleType] = MappingProxyType({"lstm": lstm, "gru": gru})
+CELLS: Mapping[str, ModuleType] = MappingProxyType({"lstm": lstm, "gru": gru, "simple_rnn": simple_rnn})
 
 __all__ = ["ACTIVATIONS", "CELLS"]

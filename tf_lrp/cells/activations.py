@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Any
 
 from keras import ops
 
-Tensor = Any
+from .._typing import Tensor
 
 
 def _linear(x: Tensor) -> Tensor:

@@ -22,18 +22,19 @@ reset_after=False it scales the state that enters the recurrent product.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from keras import ops
 
+from .._typing import Tensor
 from ..layout import GRU_GATES, RecurrentSpec, gate_slice
 from ..rules import RuleSet, epsilon_node, gate_takes_relevance, split_product, sum_node
 from .activations import ACTIVATIONS
 
-Tensor = Any
-
 CELL = "gru"
 GATES = GRU_GATES
+#: H-vectors the forward keeps per step for the backward passes (the cache, the output): the memory model
+CACHE_VECTORS = 8
 
 
 class GRUParams(NamedTuple):
@@ -274,7 +275,7 @@ def relevance_step(
         :func:`input_relevance`.
     """
     if gate_takes_relevance(rules.product):
-        return _relevance_step_gates(spec, params, cache, relevance, eps, bias_factor, rules)
+        return _relevance_step_gates(spec, params, cast(GateCache, cache), relevance, eps, bias_factor, rules)
     (R_h,) = relevance  # noqa: N806
     units, input_size = spec.units, spec.input_size
     candidate_slice = gate_slice("candidate", CELL, units)

@@ -17,18 +17,19 @@ LRP backward, one step (Arras et al. 2017, signal-take-all): all relevance of ``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 from keras import ops
 
+from .._typing import Tensor
 from ..layout import LSTM_GATES, RecurrentSpec, gate_slice
 from ..rules import RuleSet, epsilon_node, gate_takes_relevance, split_product, sum_node
 from .activations import ACTIVATIONS
 
-Tensor = Any
-
 CELL = "lstm"
 GATES = LSTM_GATES
+#: H-vectors the forward keeps per step for the backward passes (the cache, the output): the memory model
+CACHE_VECTORS = 9
 
 
 class LSTMParams(NamedTuple):
@@ -222,7 +223,7 @@ def relevance_step(
         input unit; :func:`input_relevance` turns them into the relevance of ``x_t``.
     """
     if gate_takes_relevance(rules.product):
-        return _relevance_step_gates(spec, params, cache, relevance, eps, bias_factor, rules)
+        return _relevance_step_gates(spec, params, cast(GateCache, cache), relevance, eps, bias_factor, rules)
     R_h, R_c = relevance  # noqa: N806 (the papers' names)
     units, input_size = spec.units, spec.input_size
     R_c = R_c + R_h  # noqa: N806 (signal-take-all: h = output ⊙ act(c) gives all to c)

@@ -40,8 +40,11 @@ from ..layout import (
     RECURRENT_ACTIVATIONS,
     DenseSpec,
     EmbeddingSpec,
+    InputSpec,
     LayerSpec,
+    PoolingSpec,
     RecurrentSpec,
+    input_edge,
     to_manifest,
     validate_manifest,
 )
@@ -56,8 +59,14 @@ IDENTITY_LAYERS: tuple[type, ...] = (
     _L.GaussianDropout,
     _L.AlphaDropout,
 )
-_RECURRENT: dict[type, str] = {_L.LSTM: "lstm", _L.GRU: "gru"}
-_CELLS: dict[str, type] = {"lstm": _L.LSTMCell, "gru": _L.GRUCell}
+#: Keras recurrent layer class -> tf_lrp cell kind, and the cell class each must use.
+_RECURRENT: dict[type, str] = {_L.LSTM: "lstm", _L.GRU: "gru", _L.SimpleRNN: "simple_rnn"}
+_CELLS: dict[str, type] = {"lstm": _L.LSTMCell, "gru": _L.GRUCell, "simple_rnn": _L.SimpleRNNCell}
+#: Keras pooling-over-time classes -> tf_lrp node kinds.
+_POOLING: dict[type, str] = {
+    _L.GlobalMaxPooling1D: "global_max_pooling",
+    _L.GlobalAveragePooling1D: "global_average_pooling",
+}
 #: Class names :func:`from_keras` reads (for error messages).
 SUPPORTED_LAYERS: tuple[str, ...] = (
     "InputLayer",
@@ -65,8 +74,12 @@ SUPPORTED_LAYERS: tuple[str, ...] = (
     "Masking",
     "LSTM",
     "GRU",
+    "SimpleRNN",
     "Bidirectional",
     "Dense",
+    "TimeDistributed(Dense)",
+    "GlobalMaxPooling1D",
+    "GlobalAveragePooling1D",
     *(cls.__name__ for cls in IDENTITY_LAYERS),
 )
 MERGE_MODES = ("concat", "sum", "ave")
@@ -227,7 +240,9 @@ def _check_rnn(layer: Any, rnn: Any, kind: str, where: str) -> None:
         )
     cell = rnn.cell
     for field in ("activation", "recurrent_activation"):
-        function = getattr(cell, field)
+        function = getattr(cell, field, None)
+        if function is None:  # SimpleRNN has no gates
+            continue
         if _activation_name(function, RECURRENT_ACTIVATIONS) is None:
             name = getattr(function, "__name__", repr(function))
             raise _refuse(
@@ -246,9 +261,10 @@ def _recurrent_spec(layer: Any, rnn: Any, kind: str, direction: str, merge_mode:
         return_sequences=bool(rnn.return_sequences),
         reset_after=bool(getattr(cell, "reset_after", True)),
         activation=cell.activation.__name__,
-        recurrent_activation=cell.recurrent_activation.__name__,
+        recurrent_activation=getattr(cell, "recurrent_activation", keras.activations.sigmoid).__name__,
         use_bias=bool(cell.use_bias),
         name=layer.name,
+        zero_output_for_mask=bool(rnn.return_sequences and rnn.zero_output_for_mask),
     )
 
 
@@ -348,9 +364,12 @@ def from_keras(model: keras.Model) -> Converted:
     specs: list[LayerSpec] = []
     weights: list[np.ndarray] = []
     mask_value: float | None = None
+    layers = [_unwrap_time_distributed(layer) for layer in layers]
     dense_indices = [i for i, layer in enumerate(layers) if type(layer) is _L.Dense]
     last_dense = dense_indices[-1] if dense_indices else -1
     sequence = True  # whether the current tensor has a time axis
+    per_step = False  # whether the output has a time axis (a Dense on a sequence)
+    pooled = False  # whether a pooling layer turns the sequence into a vector (a version-2 graph)
     for index, layer in enumerate(layers):
         if getattr(layer, "quantization_mode", None):
             raise _refuse(layer, f"is quantized ({layer.quantization_mode}); convert the float model")
@@ -365,6 +384,12 @@ def from_keras(model: keras.Model) -> Converted:
             weights.append(table)
         elif layer_type is _L.Masking:
             mask_value = float(layer.mask_value)
+            if mask_value != mask_value:  # NaN
+                raise _refuse(
+                    layer,
+                    "has mask_value=nan, which masks nothing (NaN never equals NaN, also in Keras) and lets the NaN "
+                    "steps reach every score; mark padding with a finite mask_value such as 0.0",
+                )
         elif layer_type in _RECURRENT or layer_type is _L.Bidirectional:
             if not sequence:
                 raise _refuse(layer, "receives no sequence: the recurrent layer before it has return_sequences=False")
@@ -374,13 +399,25 @@ def from_keras(model: keras.Model) -> Converted:
             specs.append(spec)
             weights += arrays
             sequence = spec.return_sequences
-        elif layer_type is _L.Dense:
-            if sequence:
+        elif layer_type in _POOLING:
+            if not sequence:
+                raise _refuse(layer, "pools over time but its input has no time axis")
+            if layer.data_format != "channels_last" or layer.keepdims:
+                raise _refuse(layer, "data_format='channels_first' or keepdims=True is not supported; use the defaults")
+            width = specs[-1].output_size if specs else None
+            if width is None:
+                raise _refuse(layer, "pools the raw input; put a recurrent or Embedding layer before it")
+            masked = mask_value is not None or (isinstance(specs[-1], EmbeddingSpec) and specs[-1].mask_zero)
+            if layer_type is _L.GlobalMaxPooling1D and masked and isinstance(specs[-1], EmbeddingSpec | None):
                 raise _refuse(
                     layer,
-                    "is applied to every time step (its input has a time axis); tf_lrp explains one score per "
-                    "sequence: set return_sequences=False on the last recurrent layer",
+                    "takes the max over padded steps too (Keras ignores the mask there), so it would explain "
+                    "padding; put a recurrent layer before it or use GlobalAveragePooling1D",
                 )
+            specs.append(PoolingSpec(_POOLING[layer_type], width, name=layer.name))
+            sequence, pooled = False, True
+        elif layer_type is _L.Dense:
+            per_step = per_step or sequence  # a Dense on (B, T, F) applies to every step
             spec_d, arrays = _convert_dense(layer, index == last_dense)
             specs.append(spec_d)
             weights += arrays
@@ -391,12 +428,28 @@ def from_keras(model: keras.Model) -> Converted:
             f"model {model.name!r} must end with a Dense layer (its pre-activation is the explained score); "
             f"its last layer is {_describe(layers[-1]) if layers else 'missing'}"
         )
-    manifest = to_manifest(specs, name=model.name, mask_value=mask_value)
+    if per_step or pooled:  # a version-2 graph (a version-1 chain: recurrent layers, then a Dense head)
+        tokens = bool(specs) and isinstance(specs[0], EmbeddingSpec)
+        features = 1 if tokens else specs[0].input_size  # type: ignore[union-attr]
+        chain = tuple((input_edge(0),) if i == 0 else (i - 1,) for i in range(len(specs)))
+        inputs = (InputSpec("input", features, tokens, mask_value),)
+        manifest = to_manifest(specs, name=model.name, edges=chain, inputs=inputs)
+    else:
+        manifest = to_manifest(specs, name=model.name, mask_value=mask_value)
     try:
         validate_manifest(manifest)
     except LayoutError as exc:
         raise ConversionError(f"model {model.name!r} cannot be explained by tf_lrp: {exc}") from exc
     return Converted(manifest, weights)
+
+
+def _unwrap_time_distributed(layer: Any) -> Any:
+    """``TimeDistributed(Dense)`` is a Dense on every step: return the Dense (others unchanged)."""
+    if type(layer) is _L.TimeDistributed:
+        if type(layer.layer) is not _L.Dense:
+            raise _refuse(layer, f"wraps {type(layer.layer).__name__}; tf_lrp reads TimeDistributed(Dense) only")
+        return layer.layer
+    return layer
 
 
 def index_of_last_real(layers: Sequence[Any]) -> int:
@@ -422,10 +475,13 @@ def score_model(model: keras.Model) -> keras.Model:
     """
     layers = model_layers(model)
     last = layers[index_of_last_real(layers)]
+    wrapper = last
+    last = _unwrap_time_distributed(last)
     if type(last) is not _L.Dense:
         raise ConversionError(f"model {model.name!r} must end with a Dense layer; got {_describe(last)}")
     try:
-        inputs, features = model.inputs, last.input
+        inputs = model.inputs
+        features = wrapper._inbound_nodes[0].arguments.args[0]  # the tensor (not the mask it was called with)
     except (AttributeError, ValueError) as exc:
         raise ConversionError(
             f"model {model.name!r} has no symbolic graph to compare against; build it with keras.Input(shape=...)"

@@ -1,4 +1,4 @@
-"""PyTorch ``nn.LSTM`` / ``nn.GRU`` (+ ``nn.Linear`` head) state_dicts -> tf_lrp layouts.
+"""PyTorch ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` (+ ``nn.Linear`` head) state_dicts -> tf_lrp layouts.
 
 The converter is the canonizer of tf_lrp: every framework difference is removed here, once,
 before the numeric core sees the weights (spec ``gru_lrp.md`` §9):
@@ -9,6 +9,9 @@ before the numeric core sees the weights (spec ``gru_lrp.md`` §9):
   separate as the (2, 3H) bias of ``reset_after=True`` (row 0 input, row 1 recurrent), because
   PyTorch applies the reset gate to ``W_hn h + b_hn``. A PyTorch GRU is a different function
   from a Keras ``reset_after=False`` GRU, so that mapping is refused.
+* RNN (``nn.RNN``, Keras ``SimpleRNN``): ``kernel = weight_ih.T``, ``recurrent_kernel =
+  weight_hh.T``, ``bias = bias_ih + bias_hh``; its nonlinearity (tanh / relu) is not in the
+  state_dict, so it is read from the module or passed.
 * ``nn.Linear``: ``kernel = weight.T`` (D, C), ``bias = bias``.
 * ``l{k}_reverse`` is the backward direction of layer k; layer k > 0 reads ``[fw ; bw]`` in
   both frameworks. ``batch_first`` only changes how PyTorch reads its input, not the weights:
@@ -133,6 +136,15 @@ def _find_head(
     return head, weight, bias
 
 
+def _module_nonlinearity(module: Any) -> str | None:
+    """The ``nonlinearity`` of the ``nn.RNN`` inside ``module`` (None for a state_dict or no nn.RNN)."""
+    modules = getattr(module, "modules", None)
+    if not callable(modules):
+        return None
+    found = [m.nonlinearity for m in modules() if type(m).__name__ == "RNN" and hasattr(m, "nonlinearity")]
+    return str(found[0]) if found else None
+
+
 def _gru_rows(matrix: np.ndarray, units: int) -> np.ndarray:
     """Reorder the PyTorch row blocks (r, z, n) into Keras order (z, r, h) along axis 0."""
     blocks = {gate: matrix[index * units : (index + 1) * units] for index, gate in enumerate(TORCH_GRU_GATES)}
@@ -150,8 +162,9 @@ def from_torch(
     rnn_prefix: str | None = None,
     head_activation: str = "linear",
     reset_after: bool = True,
+    nonlinearity: str | None = None,
 ) -> Converted:
-    """Convert an ``nn.LSTM`` / ``nn.GRU`` state_dict with an ``nn.Linear`` head.
+    """Convert an ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` state_dict with an ``nn.Linear`` head.
 
     Args:
         state_dict: ``model.state_dict()`` (values torch tensors or numpy arrays), or a module
@@ -159,8 +172,8 @@ def from_torch(
             optionally under a prefix such as ``"lstm."``) and the head's ``weight`` / ``bias``.
         head: ``"auto"`` (the one ``<prefix>weight`` key outside the RNN), a prefix such as
             ``"fc."``, or None, which is refused: the explained score is the head's output.
-        cell: ``"lstm"`` or ``"gru"``; None infers it from ``weight_hh_l0`` (4H rows: LSTM,
-            3H: GRU).
+        cell: ``"lstm"``, ``"gru"`` or ``"simple_rnn"``; None infers it from ``weight_hh_l0``
+            (4H rows: LSTM, 3H: GRU, H: ``nn.RNN``).
         num_layers: None infers it from the keys; a number is checked against them.
         bidirectional: None infers it from ``*_reverse`` keys; a bool is checked against them.
         batch_first: accepted for symmetry with ``nn.LSTM``; it does not change the weights
@@ -169,6 +182,9 @@ def from_torch(
         head_activation: the activation of the head (recorded in the manifest; the explained
             score is its pre-activation).
         reset_after: GRU only; must be True (see module docstring).
+        nonlinearity: ``nn.RNN`` only: ``"tanh"`` or ``"relu"``, which a state_dict does not
+            record; None reads it from the module when one is given (a bare state_dict of an
+            ``nn.RNN`` then needs it).
 
     Returns:
         :class:`~tf_lrp.convert.Converted` ``(manifest, weights)`` in Keras order.
@@ -179,6 +195,8 @@ def from_torch(
             ``cell`` / ``num_layers`` / ``bidirectional``, ``reset_after=False`` for a GRU.
     """
     del batch_first  # documents the torch module's input layout only
+    if nonlinearity is None:
+        nonlinearity = _module_nonlinearity(state_dict)
     state = _as_state_dict(state_dict)
     keys = list(state)
     prefix = _find_prefix(keys, rnn_prefix)
@@ -196,16 +214,17 @@ def from_torch(
     units = hh.shape[1]
     if hh.shape[0] % units:
         raise ConversionError(f"{prefix + 'weight_hh_l0'!r} has shape {hh.shape}; expected (4H, H) or (3H, H)")
-    inferred = {4: "lstm", 3: "gru"}.get(hh.shape[0] // units)
+    inferred = {len(gates): kind for kind, gates in GATES.items()}.get(hh.shape[0] // units)
     if inferred is None:
         raise ConversionError(
             f"{prefix + 'weight_hh_l0'!r} has shape {hh.shape}: {hh.shape[0] // units} gate blocks; "
-            "nn.LSTM has 4, nn.GRU has 3 (nn.RNN is not supported)"
+            "nn.LSTM has 4, nn.GRU has 3, nn.RNN has 1"
         )
     if cell is not None and cell != inferred:
+        article = "an" if inferred == "lstm" else "a"
         raise ConversionError(
-            f"cell={cell!r} but {prefix + 'weight_hh_l0'!r} has shape {hh.shape}, which is an {inferred.upper()}; "
-            f"pass cell={inferred!r} or None"
+            f"cell={cell!r} but {prefix + 'weight_hh_l0'!r} has shape {hh.shape}, which is {article} "
+            f"{inferred.upper()}; pass cell={inferred!r} or None"
         )
     cell = inferred
     if cell == "gru" and not reset_after:
@@ -214,8 +233,20 @@ def from_torch(
             "product (r ⊙ (W_hn h + b_hn)), which is Keras's reset_after=True; reset_after=False is a different "
             "function (errors of order 1 on random weights). Use reset_after=True (the default)."
         )
-    if cell == "lstm" and not reset_after:
-        raise ConversionError("reset_after is a GRU option; an LSTM has no reset gate: leave reset_after=True")
+    if cell != "gru" and not reset_after:
+        raise ConversionError(
+            f"reset_after is a GRU option; an {cell.upper()} has no reset gate: leave reset_after=True"
+        )
+    activation = "tanh"
+    if cell == "simple_rnn":
+        if nonlinearity not in ("tanh", "relu"):
+            raise ConversionError(
+                f"an nn.RNN state_dict does not record its nonlinearity: pass nonlinearity='tanh' or 'relu' "
+                f"(got {nonlinearity!r}), or pass the module itself"
+            )
+        activation = nonlinearity
+    elif nonlinearity is not None and _module_nonlinearity(state_dict) is None:
+        raise ConversionError(f"nonlinearity is an nn.RNN option; an nn.{cell.upper()} has none: leave it None")
     gates = len(GATES[cell])
     matches = [m for k in rnn_keys if (m := _RNN_KEY.match(k))]
     layers_found = 1 + max(int(m.group("layer")) for m in matches)
@@ -281,7 +312,7 @@ def from_torch(
                             f"{name % kind!r} has shape {bias.shape}; expected ({gates * units},)"
                         )
                     biases.append(bias)
-            if cell == "lstm":
+            if cell in ("lstm", "simple_rnn"):  # same gate order as Keras; the two biases add up
                 weights += [w_ih.T.copy(), w_hh.T.copy()]
                 if use_bias:
                     weights.append(biases[0] + biases[1])
@@ -297,6 +328,7 @@ def from_torch(
                 direction="bidirectional" if has_reverse else "forward",
                 return_sequences=layer < layers_found - 1,
                 reset_after=True,
+                activation=activation,
                 use_bias=use_bias,
             )
         )

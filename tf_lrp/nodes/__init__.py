@@ -1,0 +1,25 @@
+"""Node types of the layer graph and their registry.
+
+:data:`NODES` maps every manifest kind to the node type that implements it; the network walk,
+the memory model and the invariants harness read it. Adding a layer type is one module here (a
+:class:`~tf_lrp.nodes.base.NodeType`), its layout spec and schema entry, and one entry below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from .base import NodeContext, NodeType
+from .concatenate import ConcatenateNode
+from .dense import DenseNode
+from .embedding import EmbeddingNode
+from .pooling import PoolingNode
+from .recurrent import RecurrentNode
+
+_TYPES: tuple[NodeType, ...] = (EmbeddingNode(), RecurrentNode(), DenseNode(), ConcatenateNode(), PoolingNode())
+
+#: manifest kind -> node type.
+NODES: Mapping[str, NodeType] = MappingProxyType({kind: node for node in _TYPES for kind in node.kinds})
+
+__all__ = ["NODES", "NodeContext", "NodeType"]

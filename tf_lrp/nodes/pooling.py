@@ -1,0 +1,84 @@
+"""Pooling over time: ``GlobalMaxPooling1D`` and ``GlobalAveragePooling1D``, (T, B, F) -> (B, F).
+
+* **Max** (winner takes all): the relevance of each output unit goes to the step(s) where the
+  maximum was taken, split equally between ties; conserving. Like Keras, the max ignores the mask:
+  a padded step of a recurrent layer holds the state carried from the last valid step, so
+  relevance reaching it flows back to that step through the recurrent node's carry.
+* **Average** (proportional): ``z_j = Σ_t w_t x_tj / n`` over the valid steps (Keras's mask-aware
+  mean, ``w_t`` the step mask, ``n = Σ_t w_t``) is a linear node without bias; the ε-rule gives
+  ``R_tj = (w_t x_tj / n + bias_factor · ε_j w_t / n) · R_j / (z_j + ε_j)`` with
+  ``ε_j = ε·sign(z_j)``: the stabiliser's share of unit j is spread over its n valid inputs, so
+  bias_factor = 1 conserves exactly; masked steps get exactly zero.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, NamedTuple
+
+from keras import ops
+
+from .._typing import Tensor
+from ..layout import PoolingSpec
+from ..rules import signed_eps
+from .base import NodeContext, NodeType
+
+
+class PoolingCache(NamedTuple):
+    """What the backward steps read."""
+
+    inputs: Tensor  # (T, B, F)
+    pooled: Tensor  # (B, F)
+    weights: Tensor  # (T, B, F): max: the winners' equal shares; average: w_t / n
+
+
+def _max_weights(inputs: Tensor, pooled: Tensor) -> Tensor:
+    """(T, B, F) 1/k at the k steps that hold each unit's maximum, else 0."""
+    winners = ops.cast(inputs == ops.expand_dims(pooled, 0), inputs.dtype)
+    return winners / ops.sum(winners, axis=0, keepdims=True)
+
+
+def _average_weights(inputs: Tensor, mask: Tensor | None) -> Tensor:
+    """(T, B, F) ``w_t / n``: 1/n at the n valid steps, 0 at masked ones (broadcast over features)."""
+    valid = ops.ones_like(inputs[..., :1]) if mask is None else ops.cast(mask, inputs.dtype)
+    return ops.broadcast_to(valid / ops.sum(valid, axis=0, keepdims=True), ops.shape(inputs))
+
+
+class PoolingNode(NodeType):
+    """Global max or average pooling over the time axis."""
+
+    kinds: ClassVar[tuple[str, ...]] = ("global_max_pooling", "global_average_pooling")
+    takes_mask: ClassVar[bool] = True
+
+    def cache_floats(self, spec: PoolingSpec, steps: int) -> int:
+        """The step weights (T·F) and the pooled vector (F); the inputs are the producer's."""
+        return (steps + 1) * spec.features
+
+    def forward(
+        self, spec: PoolingSpec, params: Any, inputs: Sequence[Tensor], mask: Tensor | None
+    ) -> tuple[Tensor, PoolingCache]:
+        """The max over all steps (Keras ignores the mask there) or the mean over the valid steps."""
+        x = inputs[0]
+        if spec.kind == "global_max_pooling":
+            pooled = ops.max(x, axis=0)
+            return pooled, PoolingCache(x, pooled, _max_weights(x, pooled))
+        weights = _average_weights(x, mask)
+        pooled = ops.sum(weights * x, axis=0)
+        return pooled, PoolingCache(x, pooled, weights)
+
+    def relevance(
+        self, spec: PoolingSpec, params: Any, cache: PoolingCache, relevance: Tensor, ctx: NodeContext
+    ) -> tuple[tuple[Tensor | None, ...], Tensor | None]:
+        """Winner takes all (max) or the ε-rule on the mean (average); see the module."""
+        if spec.kind == "global_max_pooling":
+            return (cache.weights * ops.expand_dims(relevance, 0),), None
+        stabiliser = signed_eps(cache.pooled, ctx.eps)
+        q = ops.expand_dims(relevance / (cache.pooled + stabiliser), 0)
+        share = ctx.bias_factor * ops.expand_dims(stabiliser, 0) * q
+        return (cache.weights * (cache.inputs * q + share),), None
+
+    def gradient(
+        self, spec: PoolingSpec, params: Any, cache: PoolingCache, grad: Tensor, ctx: NodeContext
+    ) -> tuple[Tensor | None, ...]:
+        """The gradient of the max (split between ties) or of the mean."""
+        return (cache.weights * ops.expand_dims(grad, 0),)
