@@ -123,6 +123,13 @@ def build_tf_lrp(out: Path) -> Path:
         if subprocess.run(command).returncode != 0:  # no setuptools here: let pip fetch the build backend
             subprocess.run([c for c in command if c != "--no-build-isolation"], check=True)
     (wheel,) = out.glob("tf_lrp-*.whl")
+    with zipfile.ZipFile(wheel) as archive:  # a package left out of pyproject's list would fail only there
+        names = set(archive.namelist())
+    missing = [str(init.parent.relative_to(ROOT)) for init in sorted((ROOT / "tf_lrp").rglob("__init__.py"))
+               if str(init.relative_to(ROOT)) not in names]  # fmt: skip
+    if missing:
+        wheel.unlink()
+        raise SystemExit(f"prepare: the wheel lacks the packages {missing}: add them to [tool.setuptools] packages")
     return wheel
 
 
