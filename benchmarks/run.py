@@ -403,6 +403,7 @@ def run_row(row: dict) -> dict:
     if not row.get("lean"):  # another batch size and length (a compilation on JAX: not in a GPU window)
         ex.explain(x[: max(1, batch // 2), : t - 1])
     median = statistics.median(times)
+    fitting = max(1, ex.memory_budget // max(ex.working_set_bytes(t), 1))
     result = dict(row)
     result.update(
         backend=backend.name(),
@@ -426,8 +427,7 @@ def run_row(row: dict) -> dict:
         keras_forward_s=statistics.median(forwards),
         lrp_over_forward=statistics.median(s / f for s, f in zip(times, forwards, strict=True)),
         forward_gflops=fwd_flops / statistics.median(forwards) / 1e9,
-        chunk=batch if batch <= ex.memory_budget // ex.working_set_bytes(t) else
-        backend.bucket_below(max(1, ex.memory_budget // ex.working_set_bytes(t))),
+        chunk=batch if batch <= fitting else backend.bucket_below(fitting),  # as Explainer.explain chunks
         device=(backend.accelerator_memory() or backend.DeviceMemory("cpu", None, None, None)).device,
         peak_device_mb=peak_device,
         device_limit_mb=_device_mb("limit"),
