@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Create .venv if missing, install tf_lrp with the dev extras, lint, and run the whole test suite
-# (slow tests included). Extra arguments go to pytest, e.g. ./scripts/test.sh -k layout
+# Create .venv if missing, install tf_lrp with the dev extras, lint, build the docs site (strict), test the
+# wheel in a fresh venv, and run the whole test suite (slow tests and examples/ included).
+# Extra arguments go to every pytest run, e.g. ./scripts/test.sh -k layout -x
 set -euo pipefail
-source "$(dirname "$0")/_venv.sh" "dev,torch,jax,viz,beam"
+source "$(dirname "$0")/_venv.sh" "dev,torch,jax,viz,beam,docs"
 .venv/bin/ruff check .
+.venv/bin/python -m mypy  # tf_lrp, strict (pyproject [tool.mypy])
+site="$(mktemp -d)"; NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --site-dir "$site"; rm -rf "$site"  # the docs site
+.venv/bin/python scripts/wheel_test.py  # the built wheel in a fresh venv, without the optional extras
 .venv/bin/python -m pytest "$@"
-KERAS_BACKEND=jax .venv/bin/python -m pytest -m core -q  # the numeric core again, on JAX
-KERAS_BACKEND=torch .venv/bin/python -m pytest -m core -q  # and on PyTorch (eager)
+KERAS_BACKEND=jax .venv/bin/python -m pytest -m core -q "$@"  # the numeric core again, on JAX
+KERAS_BACKEND=torch .venv/bin/python -m pytest -m core -q "$@"  # and on PyTorch (eager)
 ./scripts/gpu_smoke.sh  # benchmarks/gpu.sh --smoke on CPU JAX without TensorFlow, installed as on the GPU machine

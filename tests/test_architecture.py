@@ -19,6 +19,7 @@ RANKS = {
     "_version": 0,
     "_typing": 0,
     "_io": 1,
+    "_progress": 1,
     "_html": 2,
     "layout": 1,
     "rules": 2,

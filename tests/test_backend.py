@@ -379,6 +379,36 @@ def test_shared_switch_holds_while_any_thread_needs_it() -> None:
     assert state == {"on": False, "applied": 2, "undone": 2}
 
 
+def test_one_trace_per_compiled_function_prints_no_retracing_warning() -> None:
+    """Many compiled functions (one per method), each traced once, must not trip TensorFlow's retrace warning.
+
+    TensorFlow counts traces per code object; all ``Compiled`` share one, so without a per-instance key
+    a session that explains with several methods logs "triggered tf.function retracing".
+    """
+    if backend.name() != "tensorflow":
+        pytest.skip("the retracing warning is TensorFlow's")
+    import logging
+
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep(level=logging.WARNING)
+    logger = logging.getLogger("tensorflow")
+    logger.addHandler(handler)
+    try:
+        signature = [backend.TensorSpec((None, 2), "float32")]
+        for scale in range(1, 9):  # more than TensorFlow's threshold of 5 traces
+            compiled = backend.Compiled(lambda x, s=float(scale): x * s, signature)
+            np.testing.assert_array_equal(compiled(np.ones((3, 2), "float32")), np.full((3, 2), float(scale)))
+            assert compiled.traces == 1
+    finally:
+        logger.removeHandler(handler)
+    assert not [r for r in records if "retracing" in r.getMessage()]
+
+
 # --------------------------------------------------------------------------------------------
 # Accelerator memory (faked devices: no GPU is needed to test the parsing)
 

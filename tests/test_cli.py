@@ -164,9 +164,11 @@ def test_explain_html_heatmap_of_a_token_model(files, tmp_path):
     assert [text for text, _ in shown] == [str(t) for i in range(8) for t in x[i, : lengths[i]]]
 
     (tmp_path / "short.txt").write_text("<pad>\nKEY-A\n", encoding="utf-8")
+    before = out.stat().st_mtime_ns
     code, _, stderr = run([*argv, "--overwrite", "--vocab", tmp_path / "short.txt"])
     assert code == 2
     assert re.search(r"token id \d+ has no line in the --vocab file \(2 lines\)", stderr)
+    assert out.stat().st_mtime_ns == before  # refused before explaining
 
 
 @pytest.mark.slow
@@ -220,12 +222,16 @@ def test_explain_png_without_matplotlib_names_the_viz_extra(files, tmp_path, mon
         (["explain", "{net}", "{x}", "-o", "{tmp}/r.npy", "--vocab", "{x}"], "--vocab names the tokens"),
         (["explain", "{demo}", "{tokens}", "-o", "{tmp}/r.npy", "--html", "{tmp}/h.html", "--vocab", "{tmp}/v.txt"],
          "--vocab file '.*v.txt' does not exist"),
+        (["explain", "{demo}", "{tokens}", "-o", "{tmp}/r.npy", "--html", "{tmp}/h.html", "--vocab", "{short}"],
+         r"token id \d+ has no line in the --vocab file \(3 lines\): it must name every id of the first 8 samples"),
     ],
 )
 def test_user_mistakes_are_one_line_and_exit_2(files, tmp_path, argv, message):
-    names = {k: str(v) for k, v in files.items()} | {"tmp": str(tmp_path)}
+    (tmp_path / "short.txt").write_text("<pad>\nKEY-A\nKEY-B\n")  # the demo tokens go up to 15
+    names = {k: str(v) for k, v in files.items()} | {"tmp": str(tmp_path), "short": str(tmp_path / "short.txt")}
     code, _stdout, stderr = run([a.format(**names) for a in argv])
     assert code == 2
+    assert not (tmp_path / "r.npy").exists()  # refused before explaining
     lines = stderr.strip().splitlines()
     assert len(lines) == 1, stderr
     assert lines[0].startswith(f"tf-lrp {argv[0]}: error: ")
@@ -258,12 +264,60 @@ def test_help_has_examples(command, capsys):
 
 
 def test_method_choices_come_from_the_methods_table(capsys):
+    from tf_lrp.explainer import DTYPES, MANIFEST_KEY
     from tf_lrp.methods import METHODS
 
     with pytest.raises(SystemExit):
         cli.build_parser().parse_args(["explain", "--help"])
     text = capsys.readouterr().out
     assert all(name in text for name in METHODS)
+    # the parser's copies (parsing imports no framework) agree with the library's tables
+    assert sorted(cli.METHOD_NAMES) == sorted(METHODS)
+    assert cli.DTYPES == DTYPES
+    assert cli.MANIFEST_KEY == MANIFEST_KEY
+
+
+def test_parsing_and_usage_errors_import_no_framework(files, tmp_path):
+    """--help, argparse errors and file checks answer before Keras / TensorFlow are imported."""
+    script = f"""
+import contextlib, io, sys
+import tf_lrp, tf_lrp.cli as cli
+from tf_lrp import InputError, TfLrpError, __version__
+with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    assert cli.main(["--help"]) == 0
+    assert cli.main(["explain", "--help"]) == 0
+    assert cli.main(["explain"]) == 2
+    assert cli.main(["explain", "{files['net']}", "{tmp_path}/missing.npy", "-o", "{tmp_path}/r.npy"]) == 2
+    assert cli.main(["explain", "{tmp_path}/missing.npz", "{files['x']}", "-o", "{tmp_path}/r.npy"]) == 2
+    assert cli.main(["info", "{files['x']}"]) == 2
+heavy = sorted(m for m in ("keras", "tensorflow", "jax", "torch", "matplotlib") if m in sys.modules)
+assert not heavy, heavy
+assert "Explainer" in dir(tf_lrp)  # listed, imported on first use (test_every_public_name_imports)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+
+
+def test_every_public_name_imports():
+    import tf_lrp
+
+    namespace: dict[str, object] = {}
+    exec("from tf_lrp import *", namespace)
+    assert set(tf_lrp.__all__) <= set(namespace)
+    assert namespace["Explainer"] is Explainer
+    with pytest.raises(AttributeError, match="no attribute 'Explainr'"):
+        _ = tf_lrp.Explainr
+
+
+@pytest.mark.slow
+def test_framework_start_up_lines_are_hidden(files, tmp_path):
+    """In the CLI process TensorFlow's C++ start-up lines (absl, cuInit, CPU features) do not reach stderr."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    command = [sys.executable, "-m", "tf_lrp.cli", "info", str(files["net"])]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr == ""
+    assert "fingerprint:" in done.stdout
 
 
 # --------------------------------------------------------------------------------------------

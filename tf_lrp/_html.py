@@ -195,7 +195,7 @@ def html_heatmap(
     if values.ndim == 3:
         values = values.sum(axis=-1)
     single = len(tokens) > 0 and isinstance(tokens[0], str)
-    rows = [list(tokens)] if single else [list(t) for t in tokens]  # type: ignore[arg-type]
+    rows: list[list[str]] = [[str(t) for t in tokens]] if single else [[str(t) for t in row] for row in tokens]
     if values.ndim == 1:
         values = values[None, :]
     if values.ndim != 2 or len(rows) != values.shape[0]:

@@ -99,7 +99,7 @@ def write_json(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> None
 def save_npz(path: str | os.PathLike[str], arrays: Mapping[str, np.ndarray]) -> None:
     """Write ``arrays`` into one uncompressed ``.npz``, atomically."""
     with atomic_write(path, "wb") as handle:
-        np.savez(handle, **arrays)
+        np.savez(handle, **dict(arrays))  # type: ignore[arg-type]  # numpy's stub types allow_pickle first
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,7 +250,7 @@ def _check_members(archive: zipfile.ZipFile, name: str, max_bytes: int) -> None:
             raise InputError(f"{member} is not an .npy array, so the file cannot be read as an .npz of arrays")
         with archive.open(info) as handle:
             shape, dtype, _, nbytes = read_npy_header(handle, member)
-            header = handle.tell()  # type: ignore[attr-defined]
+            header = handle.tell()
         if header + nbytes != info.file_size:
             raise InputError(
                 f"{member} declares {shape} {dtype} ({header + nbytes:,} bytes) but the archive records "

@@ -30,6 +30,7 @@ computes on (JAX ``memory_stats()``, TensorFlow ``get_memory_info``, PyTorch
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -373,8 +374,11 @@ class Compiled:
         if self.backend == "tensorflow":
             import tensorflow as tf
 
+            # Keyed by the callable, not by the shared code of `traced`: TensorFlow's frequent-retracing
+            # detector counts traces per code object, so one trace per Compiled (by design) across
+            # several methods would otherwise print "triggered tf.function retracing".
             self._call: Callable[..., Any] = tf.function(
-                traced,
+                functools.partial(traced),
                 input_signature=_tf_signature(signature),
                 jit_compile=jit_compile,
                 reduce_retracing=True,

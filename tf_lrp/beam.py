@@ -84,11 +84,19 @@ class ExplainerModelHandler(ModelHandler[Any, PredictionResult, Explainer]):
         self.dtype = dtype
 
     def load_model(self) -> Explainer:
-        """Load the network (once per worker process; Beam shares it between bundles)."""
+        """Load the network (once per worker process; Beam shares it between bundles).
+
+        Returns:
+            The explainer.
+        """
         return load_explainer(self.model_path, dtype=self.dtype)
 
     def update_model_path(self, model_path: str | None = None) -> None:
-        """Point the handler at another saved network (Beam's model-update side input)."""
+        """Point the handler at another saved network (Beam's model-update side input).
+
+        Args:
+            model_path: the new network ``.npz`` (None keeps the current one).
+        """
         if model_path:
             self.model_path = os.fspath(model_path)
 
@@ -111,7 +119,7 @@ class ExplainerModelHandler(ModelHandler[Any, PredictionResult, Explainer]):
             **(inference_args or {}),
         )  # fmt: skip
         return [
-            PredictionResult(
+            PredictionResult(  # type: ignore[no-untyped-call]  # Beam ships no types
                 example,
                 Explained(
                     explanation.relevance[i, : steps[i]],
@@ -124,15 +132,33 @@ class ExplainerModelHandler(ModelHandler[Any, PredictionResult, Explainer]):
         ]
 
     def get_num_bytes(self, batch: Sequence[Any]) -> int:
-        """Bytes of the sequences of a batch (for Beam's metrics)."""
+        """Bytes of the sequences of a batch (for Beam's metrics).
+
+        Args:
+            batch: the sequences of one batch.
+
+        Returns:
+            Their total size in bytes.
+        """
         return int(sum(np.asarray(_unpack(e)[0]).nbytes for e in batch))
 
     def get_metrics_namespace(self) -> str:
-        """Beam metrics namespace of this handler."""
+        """Beam metrics namespace of this handler.
+
+        Returns:
+            The namespace.
+        """
         return "tf_lrp"
 
     def validate_inference_args(self, inference_args: dict[str, Any] | None) -> None:
-        """Only scalar options may be passed to ``explain``."""
+        """Only scalar options may be passed to ``explain``.
+
+        Args:
+            inference_args: the options for ``explain`` (``method``, ``eps``, ...).
+
+        Raises:
+            InputError: for a non-scalar option.
+        """
         for key, value in (inference_args or {}).items():
             if not isinstance(value, (int, float, str, type(None))):
                 raise InputError(f"inference_args passes only scalar options to explain; {key}= is {type(value)}")
@@ -158,7 +184,7 @@ def load_explainer(path: str | os.PathLike[str], **options: Any) -> Explainer:
             tf_lrp network file.
     """
     path = os.fspath(path)
-    if FileSystems.get_scheme(path) is None:
+    if FileSystems.get_scheme(path) is None:  # type: ignore[no-untyped-call]
         return Explainer.load(path, **options)
     with tempfile.TemporaryDirectory(prefix="tf_lrp-model-") as directory:
         local = Path(directory) / "net.npz"
@@ -180,9 +206,17 @@ def load_explainer(path: str | os.PathLike[str], **options: Any) -> Explainer:
 
 
 def to_record(keyed: tuple[Any, PredictionResult]) -> tuple[Any, np.ndarray, np.ndarray]:
-    """``(key, PredictionResult)`` from a ``KeyedModelHandler`` -> ``(key, scores, relevance)``."""
+    """``(key, PredictionResult)`` from a ``KeyedModelHandler`` -> ``(key, scores, relevance)``.
+
+    Args:
+        keyed: ``(key, PredictionResult)`` whose inference is an :class:`Explained`.
+
+    Returns:
+        ``(key, scores, relevance)``.
+    """
     key, result = keyed
-    return key, result.inference.scores, result.inference.relevance
+    inference: Any = result.inference  # an Explained (Beam's PredictionResult is untyped)
+    return key, inference.scores, inference.relevance
 
 
 def _unpack(element: Any) -> tuple[Any, int | None, int | None]:
@@ -197,23 +231,24 @@ def _stack(
     batch: Sequence[Any], model: Explainer, default_target: int | None
 ) -> tuple[np.ndarray, np.ndarray | None, Any, list[int]]:
     """Post-pad a batch of sequences to its longest; lengths where they differ."""
-    tokens = model.layout.embedding is not None
+    embedding = model.layout.embedding
+    tokens = embedding is not None
     rank = 1 if tokens else 2
     arrays, lengths, targets = [], [], []
     for number, element in enumerate(batch):
-        x, length, target = _unpack(element)
+        x, length, given = _unpack(element)
         x = np.asarray(x)
         if x.ndim != rank or x.shape[0] == 0:
             what = "(T,) token ids" if tokens else f"(T, {model.layout.input_size}) features"
             raise InputError(f"element {number} of the batch must be one sequence of {what}; got shape {x.shape}")
         arrays.append(x)
         lengths.append(x.shape[0] if length is None else int(length))
-        targets.append(default_target if target is None else int(target))
+        targets.append(default_target if given is None else int(given))
     steps = [a.shape[0] for a in arrays]
     longest = max(steps)
     x = np.stack([np.pad(a, [(0, longest - a.shape[0])] + [(0, 0)] * (a.ndim - 1)) for a in arrays])
     explicit = any(isinstance(e, Mapping) and e.get("length") is not None for e in batch)
-    ragged = len(set(steps)) > 1 and not (tokens and model.layout.embedding.mask_zero)
+    ragged = len(set(steps)) > 1 and not (embedding is not None and embedding.mask_zero)
     valid = np.asarray(lengths, dtype=np.int64) if explicit or ragged else None
     if all(t is None for t in targets):
         target: Any = None

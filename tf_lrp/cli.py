@@ -3,11 +3,17 @@
 ``main(argv)`` returns the exit code: 0 on success, 1 when ``validate`` finds problems, 2 for a
 user mistake (a missing file, a wrong shape, an unsupported model, a bad argument). User
 mistakes print one line on stderr (``tf-lrp: error: ...``); ``--debug`` adds the traceback.
+
+Start-up: this module imports no framework. Arguments and files are checked first; a command
+imports Keras (and with it TensorFlow, JAX or PyTorch) only when it needs to compute
+(``_load_framework``), with the framework's C++ start-up lines silenced at the file-descriptor
+level (``--debug`` shows them). ``tf-lrp --help`` and usage errors answer without a framework.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.resources
 import importlib.util
 import json
@@ -18,18 +24,27 @@ import sys
 import time
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import numpy as np
 
 from . import _io, resumable, viz
 from ._version import __version__
 from .errors import InputError, LayoutError, TfLrpError, TfLrpWarning
-from .explainer import DTYPES, MANIFEST_KEY, Explainer
-from .layout import check_weights, validate_manifest
-from .methods import METHODS
+
+if TYPE_CHECKING:
+    from .dataset import OutputFiles
+    from .explainer import Explainer, Explanation
+
+#: ``--method`` choices: the names of ``tf_lrp.methods.METHODS`` (kept here so that parsing imports no
+#: framework; tests/test_cli.py checks that the two agree).
+METHOD_NAMES = ("gradient_x_input", "integrated_gradients", "lrp", "occlusion", "random", "sensitivity")
+#: ``--dtype`` choices (``tf_lrp.explainer.DTYPES``).
+DTYPES = ("float32", "float64")
+#: The manifest entry of a tf_lrp network ``.npz`` (``tf_lrp.explainer.MANIFEST_KEY``).
+MANIFEST_KEY = "__manifest__"
 
 #: Where ``tf-lrp demo`` writes when no ``-o`` is given (ignored by git).
 DEMO_DIR = "tf_lrp_demo_out"
@@ -127,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("model", metavar="MODEL", help="a .keras file or a tf_lrp .npz network")
     explain.add_argument("data", metavar="DATA", help=".npy, or .npz with x and optional lengths/mask")
     explain.add_argument("-o", "--out", required=True, metavar="OUT.npy", help="relevance output file")
-    explain.add_argument("--method", choices=sorted(METHODS), default="lrp", help="attribution method (default lrp)")
+    explain.add_argument("--method", choices=METHOD_NAMES, default="lrp", help="attribution method (default lrp)")
     explain.add_argument(
         "--target", default="predicted", metavar="N|predicted", help="output unit to explain (default predicted)"
     )
@@ -280,13 +295,64 @@ def _parse_bytes(value: str | None) -> int | None:
     return result
 
 
-def load_model(path: str, dtype: str | None = None) -> Explainer:
-    """A tf_lrp ``.npz`` network (``Explainer.load``) or a ``.keras`` file (``Explainer.from_keras``)."""
+@contextlib.contextmanager
+def _native_stderr_hidden(hide: bool) -> Iterator[None]:
+    """Point file descriptor 2 at the null device for the duration (when ``hide``).
+
+    TensorFlow's C++ runtime writes its start-up lines (absl, cuInit, CPU features) straight to the
+    descriptor, past ``sys.stderr``; only redirecting the descriptor hides them.
+    """
+    if not hide:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _start_framework(debug: bool = False) -> None:
+    """Import Keras and its backend framework (through ``tf_lrp.explainer``), start-up output hidden.
+
+    The CLI calls this after its argument and file checks, right before the first computation;
+    ``--debug`` leaves the framework's own start-up lines visible.
+    """
+    if "tf_lrp.explainer" in sys.modules:
+        return
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # the application's choice: no C++ log lines
+    with _native_stderr_hidden(hide=not debug):
+        importlib.import_module(".explainer", __package__)
+
+
+def load_model(path: str, dtype: str | None = None, debug: bool = False) -> Explainer:
+    """A tf_lrp ``.npz`` network (``Explainer.load``) or a ``.keras`` file (``Explainer.from_keras``).
+
+    Args:
+        path: the model file.
+        dtype: the compute dtype (default: the file's).
+        debug: show the framework's start-up output (``--debug``).
+
+    Returns:
+        The explainer.
+
+    Raises:
+        InputError: the file does not exist or is of an unsupported kind.
+    """
     file = Path(path)
     if not file.is_file():
         raise InputError(f"model file {path!r} does not exist")
     suffix = file.suffix.lower()
     options = {} if dtype is None else {"dtype": dtype}
+    if suffix in (".npz", ".keras"):
+        _start_framework(debug)
+    from .explainer import Explainer
+
     if suffix == ".npz":
         if dtype is None:
             _check_stored_dtype(_io.load_npz(file), path)
@@ -350,10 +416,11 @@ def cmd_explain(args: argparse.Namespace, stdout: TextIO) -> int:
         )
     if args.resume and not existing:
         _say(stdout, f"no run recorded in {str(paths['sidecar'])!r} yet: starting a new one")
-    explainer = load_model(args.model, args.dtype)
+    explainer = load_model(args.model, args.dtype, args.debug)
     vocabulary = _check_heatmap_options(args, explainer)
+    compiling = _compile_on_first_sample(explainer, args, target)
     started = time.perf_counter()
-    files = explainer.explain_dataset(
+    files: OutputFiles = explainer.explain_dataset(  # type: ignore[assignment]  # out= given: the written files
         str(data_path),
         batch_size=batch_size,
         out=out,
@@ -370,12 +437,35 @@ def cmd_explain(args: argparse.Namespace, stdout: TextIO) -> int:
     resumed = f" (resumed after {files.resumed_from})" if files.resumed_from else ""
     _say(
         stdout,
-        f"explained {done} samples{resumed} in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.0f} samples/s); "
+        f"explained {done} samples{resumed} in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.0f} samples/s, "
+        f"after {compiling:.1f} s compiling); "
         f"wrote {files.relevance}, {files.scores.name}, {files.targets.name}, "
         f"{files.initial_state_relevance.name}, {files.sidecar.name}")
     for written in _draw_heatmaps(args, explainer, files.load(), vocabulary):
         _say(stdout, f"wrote {written}")
     return EXIT_OK
+
+
+def _compile_on_first_sample(explainer: Explainer, args: argparse.Namespace, target: int | str) -> float:
+    """Explain the first sample once, which compiles the method; return the seconds it took.
+
+    The rate ``explain`` reports then measures explaining, not compiling (on TensorFlow one
+    compiled function serves every batch size; JAX compiles once more per batch-size bucket).
+    """
+    x, mask = _load_data(args.data, rows=1)
+    if len(x) == 0:
+        return 0.0
+    started = time.perf_counter()
+    explainer.explain_dataset(  # the run's own code path: the same checks, messages and compiled function
+        np.asarray(x),
+        mask=mask,
+        method=args.method,
+        targets=None if target == "predicted" else target,
+        eps=args.eps,
+        bias_factor=args.bias_factor,
+        progress=False,
+    )
+    return time.perf_counter() - started
 
 
 def _read_vocabulary(path: str) -> list[str]:
@@ -408,7 +498,27 @@ def _check_heatmap_options(args: argparse.Namespace, explainer: Explainer) -> li
         raise InputError(f"--dpi must lie in [10, 1200]; got {args.dpi}")
     _check_figure("--png", args.png)
     _class_names(args.class_names, explainer.layout.num_outputs)
-    return _read_vocabulary(args.vocab) if args.vocab is not None else None
+    if args.vocab is None:
+        return None
+    vocabulary = _read_vocabulary(args.vocab)
+    _check_vocabulary_covers(args, vocabulary)
+    return vocabulary
+
+
+def _check_vocabulary_covers(args: argparse.Namespace, vocabulary: list[str]) -> None:
+    """Refuse, before explaining, a ``--vocab`` that lacks a token id of the samples to be drawn."""
+    x, mask = _load_data(args.data, rows=args.heatmap_samples)
+    ids = np.asarray(x)
+    if ids.ndim != 2 or not np.issubdtype(ids.dtype, np.integer) or ids.size == 0:
+        return  # not token ids: the explainer's own input check names the problem
+    shown = ids[mask] if mask is not None else ids
+    outside = shown[(shown < 0) | (shown >= len(vocabulary))] if shown.size else shown
+    if outside.size:
+        raise InputError(
+            f"token id {int(outside.max() if outside.max() >= len(vocabulary) else outside.min())} has no line in "
+            f"the --vocab file ({len(vocabulary)} lines): it must name every id of the first {len(ids)} samples "
+            "(line i names token id i)"
+        )
 
 
 def _class_names(value: str | None, classes: int) -> list[str] | None:
@@ -505,10 +615,13 @@ def cmd_convert(args: argparse.Namespace, stdout: TextIO) -> int:
                 "--cell and --bidirectional are for PyTorch state_dicts (--nonlinearity for nn.RNN ones); "
                 "a .keras file describes itself"
             )
-        explainer = load_model(str(source), args.dtype)
+        explainer = load_model(str(source), args.dtype, args.debug)
     elif _is_network_file(source):
-        explainer = Explainer.load(source, dtype=args.dtype)
+        explainer = load_model(str(source), args.dtype, args.debug)
     elif suffix in (".pt", ".pth", ".npz"):
+        _start_framework(args.debug)
+        from .explainer import Explainer
+
         from_torch = getattr(Explainer, "from_torch", None)
         if from_torch is None:
             raise InputError("this tf_lrp cannot convert PyTorch state_dicts yet")
@@ -541,6 +654,8 @@ def _read_network(path: str) -> tuple[dict[str, np.ndarray], list[str]]:
 
 def cmd_validate(args: argparse.Namespace, stdout: TextIO) -> int:
     """``tf-lrp validate``: the layout and every problem found."""
+    from .layout import check_weights, validate_manifest
+
     arrays, problems = _read_network(args.network)
     if not problems:
         try:
@@ -578,7 +693,7 @@ def _describe_input(spec: Any) -> str:
 
 def cmd_info(args: argparse.Namespace, stdout: TextIO) -> int:
     """``tf-lrp info``."""
-    explainer = load_model(args.network) if Path(args.network).suffix.lower() == ".npz" else None
+    explainer = load_model(args.network, debug=args.debug) if Path(args.network).suffix.lower() == ".npz" else None
     if explainer is None:
         raise InputError(f"info reads tf_lrp network .npz files; got {args.network!r} (convert it first)")
     layout = explainer.layout
@@ -627,11 +742,14 @@ def cmd_demo(args: argparse.Namespace, stdout: TextIO) -> int:
     keyword, labels = data["keyword_position"][:count], data["labels"][:count]
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    _start_framework(args.debug)
+    from .explainer import Explainer
+
     explainer = Explainer.load(model_path)
     progress = False if args.no_progress else None
     explainer.explain(x[:8], lengths=lengths[:8])  # compile once, outside the timing
     started = time.perf_counter()
-    files = explainer.explain_dataset(
+    files: OutputFiles = explainer.explain_dataset(  # type: ignore[assignment]  # out= given: the written files
         x, lengths=lengths, out=out_dir / "relevances.npy", progress=progress, resume=False
     )
     elapsed = time.perf_counter() - started
@@ -640,7 +758,8 @@ def cmd_demo(args: argparse.Namespace, stdout: TextIO) -> int:
     predicted = np.asarray(results["targets"])
     hits = token_relevance.argmax(axis=1) == keyword
     check = min(count, DEMO_CONSERVATION_SAMPLES)
-    conserving = explainer.explain_dataset(x[:check], lengths=lengths[:check], bias_factor=1.0, progress=False)
+    conserving: Explanation = explainer.explain_dataset(  # type: ignore[assignment]  # no out=: in memory
+        x[:check], lengths=lengths[:check], bias_factor=1.0, progress=False)
     names = token_names(int(about.get("vocabulary", int(x.max()) + 1)))
     shown = range(min(DEMO_HEATMAP_SAMPLES, count))
     viz.html_heatmap(
@@ -784,7 +903,7 @@ def _evaluate(args: argparse.Namespace, stdout: TextIO) -> int:
             f"RELEVANCE {args.relevance!r} has {relevance.shape[0] if relevance.ndim else 0} samples but DATA has "
             f"{len(x)}: pass the relevance of this data set (tf-lrp explain MODEL DATA -o REL.npy)"
         )
-    explainer = load_model(args.model, args.dtype)
+    explainer = load_model(args.model, args.dtype, args.debug)
     options: dict[str, Any] = {
         "mode": args.mode, "steps": args.steps, "unit": args.unit, "target": None if target == "predicted" else target,
         "mask": mask, "value": args.value, "token": args.token, "seed": args.seed, "data": reference,
@@ -867,9 +986,9 @@ def _evaluate_methods(args: argparse.Namespace, stdout: TextIO, target: int | No
     from . import evaluate
 
     methods = [name.strip() for name in args.methods.split(",") if name.strip()]
-    unknown = [name for name in methods if name not in METHODS]
+    unknown = [name for name in methods if name not in METHOD_NAMES]
     if not methods or unknown:
-        raise InputError(f"--methods takes names from {sorted(METHODS)} separated by commas; got {args.methods!r}")
+        raise InputError(f"--methods takes names from {sorted(METHOD_NAMES)} separated by commas; got {args.methods!r}")
     if args.relevance is not None:
         raise InputError("--methods explains DATA itself: drop RELEVANCE (or drop --methods to evaluate that file)")
     if args.order != ["morf", "lrf", "random"]:
@@ -882,7 +1001,7 @@ def _evaluate_methods(args: argparse.Namespace, stdout: TextIO, target: int | No
         _check_figure("--png", args.png)
     drawing = importlib.util.find_spec("matplotlib") is not None
     x, mask, reference, reference_mask = _evaluation_inputs(args)
-    explainer = load_model(args.model, args.dtype)
+    explainer = load_model(args.model, args.dtype, args.debug)
     out.mkdir(parents=True, exist_ok=True)
     key = _relevance_key(explainer, x, mask, target, args.seed)
     cached = {} if args.no_cache else _cached_relevances(out, methods, key, x.shape[:2])

@@ -35,7 +35,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -45,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from . import _io, backend, conservation, resumable
+from ._progress import progress_bar
 from .errors import InputError, TfLrpWarning
 from .resumable import output_paths
 
@@ -273,7 +273,11 @@ class OutputFiles:
     resumed_from: int
 
     def load(self) -> dict[str, np.ndarray]:
-        """The four arrays, memory-mapped read-only."""
+        """The four arrays, memory-mapped read-only.
+
+        Returns:
+            ``relevance``, ``scores``, ``targets`` and ``initial_state_relevance`` by name.
+        """
         return {
             name: np.load(getattr(self, name), mmap_mode="r", allow_pickle=False)
             for name in ("relevance", "scores", "targets", "initial_state_relevance")
@@ -316,7 +320,7 @@ def explain_dataset(
     progress: bool | None = None,
     memory_budget: int | None = None,
     resume: bool = True,
-) -> dict[str, np.ndarray] | OutputFiles:
+) -> dict[str, Any] | OutputFiles:
     """Explain a data set chunk by chunk (see the module docstring).
 
     Args:
@@ -336,7 +340,8 @@ def explain_dataset(
         targets: None (predicted class), an int, or (N,) integers (arrays and paths only).
         lengths: (N,) valid lengths of post-padded data (arrays and paths only).
         mask: (N, T) bool mask (arrays and paths only).
-        progress: show a tqdm bar; None: only when stderr is a terminal.
+        progress: True: a tqdm bar; False: none; None: a bar on a terminal or in a notebook, a plain line every
+            30 s otherwise (logs, CI).
         memory_budget: bytes per chunk for ``batch_size="auto"``; None: a fraction of the free
             memory of the accelerator in use, else of the available host memory (:func:`default_budget`).
         resume: continue a run recorded in ``out``'s sidecar; False starts over.
@@ -536,8 +541,9 @@ def _input_files(*sources: Any) -> list[Path]:
             continue
         array = source
         while isinstance(array, np.ndarray):
-            if isinstance(array, np.memmap) and getattr(array, "filename", None):
-                files.append(Path(array.filename))
+            filename = getattr(array, "filename", None) if isinstance(array, np.memmap) else None
+            if filename:
+                files.append(Path(filename))
                 break
             array = array.base
     return files
@@ -640,7 +646,7 @@ def _rows_digest(rows: Block) -> str:
             digest.update(b"none")
         else:
             digest.update(f"{part.dtype.str}{part.shape}".encode())
-            digest.update(np.ascontiguousarray(part).reshape(-1).view(np.uint8))  # no copy
+            digest.update(np.ascontiguousarray(part).reshape(-1).view(np.uint8).data)  # no copy
     return digest.hexdigest()[:32]
 
 
@@ -685,13 +691,7 @@ def _measure(blocks: Iterator[Block], rank: int, feature_shape: tuple[int, ...])
 
 
 def _progress(progress: bool | None, total: int, initial: int = 0) -> Any:
-    from tqdm.auto import tqdm
-
-    enabled = sys.stderr.isatty() if progress is None else bool(progress)
-    return tqdm(
-        total=total, initial=initial, unit="sample", unit_scale=True, disable=not enabled, dynamic_ncols=True,
-        desc="explaining", file=sys.stderr, smoothing=0.1,
-    )  # fmt: skip
+    return progress_bar(progress, total, initial)  # tqdm.auto bar, or plain lines in logs
 
 
 def _run_in_memory(
@@ -710,7 +710,7 @@ def _run_in_memory(
     progress: bool | None,
     method: str,
     max_batch: int | None = MAX_AUTO_BATCH,
-) -> dict[str, np.ndarray]:
+) -> dict[str, Any]:
     parts: list[dict[str, np.ndarray]] = []
     worst = _Worst(method)
     bar = _progress(progress, 0)
@@ -739,7 +739,7 @@ def _run_in_memory(
     return _concatenate(parts)
 
 
-def _concatenate(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+def _concatenate(parts: list[dict[str, np.ndarray]]) -> dict[str, Any]:
     if len(parts) == 1:
         return {"mask": None, **parts[0]}
     steps = max(p["relevance"].shape[1] for p in parts)

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -64,7 +64,15 @@ class Scorer(Protocol):
     """
 
     def score(self, x: Any, mask: Any = None) -> np.ndarray:
-        """Scores (B, C) of the batch ``x``."""
+        """Scores (B, C) of the batch ``x``.
+
+        Args:
+            x: (B, T, D) floats or (B, T) token ids.
+            mask: (B, T) bool, True on valid steps, or None.
+
+        Returns:
+            (B, C) scores.
+        """
         ...
 
 
@@ -72,7 +80,16 @@ class Attributor(Scorer, Protocol):
     """A :class:`Scorer` that also explains: ``explain(x, method=..., ...)`` with ``.relevance``."""
 
     def explain(self, x: Any, *args: Any, **kwargs: Any) -> Any:
-        """An object with ``relevance`` (B, T, D) or (B, T) for the batch ``x``."""
+        """An object with ``relevance`` (B, T, D) or (B, T) for the batch ``x``.
+
+        Args:
+            x: (B, T, D) floats or (B, T) token ids.
+            *args: further positional arguments of the attributor.
+            **kwargs: ``method``, ``target``, ``mask`` and the method's options.
+
+        Returns:
+            The explanation (e.g. an :class:`~tf_lrp.explainer.Explanation`).
+        """
         ...
 @dataclass(frozen=True)
 class PerturbationResult:
@@ -191,7 +208,10 @@ def _unit_relevance(relevance: Any, x: np.ndarray, unit: str) -> np.ndarray:
 def _ranking(scores: np.ndarray, valid: np.ndarray, order: str, rng: np.random.Generator) -> np.ndarray:
     """Rank of each unit in the removal order, (B, N) ints; invalid units come last."""
     batch, count = scores.shape
-    key = {"random": lambda: rng.random((batch, count)), "morf": lambda: -scores, "lrf": lambda: scores}[order]()
+    keys: dict[str, Callable[[], np.ndarray]] = {
+        "random": lambda: rng.random((batch, count)), "morf": lambda: -scores, "lrf": lambda: scores
+    }  # fmt: skip
+    key = keys[order]()
     key = np.where(valid, key, np.inf)
     order_index = np.argsort(key, axis=1, kind="stable")
     rank = np.empty_like(order_index)
@@ -265,6 +285,13 @@ def input_mask(x: np.ndarray, pad: Any) -> np.ndarray | None:
 
     Token ids: ``x != pad`` (``Embedding(mask_zero=True)``, pad 0); floats (B, T, D): a step is
     padding when every feature equals ``pad`` (``Masking(mask_value=pad)``).
+
+    Args:
+        x: (B, T) token ids or (B, T, D) floats.
+        pad: the padding token or ``mask_value``; None when the model has no padding rule.
+
+    Returns:
+        (B, T) bool, or None when ``pad`` is None.
     """
     if pad is None:
         return None
@@ -652,7 +679,11 @@ class Comparison:
         return self.random_order.samples
 
     def rows(self) -> list[dict[str, Any]]:
-        """One dict per method: AUC means and standard errors, ABPC, samples/s."""
+        """One dict per method: AUC means and standard errors, ABPC, samples/s.
+
+        Returns:
+            The table's rows, in the order of the methods.
+        """
         rows = []
         for name, result in self.methods.items():
             rows.append(
@@ -678,7 +709,11 @@ class Comparison:
         }[self.normalize]
 
     def markdown(self) -> str:
-        """The comparison as a Markdown table with a header that says how to read it."""
+        """The comparison as a Markdown table with a header that says how to read it.
+
+        Returns:
+            The Markdown text.
+        """
         lines = [
             f"Perturbation comparison: {self.samples} samples, {self.unit}s removed ({self.mode}), "
             f"{self.steps} removal steps; curve values: {self._value_label()}.",
@@ -701,7 +736,11 @@ class Comparison:
         return "\n".join(lines) + "\n"
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict: settings, the table rows, mean curves and standard errors."""
+        """A JSON-ready dict: settings, the table rows, mean curves and standard errors.
+
+        Returns:
+            The dict (plain Python types only).
+        """
 
         def finite(value: float) -> float | None:
             return None if math.isnan(value) else value

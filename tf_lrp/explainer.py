@@ -129,7 +129,12 @@ class Explanation:
         return heatmap_fragment(rows, values, f"{self.method} relevance per time step{which}{more}", labels)
 
     def conservation_report(self) -> str:
-        """A short human-readable summary of conservation over the batch."""
+        """A short human-readable summary of conservation over the batch.
+
+        Returns:
+            One line: the explained score, relevance, initial-state and absorbed sums and the
+            largest relative conservation error.
+        """
         return (
             f"{self.method}: explained score sum {self.explained_score.sum():.6g}, relevance sum "
             f"{self.relevance_sum.sum():.6g}, initial states {self.initial_state_relevance.sum():.6g}, "
@@ -380,7 +385,20 @@ class Explainer:
     def from_manifest(
         cls, manifest: Mapping[str, Any], weights: Sequence[Any] | Mapping[str, Any], **options: Any
     ) -> Explainer:
-        """Build from a layout manifest (see ``weights_schema.json``) and its weights."""
+        """Build from a layout manifest (see ``weights_schema.json``) and its weights.
+
+        Args:
+            manifest: the layout (``format``, ``layers``, ...), validated against the schema.
+            weights: the arrays in the manifest's order, or a dict keyed by ``"layer/array"``.
+            **options: passed to :class:`Explainer` (``dtype``, ``rules``, ``jit_compile``,
+                ``memory_budget``).
+
+        Returns:
+            The explainer.
+
+        Raises:
+            LayoutError: for a manifest that breaks the schema or weights that do not fit it.
+        """
         return cls(validate_manifest(manifest), weights, **options)
 
     @classmethod
@@ -473,7 +491,19 @@ class Explainer:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], **options: Any) -> Explainer:
-        """Load an explainer saved with :meth:`save` (no model code needed, no unpickling)."""
+        """Load an explainer saved with :meth:`save` (no model code needed, no unpickling).
+
+        Args:
+            path: the ``.npz`` file.
+            **options: passed to :class:`Explainer`; ``dtype`` defaults to the stored one.
+
+        Returns:
+            The explainer.
+
+        Raises:
+            InputError: the file is missing, unreadable or not a tf_lrp network.
+            LayoutError: its manifest or weights are invalid.
+        """
         import json
 
         data = _io.load_npz(path)
@@ -487,7 +517,11 @@ class Explainer:
         return cls.from_manifest(manifest, data, dtype=dtype, **options)
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the manifest and the weights into one ``.npz`` (atomically)."""
+        """Write the manifest and the weights into one ``.npz`` (atomically).
+
+        Args:
+            path: the ``.npz`` file to write; :meth:`load` reads it back.
+        """
         import json
 
         arrays: dict[str, np.ndarray] = {spec.key: w for spec, w in zip(self.layout.arrays, self.weights, strict=True)}
@@ -517,6 +551,12 @@ class Explainer:
         The inputs plus what every node keeps for the backward passes (each node type declares
         it: ``cache_floats``; a recurrent direction keeps ``CACHE_VECTORS`` H-vectors per step);
         the backward pass adds about as much again, transiently.
+
+        Args:
+            time_steps: the sequence length T.
+
+        Returns:
+            Bytes per sample (``batch_size="auto"`` divides ``memory_budget`` by it).
         """
         layout = self.layout
         itemsize = np.dtype(self.dtype).itemsize
@@ -947,7 +987,8 @@ class Explainer:
             bias_factor: LRP bias share in [0, 1].
             lengths: (N,) valid lengths of post-padded data (arrays and paths).
             mask: (N, T) bool, True on valid steps (arrays and paths).
-            progress: tqdm progress bar; None shows it only when stderr is a terminal.
+            progress: True: a tqdm bar; False: none; None: a bar on a terminal or in a notebook, a
+                plain progress line every 30 s otherwise (logs, CI, batch jobs).
             memory_budget: bytes per chunk for ``batch_size="auto"``; None: 30 % of the free
                 memory of the GPU in use (no 1,024-sample cap there), else a quarter of the
                 available host memory.
@@ -1034,6 +1075,16 @@ class Explainer:
 
         A sample without a valid step (all padding or masked) is scored as Keras does: the
         recurrent layers keep their zero initial state, so it scores what the head makes of it.
+
+        Args:
+            x: (B, T, D) floats or (B, T) token ids (a tuple or dict of them for a network with
+                several inputs).
+            mask: (B, T) bool, True on valid steps.
+            lengths: (B,) valid lengths of post-padded data (alternative to ``mask``).
+            batch_size: samples per compiled call; None picks it from ``memory_budget``.
+
+        Returns:
+            (B, C) scores.
         """
         xs = self._check_x(x)
         valid = self._check_mask(xs, mask, lengths, allow_empty=True)

@@ -209,6 +209,9 @@ class Seq2SeqExplainer:
             dtype: ``"float32"`` or ``"float64"``.
             **options: passed to :class:`Seq2SeqExplainer` (``rules``, ``jit_compile``).
 
+        Returns:
+            The forecaster's explainer.
+
         Raises:
             LayoutError: when the arrays do not describe such a forecaster (the message names
                 the array, the expected and actual shape).
@@ -233,7 +236,16 @@ class Seq2SeqExplainer:
     def from_manifest(
         cls, manifest: Mapping[str, Any], weights: Sequence[Any] | Mapping[str, Any], **options: Any
     ) -> Seq2SeqExplainer:
-        """Build from a ``seq2seq`` manifest (see ``weights_schema.json``) and its weights."""
+        """Build from a ``seq2seq`` manifest (see ``weights_schema.json``) and its weights.
+
+        Args:
+            manifest: the ``seq2seq`` layout, validated against the schema.
+            weights: the arrays in the manifest's order, or a dict keyed by their names.
+            **options: passed to :class:`Seq2SeqExplainer` (``dtype``, ``rules``, ``jit_compile``).
+
+        Returns:
+            The forecaster's explainer.
+        """
         return cls(validate_seq2seq_manifest(manifest), weights, **options)
 
     @classmethod
@@ -245,6 +257,9 @@ class Seq2SeqExplainer:
             dtype: ``"float32"`` or ``"float64"``.
             **options: ``encoder_prefix``, ``decoder_prefix``, ``head1``, ``head2`` go to the
                 converter; ``rules`` and ``jit_compile`` to :class:`Seq2SeqExplainer`.
+
+        Returns:
+            The forecaster's explainer.
 
         Raises:
             ConversionError: when the state_dict is not such a forecaster.
@@ -260,7 +275,15 @@ class Seq2SeqExplainer:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], **options: Any) -> Seq2SeqExplainer:
-        """Load a forecaster saved with :meth:`save` (plain arrays, no unpickling)."""
+        """Load a forecaster saved with :meth:`save` (plain arrays, no unpickling).
+
+        Args:
+            path: the ``.npz`` file.
+            **options: passed to :class:`Seq2SeqExplainer`; ``dtype`` defaults to the stored one.
+
+        Returns:
+            The forecaster's explainer.
+        """
         data = _io.load_npz(path)
         if MANIFEST_KEY not in data:
             raise InputError(f"{os.fspath(path)!r} is not a tf_lrp network file (no {MANIFEST_KEY!r} entry)")
@@ -272,7 +295,11 @@ class Seq2SeqExplainer:
         return cls.from_manifest(manifest, data, dtype=dtype, **options)
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the manifest and the weights into one ``.npz`` (atomically)."""
+        """Write the manifest and the weights into one ``.npz`` (atomically).
+
+        Args:
+            path: the ``.npz`` file to write; :meth:`load` reads it back.
+        """
         arrays = {spec.name: w for spec, w in zip(self.spec.arrays, self.weights, strict=True)}
         arrays[MANIFEST_KEY] = np.asarray(manifest_json(self.spec))
         _io.save_npz(path, arrays)
@@ -393,7 +420,17 @@ class Seq2SeqExplainer:
         return tuple(np.concatenate(p, axis=0) for p in zip(*parts, strict=True))
 
     def forecast(self, x: Any, x_future: Any, static: Any = None, batch_size: int | None = None) -> np.ndarray:
-        """(B, T_out, O) the forecasts of a batch (``batch_size`` samples per compiled call)."""
+        """The forecasts of a batch.
+
+        Args:
+            x: (B, T_in, F) history.
+            x_future: (B, T_out, F_dec) known-future inputs; its time axis sets the horizon.
+            static: (B, S) static features (required exactly when S > 0).
+            batch_size: samples per compiled call (None: all at once).
+
+        Returns:
+            (B, T_out, O) forecasts.
+        """
         (result,) = self._run("forecast", self._check_inputs(x, x_future, static), (), batch_size)
         return result
 

@@ -1,6 +1,6 @@
 """The GRU encoder-decoder forecaster (Mirzavand Borujeni et al. 2023): layout, forward, backward.
 
-Structure (spec ``gru_lrp.md`` §4, ``tests/data/REFERENCE.md``, encoder-decoder section)::
+Structure (spec ``docs/gru_lrp.md`` §4, ``tests/data/REFERENCE.md``, encoder-decoder section)::
 
     encoder: L stacked GRU(H, reset_after=True) over x (B, T_in, F), zero initial states
     decoder: L stacked GRU cells; layer l starts from encoder layer l's final state; step t reads
@@ -386,7 +386,7 @@ def backward(
     seed: Tensor,
     ctx: Any,
 ) -> Seq2SeqBackward:
-    """Send ``seed`` at the forecasts back to the inputs (spec ``gru_lrp.md`` §4.3).
+    """Send ``seed`` at the forecasts back to the inputs (spec ``docs/gru_lrp.md`` §4.3).
 
     Equivalent loop::
 

@@ -65,7 +65,9 @@ def _style() -> Iterator[None]:
         import matplotlib
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise InputError("plots need matplotlib: pip install 'tf_lrp[viz]'") from exc
-    with matplotlib.style.context("default"), matplotlib.rc_context(STYLE):
+    import matplotlib.style
+
+    with matplotlib.style.context("default"), matplotlib.rc_context(STYLE):  # type: ignore[arg-type]
         yield
 
 
@@ -83,6 +85,12 @@ def _figure(**options: Any) -> Any:
 
 def figure_format(path: str | os.PathLike[str]) -> str:
     """The file format of ``path`` by its extension: ``"png"``, ``"svg"`` or ``"pdf"``.
+
+    Args:
+        path: the figure's file name.
+
+    Returns:
+        The format name.
 
     Raises:
         InputError: for any other extension.

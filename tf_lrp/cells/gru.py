@@ -11,7 +11,7 @@ Forward, one step, with ``gx = x_t @ kernel + input_bias`` (Keras ``GRUCell``)::
         a = gx[candidate] + (r ⊙ h_prev) @ recurrent_kernel[candidate]
     n = activation(a);  h = z ⊙ h_prev + (1 − z) ⊙ n
 
-LRP backward, one step (Mirzavand Borujeni et al. 2023; spec ``gru_lrp.md`` §2.3–2.4): the
+LRP backward, one step (Mirzavand Borujeni et al. 2023; spec ``docs/gru_lrp.md`` §2.3–2.4): the
 gates z, r take no relevance; ``h = z⊙h_prev + (1−z)⊙n`` is a sum node (N = 2H); the
 activation passes relevance unchanged; the candidate ``a`` is an ε-node over ``[x_t, h_prev]``
 (N = D + H) with the reset gate frozen into its weights: for reset_after=True it scales the
@@ -259,7 +259,7 @@ def relevance_step(
     bias_factor: Tensor,
     rules: RuleSet,
 ) -> tuple[tuple[Tensor], tuple[Tensor, Tensor]]:
-    """LRP through one GRU step (spec ``gru_lrp.md`` §2.3 and §2.4).
+    """LRP through one GRU step (spec ``docs/gru_lrp.md`` §2.3 and §2.4).
 
     Args:
         spec: the layer.

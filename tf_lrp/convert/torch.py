@@ -1,7 +1,7 @@
 """PyTorch ``nn.LSTM`` / ``nn.GRU`` / ``nn.RNN`` (+ ``nn.Linear`` head) state_dicts -> tf_lrp layouts.
 
 The converter is the canonizer of tf_lrp: every framework difference is removed here, once,
-before the numeric core sees the weights (spec ``gru_lrp.md`` §9):
+before the numeric core sees the weights (spec ``docs/gru_lrp.md`` §9):
 
 * LSTM: ``kernel = weight_ih.T``, ``recurrent_kernel = weight_hh.T``,
   ``bias = bias_ih + bias_hh``; PyTorch's gate order i, f, g, o equals Keras's i, f, c, o.

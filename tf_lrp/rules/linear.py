@@ -37,7 +37,20 @@ class Epsilon:
         eps: Tensor,
         bias_factor: Tensor,
     ) -> Tensor:
-        """Slot: relevance (B, D) of the inputs (B, D) of ``z = inputs @ kernel + bias`` (B, C)."""
+        """Slot: relevance (B, D) of the inputs (B, D) of ``z = inputs @ kernel + bias`` (B, C).
+
+        Args:
+            inputs: (B, D) the layer's inputs.
+            kernel: (D, C).
+            bias: (C,).
+            z: (B, C) the pre-activation.
+            relevance: (B, C) relevance arriving at ``z``.
+            eps: the call's ε (replaced by this rule's own ε when it has one).
+            bias_factor: share of bias and stabiliser redistributed, in [0, 1].
+
+        Returns:
+            (B, D) relevance of the inputs.
+        """
         stabiliser = eps if self.eps is None else ops.convert_to_tensor(self.eps, dtype=z.dtype)
         q, share = epsilon_node(z, relevance, bias, stabiliser, bias_factor, ops.shape(kernel)[0])
         return inputs * ops.matmul(q, ops.transpose(kernel)) + share
@@ -73,7 +86,20 @@ class ZPlus:
         eps: Tensor,
         bias_factor: Tensor,
     ) -> Tensor:
-        """Slot: relevance (B, D) of the inputs (B, D) of a dense layer; see the class."""
+        """Slot: relevance (B, D) of the inputs (B, D) of a dense layer; see the class.
+
+        Args:
+            inputs: (B, D) the layer's inputs.
+            kernel: (D, C).
+            bias: (C,) unused: z⁺ ignores the bias.
+            z: (B, C) the pre-activation (only its dtype is used).
+            relevance: (B, C) relevance arriving at the layer's outputs.
+            eps: unused: the denominator's stabiliser is this rule's ``stabilizer``.
+            bias_factor: unused (no bias share).
+
+        Returns:
+            (B, D) relevance of the inputs.
+        """
         zero = ops.zeros_like(inputs)
         a_pos, a_neg = ops.maximum(inputs, zero), ops.minimum(inputs, zero)
         w_pos, w_neg = ops.maximum(kernel, ops.zeros_like(kernel)), ops.minimum(kernel, ops.zeros_like(kernel))

@@ -126,7 +126,16 @@ class ByIndex:
     index: int
 
     def matches(self, index: int, spec: Any, is_output: bool) -> bool:
-        """Whether this entry applies to node ``index`` with layer spec ``spec``."""
+        """Whether this entry applies to node ``index`` with layer spec ``spec``.
+
+        Args:
+            index: the node's index in ``layout.layers``.
+            spec: the node's layer spec (its ``kind`` and ``name``).
+            is_output: whether the node is the network's output node.
+
+        Returns:
+            True when the entry's rule applies to the node.
+        """
         return index == self.index
 
 
@@ -137,7 +146,16 @@ class ByName:
     name: str
 
     def matches(self, index: int, spec: Any, is_output: bool) -> bool:
-        """Whether this entry applies to node ``index`` with layer spec ``spec``."""
+        """Whether this entry applies to node ``index`` with layer spec ``spec``.
+
+        Args:
+            index: the node's index in ``layout.layers``.
+            spec: the node's layer spec (its ``kind`` and ``name``).
+            is_output: whether the node is the network's output node.
+
+        Returns:
+            True when the entry's rule applies to the node.
+        """
         return bool(spec.name) and spec.name == self.name
 
 
@@ -148,7 +166,16 @@ class ByKind:
     kind: str
 
     def matches(self, index: int, spec: Any, is_output: bool) -> bool:
-        """Whether this entry applies to node ``index`` with layer spec ``spec``."""
+        """Whether this entry applies to node ``index`` with layer spec ``spec``.
+
+        Args:
+            index: the node's index in ``layout.layers``.
+            spec: the node's layer spec (its ``kind`` and ``name``).
+            is_output: whether the node is the network's output node.
+
+        Returns:
+            True when the entry's rule applies to the node.
+        """
         return spec.kind == self.kind
 
 
@@ -159,7 +186,16 @@ class ByRuleKind:
     rule_kind: str
 
     def matches(self, index: int, spec: Any, is_output: bool) -> bool:
-        """Whether this entry applies to node ``index`` with layer spec ``spec``."""
+        """Whether this entry applies to node ``index`` with layer spec ``spec``.
+
+        Args:
+            index: the node's index in ``layout.layers``.
+            spec: the node's layer spec (its ``kind`` and ``name``).
+            is_output: whether the node is the network's output node.
+
+        Returns:
+            True when the entry's rule applies to the node.
+        """
         return spec.rule_kind == self.rule_kind
 
 
@@ -168,7 +204,16 @@ class IsOutput:
     """Matches the network's output node (whose pre-activation is the explained score)."""
 
     def matches(self, index: int, spec: Any, is_output: bool) -> bool:
-        """Whether this entry applies to node ``index`` with layer spec ``spec``."""
+        """Whether this entry applies to node ``index`` with layer spec ``spec``.
+
+        Args:
+            index: the node's index in ``layout.layers``.
+            spec: the node's layer spec (its ``kind`` and ``name``).
+            is_output: whether the node is the network's output node.
+
+        Returns:
+            True when the entry's rule applies to the node.
+        """
         return is_output and spec.rule_kind == "linear"
 
 
@@ -251,11 +296,22 @@ class RuleSet:
         object.__setattr__(self, "kinds", _kind_map(self.kinds))
 
     def dense_rule(self, is_last: bool) -> LinearRule:
-        """The rule of a dense layer outside a rule-mapped network (``is_last``: the output layer)."""
+        """The rule of a dense layer outside a rule-mapped network.
+
+        Args:
+            is_last: whether it is the output layer (``output`` applies, when set).
+
+        Returns:
+            The linear rule.
+        """
         return self.output if is_last and self.output is not None else self.head
 
     def rule_map(self) -> tuple[tuple[Matcher, LayerRule], ...]:
-        """The ordered (matcher, rule) entries: user entries first, then the defaults; first match wins."""
+        """The ordered (matcher, rule) entries: user entries first, then the defaults; first match wins.
+
+        Returns:
+            ``((matcher, rule), ...)``.
+        """
         entries: list[tuple[Matcher, LayerRule]] = []
         for key, rule in self.layers:
             entries.append((ByIndex(key) if isinstance(key, int) else ByName(key), rule))
@@ -268,6 +324,12 @@ class RuleSet:
 
     def resolve(self, layout: NetworkLayout) -> dict[int, LayerRule]:
         """The per-layer overrides keyed by layer index, checked against ``layout``.
+
+        Args:
+            layout: the network the overrides name layers of.
+
+        Returns:
+            ``{layer index: rule}``.
 
         Raises:
             InputError: for an unknown layer index or name, an ambiguous name, a layer given
@@ -293,11 +355,21 @@ class RuleSet:
         return resolved
 
     def check(self, layout: NetworkLayout) -> None:
-        """Raise :class:`~tf_lrp.errors.InputError` if :attr:`layers` does not fit ``layout``."""
+        """Raise :class:`~tf_lrp.errors.InputError` if :attr:`layers` does not fit ``layout``.
+
+        Args:
+            layout: the network to check against.
+        """
         self.resolve(layout)
 
     def resolve_nodes(self, layout: NetworkLayout) -> tuple[NodeRules | None, ...]:
         """Each node's rules (None for a node that takes no rule), first matching entry wins.
+
+        Args:
+            layout: the network.
+
+        Returns:
+            One entry per node of ``layout.layers``.
 
         Raises:
             InputError: as :meth:`resolve`.
@@ -389,6 +461,12 @@ PRESETS: dict[str, RuleSet] = {
 
 def as_ruleset(rules: RuleSet | str | None) -> RuleSet:
     """Coerce ``None`` (the default), a preset name or a :class:`RuleSet` into a RuleSet.
+
+    Args:
+        rules: None, a name of ``PRESETS`` or a RuleSet.
+
+    Returns:
+        The RuleSet.
 
     Raises:
         InputError: for an unknown preset name or another type.

@@ -27,7 +27,16 @@ class SignalTakesAll:
     name: str = "signal_takes_all"
 
     def weigh(self, gate: Tensor, signal: Tensor) -> tuple[Tensor, Tensor] | None:
-        """Slot: the two shares' weights; None means "all to the signal"."""
+        """Slot: the two shares' weights; None means "all to the signal".
+
+        Args:
+            gate: (B, H) the gate's activation.
+            signal: (B, H) the signal (candidate or previous cell state).
+
+        Returns:
+            The (gate, signal) weights of the product's relevance split, each (B, H), or None
+            when the signal takes all.
+        """
         return None
 
 
@@ -43,7 +52,16 @@ class Proportional:
     name: str = "proportional"
 
     def weigh(self, gate: Tensor, signal: Tensor) -> tuple[Tensor, Tensor] | None:
-        """Slot: the weights are the values themselves."""
+        """Slot: the weights are the values themselves.
+
+        Args:
+            gate: (B, H) the gate's activation.
+            signal: (B, H) the signal (candidate or previous cell state).
+
+        Returns:
+            The (gate, signal) weights of the product's relevance split, each (B, H), or None
+            when the signal takes all.
+        """
         return gate, signal
 
 
@@ -54,7 +72,16 @@ class Half:
     name: str = "half"
 
     def weigh(self, gate: Tensor, signal: Tensor) -> tuple[Tensor, Tensor] | None:
-        """Slot: equal weights."""
+        """Slot: equal weights.
+
+        Args:
+            gate: (B, H) the gate's activation.
+            signal: (B, H) the signal (candidate or previous cell state).
+
+        Returns:
+            The (gate, signal) weights of the product's relevance split, each (B, H), or None
+            when the signal takes all.
+        """
         return ops.ones_like(signal), ops.ones_like(signal)
 
 
@@ -69,7 +96,16 @@ class Absolute:
     name: str = "abs"
 
     def weigh(self, gate: Tensor, signal: Tensor) -> tuple[Tensor, Tensor] | None:
-        """Slot: the weights are the absolute values."""
+        """Slot: the weights are the absolute values.
+
+        Args:
+            gate: (B, H) the gate's activation.
+            signal: (B, H) the signal (candidate or previous cell state).
+
+        Returns:
+            The (gate, signal) weights of the product's relevance split, each (B, H), or None
+            when the signal takes all.
+        """
         return ops.abs(gate), ops.abs(signal)
 
 
