@@ -11,3 +11,4 @@ site="$(mktemp -d)"; NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --sit
 .venv/bin/python -m pytest "$@"
 KERAS_BACKEND=jax .venv/bin/python -m pytest -m core -q "$@"  # the numeric core again, on JAX
 KERAS_BACKEND=torch .venv/bin/python -m pytest -m core -q "$@"  # and on PyTorch (eager)
+./scripts/gpu_smoke.sh  # benchmarks/gpu.sh --smoke on CPU JAX without TensorFlow, installed as on the GPU machine

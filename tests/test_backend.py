@@ -407,3 +407,92 @@ def test_one_trace_per_compiled_function_prints_no_retracing_warning() -> None:
     finally:
         logger.removeHandler(handler)
     assert not [r for r in records if "retracing" in r.getMessage()]
+
+
+# --------------------------------------------------------------------------------------------
+# Accelerator memory (faked devices: no GPU is needed to test the parsing)
+
+
+class _FakeJaxDevice:
+    def __init__(self, platform: str, stats: dict[str, int] | Exception | None) -> None:
+        self.platform = platform
+        self.device_kind = "NVIDIA H200" if platform == "gpu" else "cpu"
+        self._stats = stats
+
+    def memory_stats(self) -> dict[str, int] | None:
+        if isinstance(self._stats, Exception):
+            raise self._stats
+        return self._stats
+
+
+@pytest.mark.jax
+def test_jax_memory_reads_the_default_devices_memory_stats(monkeypatch: pytest.MonkeyPatch) -> None:
+    jax = pytest.importorskip("jax")
+    stats = {"bytes_limit": 100 << 30, "bytes_in_use": 30 << 30, "peak_bytes_in_use": 40 << 30, "num_allocs": 7}
+    monkeypatch.setattr(jax, "devices", lambda: [_FakeJaxDevice("gpu", stats), _FakeJaxDevice("gpu", {})])
+    memory = backend._jax_memory()
+    assert memory == backend.DeviceMemory("gpu:NVIDIA H200", 100 << 30, 30 << 30, 40 << 30)
+    assert memory.free == 70 << 30
+    monkeypatch.setattr(jax, "devices", lambda: [_FakeJaxDevice("gpu", RuntimeError("no stats"))])
+    unknown = backend._jax_memory()
+    assert unknown is not None
+    assert unknown.limit is None
+    assert unknown.free is None
+    monkeypatch.setattr(jax, "devices", lambda: [_FakeJaxDevice("cpu", None)])
+    assert backend._jax_memory() is None
+
+
+def test_tensorflow_memory_reads_gpu_0_and_its_memory_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    tf = pytest.importorskip("tensorflow")
+    from tensorflow.python.client import device_lib
+
+    class Logical:
+        name = "/device:GPU:0"
+
+    class Attributes:
+        def __init__(self, device_type: str, memory_limit: int) -> None:
+            self.device_type, self.memory_limit = device_type, memory_limit
+
+    queried = []
+    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind: [Logical()] if kind == "GPU" else [])
+    monkeypatch.setattr(
+        tf.config.experimental, "get_memory_info", lambda d: queried.append(d) or {"current": 5 << 30, "peak": 9 << 30}
+    )
+    monkeypatch.setattr(
+        device_lib, "list_local_devices", lambda: [Attributes("CPU", 1 << 28), Attributes("GPU", 80 << 30)]
+    )
+    memory = backend._tensorflow_memory()
+    assert memory == backend.DeviceMemory("gpu:/device:GPU:0", 80 << 30, 5 << 30, 9 << 30)
+    assert memory.free == 75 << 30
+    assert queried == ["GPU:0"]
+
+    def broken() -> list:
+        raise RuntimeError("private API changed")
+
+    monkeypatch.setattr(device_lib, "list_local_devices", broken)
+    assert backend._tensorflow_memory().limit is None  # reported, size unknown, no exception
+    monkeypatch.setattr(tf.config, "list_logical_devices", lambda kind: [])
+    assert backend._tensorflow_memory() is None
+
+
+@pytest.mark.torch
+def test_torch_memory_reads_cuda_mem_get_info(monkeypatch: pytest.MonkeyPatch) -> None:
+    torch = pytest.importorskip("torch")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda: (60 << 30, 80 << 30))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda: "NVIDIA H100")
+    monkeypatch.setattr(torch.cuda, "max_memory_allocated", lambda: 12 << 30)
+    assert backend._torch_memory() == backend.DeviceMemory("gpu:NVIDIA H100", 80 << 30, 20 << 30, 12 << 30)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert backend._torch_memory() is None
+
+
+def test_accelerator_memory_asks_the_active_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = backend.DeviceMemory("gpu:fake", 8 << 30, 0, 0)
+    for active in ("jax", "tensorflow", "torch"):
+        monkeypatch.setattr(backend, "name", lambda active=active: active)
+        for probe in ("_jax_memory", "_tensorflow_memory", "_torch_memory"):
+            monkeypatch.setattr(backend, probe, lambda probe=probe, active=active: fake if active in probe else None)
+        assert backend.accelerator_memory() is fake
+    monkeypatch.setattr(backend, "name", lambda: "numpy")
+    assert backend.accelerator_memory() is None

@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-from tf_lrp import Explainer, InputError, dataset
+from tf_lrp import Explainer, InputError, backend, dataset
 from tf_lrp.layout import DenseSpec, EmbeddingSpec, RecurrentSpec, to_manifest
 
 D, H, C, T, N = 3, 5, 2, 9, 40
@@ -197,6 +197,47 @@ def test_auto_budget_defaults_to_a_fraction_of_host_memory(monkeypatch):
     monkeypatch.setattr(dataset, "available_memory", lambda: None)
     assert dataset.default_budget() == dataset.FALLBACK_BUDGET
     assert dataset.plan(5000, 4, None, None, lambda t: 1, 1 << 40)[0].indices.size == dataset.MAX_AUTO_BATCH
+
+
+def test_on_a_faked_gpu_the_budget_comes_from_its_memory_and_the_cap_is_lifted(feat, tmp_path, monkeypatch):
+    gpu = backend.DeviceMemory("gpu:fake", limit=10 << 30, in_use=2 << 30, peak=3 << 30)
+    monkeypatch.setattr(dataset, "available_memory", lambda: 1 << 40)  # the host's must not be used
+    monkeypatch.setattr(backend, "accelerator_memory", lambda: gpu)
+    assert dataset.default_budget() == int((8 << 30) * dataset.DEVICE_MEMORY_FRACTION)
+    assert dataset.max_auto_batch() is None
+    assert dataset.plan(5000, 4, None, None, lambda t: 1, 1 << 40, max_batch=None)[0].indices.size == 5000
+    monkeypatch.setattr(backend, "accelerator_memory", lambda: backend.DeviceMemory("gpu:fake", None, None, None))
+    assert dataset.default_budget() == dataset.FALLBACK_BUDGET  # a GPU of unknown size: 1 GiB, never the host's
+
+    x = np.random.default_rng(6).normal(size=(1500, 3, D))
+    sizes = []
+    original = dataset._run_chunk
+
+    def spy(run, block, chunk, targets):
+        sizes.append(len(chunk.indices))
+        if len(sizes) == 2 and chunk.indices[0] >= 1200:
+            raise KeyboardInterrupt  # a crash after the first chunk (the resume below)
+        return original(run, block, chunk, targets)
+
+    monkeypatch.setattr(dataset, "_run_chunk", spy)
+    monkeypatch.setattr(backend, "accelerator_memory", lambda: gpu)
+    assert feat.explain_dataset(x, progress=False).relevance.shape == x.shape
+    assert sizes == [1500]  # one chunk, above the CPU cap of 1024
+    sizes.clear()
+    budget = 1200 * feat.working_set_bytes(3)
+    with pytest.raises(KeyboardInterrupt):
+        feat.explain_dataset(x, out=tmp_path / "rel.npy", memory_budget=budget, progress=False)
+    assert sizes == [1200, 300]
+    assert json.loads((tmp_path / "rel.json").read_text())["plan"]["max_batch"] is None
+    sizes.clear()
+    monkeypatch.setattr(backend, "accelerator_memory", lambda: None)  # resumed on a CPU: the recorded plan holds
+    files = feat.explain_dataset(x, out=tmp_path / "rel.npy", memory_budget=budget, progress=False)
+    assert files.resumed_from == 1200
+    assert sizes == [300]
+    np.testing.assert_allclose(np.load(files.relevance), feat.explain(x).relevance, **TOL)
+    sizes.clear()
+    feat.explain_dataset(x, memory_budget=budget, progress=False)
+    assert sizes == [1024, 476]  # a new run on the CPU: capped
 
 
 def test_crop_widths_round_up_to_the_quantum_and_stay_exact():

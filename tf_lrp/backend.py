@@ -21,6 +21,10 @@ third or fourth significant digit.
 
 :class:`Compiled` counts how often the function was traced, so tests can prove the compiled
 path is the one that ran and that it did not retrace.
+
+:func:`accelerator_memory` reads the memory of the accelerator (GPU, TPU) the active backend
+computes on (JAX ``memory_stats()``, TensorFlow ``get_memory_info``, PyTorch
+``cuda.mem_get_info``), for ``batch_size="auto"`` and default memory budgets.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import contextlib
 import functools
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import keras
@@ -195,6 +200,104 @@ def float32_matmuls() -> Iterator[None]:
             yield
     else:
         yield
+
+
+@dataclass(frozen=True)
+class DeviceMemory:
+    """Memory of the accelerator the active backend computes on, in bytes (None: not reported).
+
+    Attributes:
+        device: ``platform:kind``, e.g. ``"gpu:NVIDIA H200"``.
+        limit: bytes the framework's allocator may hold on the device (JAX: ``bytes_limit``,
+            by default 75 % of the device's memory, preallocated; TensorFlow: the device's
+            ``memory_limit``; PyTorch: the device's total memory).
+        in_use: bytes held by live arrays now.
+        peak: the most bytes held at once since the process started (PyTorch: since the last
+            ``torch.cuda.reset_peak_memory_stats``).
+    """
+
+    device: str
+    limit: int | None
+    in_use: int | None
+    peak: int | None
+
+    @property
+    def free(self) -> int | None:
+        """``limit - in_use`` (None when the limit is unknown)."""
+        if self.limit is None:
+            return None
+        return max(0, self.limit - (self.in_use or 0))
+
+
+def accelerator_memory() -> DeviceMemory | None:
+    """The memory of the first accelerator the active backend computes on; None on a CPU.
+
+    JAX: the default device's ``memory_stats()``; TensorFlow: ``tf.config.experimental.get_memory_info``
+    of ``GPU:0`` and its ``memory_limit``; PyTorch: ``torch.cuda``. Cheap after the backend
+    has started; a failing query reports the device with unknown sizes rather than raising.
+    """
+    backend = name()
+    if backend == "jax":
+        return _jax_memory()
+    if backend == "tensorflow":
+        return _tensorflow_memory()
+    if backend == "torch":
+        return _torch_memory()
+    return None
+
+
+def _jax_memory() -> DeviceMemory | None:
+    import jax
+
+    device = jax.devices()[0]  # the default device: accelerators come first
+    if device.platform == "cpu":
+        return None
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # a plugin without memory statistics
+        stats = {}
+
+    def field(key: str) -> int | None:
+        return int(stats[key]) if key in stats else None
+
+    return DeviceMemory(
+        f"{device.platform}:{device.device_kind}",
+        field("bytes_limit"),
+        field("bytes_in_use"),
+        field("peak_bytes_in_use"),
+    )
+
+
+def _tensorflow_memory() -> DeviceMemory | None:
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if not gpus:
+        return None
+    try:
+        info = tf.config.experimental.get_memory_info("GPU:0")
+    except (ValueError, RuntimeError):
+        info = {}
+    limit = None
+    with contextlib.suppress(Exception):  # the allocator's limit is only in a private API's device attributes
+        from tensorflow.python.client import device_lib
+
+        limit = next(int(d.memory_limit) for d in device_lib.list_local_devices() if d.device_type == "GPU")
+    current, peak = info.get("current"), info.get("peak")
+    return DeviceMemory(
+        f"gpu:{gpus[0].name}", limit, None if current is None else int(current), None if peak is None else int(peak)
+    )
+
+
+def _torch_memory() -> DeviceMemory | None:
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    free, total = torch.cuda.mem_get_info()
+    return DeviceMemory(
+        f"gpu:{torch.cuda.get_device_name()}", int(total), int(total - free), int(torch.cuda.max_memory_allocated())
+    )
 
 
 def bucket(size: int, minimum: int = 1) -> int:

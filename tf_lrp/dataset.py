@@ -8,7 +8,8 @@ around :meth:`tf_lrp.Explainer.explain`) over data of any size:
   ``tf.data.Dataset`` (anything with ``as_numpy_iterator``) or an iterable of batches (arrays,
   ``(x, lengths)`` tuples or dicts with ``x`` and ``lengths`` / ``mask``);
 * **chunks**: ``batch_size="auto"`` picks, per chunk, the largest batch (at most
-  :data:`MAX_AUTO_BATCH`) whose working set fits the memory budget;
+  :data:`MAX_AUTO_BATCH` on a CPU, no cap on an accelerator) whose working set fits the memory
+  budget, by default a fraction of the free memory of the accelerator in use, else of the host's;
 * **buckets**: with lengths, a mask or ``mask_zero`` token padding, samples are processed in
   order of decreasing valid length, and each chunk is cropped to the columns some of its
   samples use. A masked step carries the recurrent state through unchanged and gets zero
@@ -47,8 +48,12 @@ from ._progress import progress_bar
 from .errors import InputError, TfLrpWarning
 from .resumable import output_paths
 
-#: Upper bound of an automatically chosen batch (keeps progress and resume granularity useful).
+#: Upper bound of an automatically chosen batch on a CPU (keeps progress and resume granularity
+#: useful); lifted on an accelerator, where large batches are what makes it fast.
 MAX_AUTO_BATCH = 1024
+#: Default memory budget on an accelerator: this fraction of its free memory (room for JAX's
+#: batch padding, up to 1.5x, and temporaries beyond the working-set estimate).
+DEVICE_MEMORY_FRACTION = 0.3
 #: Default memory budget: this fraction of the host's available memory.
 HOST_MEMORY_FRACTION = 0.25
 #: Budget used when the available memory cannot be read.
@@ -81,7 +86,15 @@ def available_memory() -> int | None:
 
 
 def default_budget() -> int:
-    """:data:`HOST_MEMORY_FRACTION` of the available host memory (1 GiB if unknown)."""
+    """The default chunk budget: a fraction of the free memory of the device that computes.
+
+    :data:`DEVICE_MEMORY_FRACTION` of the accelerator's free memory when the backend computes on
+    one (1 GiB if it does not report its size), else :data:`HOST_MEMORY_FRACTION` of the
+    available host memory (1 GiB if unknown).
+    """
+    device = backend.accelerator_memory()
+    if device is not None:
+        return FALLBACK_BUDGET if device.free is None else max(1 << 20, int(device.free * DEVICE_MEMORY_FRACTION))
     free = available_memory()
     return FALLBACK_BUDGET if free is None else max(1 << 20, int(free * HOST_MEMORY_FRACTION))
 
@@ -97,6 +110,11 @@ class Chunk:
     indices: np.ndarray  # (b,) int64, indices into the block
     start: int  # first column of the crop window
     stop: int  # one past the last column
+
+
+def max_auto_batch() -> int | None:
+    """:data:`MAX_AUTO_BATCH` on a CPU; None (no cap) when the backend computes on an accelerator."""
+    return None if backend.accelerator_memory() is not None else MAX_AUTO_BATCH
 
 
 def spans(steps: int, lengths: np.ndarray | None = None, mask: np.ndarray | None = None) -> np.ndarray | None:
@@ -130,6 +148,7 @@ def plan(
     per_sample_bytes: Callable[[int], int],
     budget: int,
     quantum: int = 1,
+    max_batch: int | None = MAX_AUTO_BATCH,
 ) -> list[Chunk]:
     """Split ``count`` samples into chunks, longest valid span first.
 
@@ -142,6 +161,7 @@ def plan(
         budget: bytes one chunk may use (``batch_size=None`` only).
         quantum: crop widths are rounded up to a multiple of this (within ``[0, steps)``), so
             that a backend that compiles once per shape (JAX) sees few distinct lengths.
+        max_batch: cap of a budget-fitted chunk (None: none; see :func:`max_auto_batch`).
 
     Returns:
         The chunks in processing order; together they hold every index exactly once.
@@ -155,13 +175,13 @@ def plan(
     position = 0
     while position < count:
         first = order[position]
-        size = batch_size or _fit(budget, per_sample_bytes, int(window[first, 1] - window[first, 0]))
+        size = batch_size or _fit(budget, per_sample_bytes, int(window[first, 1] - window[first, 0]), max_batch)
         while True:
             members = order[position : position + size]
             start, stop = _widen(int(window[members, 0].min()), int(window[members, 1].max()), steps, quantum)
             if batch_size or size == 1 or size * per_sample_bytes(stop - start) <= budget:
                 break
-            size = _fit(budget, per_sample_bytes, stop - start)
+            size = _fit(budget, per_sample_bytes, stop - start, max_batch)
         chunks.append(Chunk(np.sort(members), start, stop))
         position += len(members)
     return chunks
@@ -174,8 +194,9 @@ def _widen(start: int, stop: int, steps: int, quantum: int) -> tuple[int, int]:
     return stop - width, stop
 
 
-def _fit(budget: int, per_sample_bytes: Callable[[int], int], steps: int) -> int:
-    return int(max(1, min(MAX_AUTO_BATCH, budget // max(per_sample_bytes(steps), 1))))
+def _fit(budget: int, per_sample_bytes: Callable[[int], int], steps: int, max_batch: int | None) -> int:
+    fitting = budget // max(per_sample_bytes(steps), 1)
+    return int(max(1, fitting if max_batch is None else min(max_batch, fitting)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,8 +342,8 @@ def explain_dataset(
         mask: (N, T) bool mask (arrays and paths only).
         progress: True: a tqdm bar; False: none; None: a bar on a terminal or in a notebook, a plain line every
             30 s otherwise (logs, CI).
-        memory_budget: bytes per chunk for ``batch_size="auto"``; None: a fraction of the
-            available host memory.
+        memory_budget: bytes per chunk for ``batch_size="auto"``; None: a fraction of the free
+            memory of the accelerator in use, else of the available host memory (:func:`default_budget`).
         resume: continue a run recorded in ``out``'s sidecar; False starts over.
 
     Returns:
@@ -374,6 +395,7 @@ def explain_dataset(
         if targets is not None and np.ndim(targets) == 1 and np.shape(targets)[0] != count:
             raise InputError(f"targets must be None, an int or ({count},) integers; got shape {np.shape(targets)}")
     budget = int(memory_budget) if memory_budget is not None else default_budget()
+    max_batch = max_auto_batch() if fixed is None else MAX_AUTO_BATCH
     arguments = {
         **record,
         "batch_size": "auto" if fixed is None else fixed,
@@ -384,7 +406,7 @@ def explain_dataset(
     if out is None:
         return _run_in_memory(
             run, blocks(), fixed, budget, per_sample_bytes, targets, mask_zero, rank, feature_shape,
-            features, output_dtype, num_outputs, progress, method,
+            features, output_dtype, num_outputs, progress, method, max_batch,
         )  # fmt: skip
     paths = output_paths(out)
     if count == 0:
@@ -398,7 +420,7 @@ def explain_dataset(
     arguments["data"] = _digest(first, count, steps)
     arguments = json.loads(json.dumps(arguments))  # normalise (tuples -> lists) for comparison
     shapes = _output_shapes(count, steps, features, output_dtype, num_outputs)
-    plan_record = {"batch_size": fixed, "memory_budget": budget}
+    plan_record = {"batch_size": fixed, "memory_budget": budget, "max_batch": max_batch}
     with resumable.Lock(paths["lock"], paths["relevance"]):
         sidecar, store = _open_output(paths, arguments, shapes, plan_record, resume)
         try:
@@ -440,7 +462,7 @@ def _run_to_files(
     try:
         for number, (offset, chunk, block) in enumerate(
             _chunks(blocks(), plan_record["batch_size"], plan_record["memory_budget"], per_sample_bytes, rank,
-                    feature_shape, mask_zero)
+                    feature_shape, mask_zero, plan_record.get("max_batch", MAX_AUTO_BATCH))
         ):  # fmt: skip
             size = len(chunk.indices)
             rows = _gather(block, chunk)
@@ -585,6 +607,7 @@ def _chunks(
     rank: int,
     feature_shape: tuple[int, ...],
     mask_zero: bool,
+    max_batch: int | None = MAX_AUTO_BATCH,
 ) -> Iterator[tuple[int, Chunk, Block]]:
     offset = 0
     for number, block in enumerate(blocks):
@@ -592,7 +615,8 @@ def _chunks(
         _check_block_masks(block, f"batch {number}")
         window = _block_spans(block, mask_zero)
         quantum = JAX_WIDTH_QUANTUM if backend.name() == "jax" else 1
-        for chunk in plan(block.x.shape[0], block.x.shape[1], window, batch_size, per_sample_bytes, budget, quantum):
+        for chunk in plan(block.x.shape[0], block.x.shape[1], window, batch_size, per_sample_bytes, budget, quantum,
+                          max_batch):  # fmt: skip
             yield offset, chunk, block
         offset += block.x.shape[0]
 
@@ -685,6 +709,7 @@ def _run_in_memory(
     num_outputs: int,
     progress: bool | None,
     method: str,
+    max_batch: int | None = MAX_AUTO_BATCH,
 ) -> dict[str, Any]:
     parts: list[dict[str, np.ndarray]] = []
     worst = _Worst(method)
@@ -692,7 +717,7 @@ def _run_in_memory(
     try:
         current: tuple[int, dict[str, np.ndarray], _Sink] | None = None
         for offset, chunk, block in _chunks(blocks, batch_size, budget, per_sample_bytes, rank, feature_shape,
-                                            mask_zero):  # fmt: skip
+                                            mask_zero, max_batch):  # fmt: skip
             if current is None or current[0] != offset:
                 count, steps = block.x.shape[:2]
                 arrays = _allocate(count, steps, features, output_dtype, num_outputs)

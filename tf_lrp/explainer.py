@@ -989,7 +989,8 @@ class Explainer:
             mask: (N, T) bool, True on valid steps (arrays and paths).
             progress: True: a tqdm bar; False: none; None: a bar on a terminal or in a notebook, a
                 plain progress line every 30 s otherwise (logs, CI, batch jobs).
-            memory_budget: bytes per chunk for ``batch_size="auto"``; None: a quarter of the
+            memory_budget: bytes per chunk for ``batch_size="auto"``; None: 30 % of the free
+                memory of the GPU in use (no 1,024-sample cap there), else a quarter of the
                 available host memory.
             resume: continue the run recorded beside ``out``; False starts over.
             strategy: a ``tf.distribute.Strategy`` (TensorFlow backend, e.g.
