@@ -22,7 +22,10 @@ from tf_lrp.errors import InputError, LayoutError
 from tf_lrp.explainer import Explainer
 from tf_lrp.layout import validate_manifest
 
-pytestmark = pytest.mark.core  # backend-agnostic numerics: CI runs them on JAX and PyTorch too
+pytestmark = [
+    pytest.mark.core,  # backend-agnostic numerics: CI runs them on JAX and PyTorch too
+    pytest.mark.filterwarnings("ignore::tf_lrp.errors.TfLrpWarning"),  # random weights, tiny ε: numbers checked here
+]
 
 MASK_VALUE = -7.0
 METHODS = ("lrp", "gradient_x_input", "sensitivity")
