@@ -86,9 +86,7 @@ class Forward(NamedTuple):
     scores: Tensor  # (B, C), or (B, T, C) for a network with per-step outputs
     inputs: Tensor  # (B, T, D) the first input at its attribution point (embedded for tokens)
     mask: Tensor | None  # (T, B, 1) bool step mask of the first input, or None
-    values: tuple[Tensor, ...]  # per node, its output (sequences time-major)
     caches: tuple[Any, ...]  # per node, its cache
-    masks: tuple[Tensor | None, ...]  # per node, the step mask of its output
     all_inputs: tuple[Tensor, ...]  # per network input, at its attribution point, batch-major
     output_mask: Tensor | None  # (B, T) bool mask of a per-step output, else None
 
@@ -146,7 +144,8 @@ def forward(
             continue
         node = NODES[layout.layers[index].kind]
         in_mask = masks[reads[0]]
-        output, cache = node.forward(node_spec(layout, index), params[index], [values[e] for e in reads], in_mask)
+        node_mask = in_mask if node.takes_mask else None  # the node declares whether it reads the mask
+        output, cache = node.forward(node_spec(layout, index), params[index], [values[e] for e in reads], node_mask)
         values[index], masks[index] = output, in_mask if sequences[index] else None
         caches.append(cache)
     last = len(layout.layers) - 1
@@ -163,9 +162,7 @@ def forward(
         scores=scores,
         inputs=at_points[0],
         mask=masks[-1],
-        values=tuple(values[i] for i in range(len(layout.layers))),
         caches=tuple(caches),
-        masks=tuple(masks.get(i) for i in range(len(layout.layers))),
         all_inputs=at_points,
         output_mask=output_mask,
     )

@@ -327,7 +327,7 @@ class RecurrentNode(NodeType):
 
     def _backward(
         self, propagator: Propagator, spec: RecurrentSpec, params: tuple[Any, ...], cache: RecurrentForward,
-        signal: Tensor, ctx: NodeContext, mask: Tensor | None,
+        signal: Tensor, ctx: NodeContext,
     ) -> tuple[Tensor, Tensor]:  # fmt: skip
         outputs = [d.outputs if spec.return_sequences else d.final for d in cache.directions]
         split = propagator.merge(spec, outputs, signal, ctx)
@@ -335,7 +335,7 @@ class RecurrentNode(NodeType):
         for direction, p, d_fwd, d_signal in zip(spec.directions, params, cache.directions, split, strict=True):
             above, final = (d_signal, None) if spec.return_sequences else (None, d_signal)
             results.append(backward_direction(
-                propagator, spec, p, d_fwd, cache.inputs, mask, above, final, direction == "backward", ctx
+                propagator, spec, p, d_fwd, cache.inputs, cache.mask, above, final, direction == "backward", ctx
             ))  # fmt: skip
         total, leftover = results[0]
         for d_in, d_leftover in results[1:]:
@@ -347,12 +347,12 @@ class RecurrentNode(NodeType):
         ctx: NodeContext,
     ) -> tuple[tuple[Tensor | None, ...], Tensor | None]:  # fmt: skip
         """LRP back through every direction's scan (the cell's relevance step); see the module."""
-        total, leftover = self._backward(LRP, spec, params, cache, relevance, ctx, cache.mask)
+        total, leftover = self._backward(LRP, spec, params, cache, relevance, ctx)
         return (total,), leftover
 
     def gradient(
         self, spec: RecurrentSpec, params: tuple[Any, ...], cache: RecurrentForward, grad: Tensor, ctx: NodeContext
     ) -> tuple[Tensor | None, ...]:
         """Backpropagation through time for every direction."""
-        total, _ = self._backward(GRADIENT, spec, params, cache, grad, ctx, cache.mask)
+        total, _ = self._backward(GRADIENT, spec, params, cache, grad, ctx)
         return (total,)
