@@ -17,6 +17,7 @@ import tensorflow as tf
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.test_rules import _eps_node  # the per-connection ε-node oracle
 from tf_lrp.cells import simple_rnn
 from tf_lrp.cells.activations import ACTIVATIONS
 from tf_lrp.layout import RecurrentSpec
@@ -146,10 +147,6 @@ def test_gradient_equals_gradient_tape(activation: str, use_bias: bool, rng) -> 
 # LRP against a per-connection float64 oracle
 
 
-def _sign(v: float) -> float:
-    return 1.0 if v >= 0 else -1.0
-
-
 def _np_activation(name: str, z: np.ndarray) -> np.ndarray:
     return {
         "tanh": np.tanh,
@@ -158,18 +155,6 @@ def _np_activation(name: str, z: np.ndarray) -> np.ndarray:
         "linear": lambda a: a,
         "hard_sigmoid": lambda a: np.clip(a / 6 + 0.5, 0.0, 1.0),
     }[name](z)
-
-
-def _eps_node(inputs: np.ndarray, w: np.ndarray, b: np.ndarray, r: np.ndarray, eps: float, bf: float) -> np.ndarray:
-    """R_i = Σ_j (a_i w_ij + bf·(b_j + ε sign z_j)/N) / (z_j + ε sign z_j) · R_j, by loops."""
-    n, m = w.shape
-    z = inputs @ w + b
-    out = np.zeros(n)
-    for j in range(m):
-        den = z[j] + eps * _sign(z[j])
-        for i in range(n):
-            out[i] += (inputs[i] * w[i, j] + bf * (b[j] + eps * _sign(z[j])) / n) / den * r[j]
-    return out
 
 
 def _oracle(activation, kernel, recurrent, bias, x, seed, above, eps, bf):
