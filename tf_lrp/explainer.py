@@ -663,7 +663,7 @@ class Explainer:
         if spec.tokens:
             point = self.layout.attribution_edges[k]
             embedding = self.layout.layers[point]
-            vocabulary = embedding.input_dim  # type: ignore[union-attr]
+            vocabulary = embedding.input_dim  # type: ignore[attr-defined]
             if array.ndim != 2:
                 raise InputError(
                     f"{label} must be (batch, time) integer token ids for this network (it starts with an "
@@ -745,7 +745,7 @@ class Explainer:
         spec = self.layout.inputs[k]
         if spec.tokens:
             embedding = self.layout.layers[self.layout.attribution_edges[k]]
-            if embedding.mask_zero:  # type: ignore[union-attr]
+            if embedding.mask_zero:  # type: ignore[attr-defined]
                 token_mask = x != 0
                 result = token_mask if result is None else result & token_mask
                 if not allow_empty and not result.any(axis=1).all():

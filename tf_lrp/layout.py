@@ -23,7 +23,8 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from types import MappingProxyType
+from typing import Any, ClassVar, Literal, NamedTuple
 
 import jsonschema
 import numpy as np
@@ -78,30 +79,149 @@ def gate_slice(gate: str, cell: str, units: int) -> slice:
 
 # --------------------------------------------------------------------------------------------
 # Layer specs
+#
+# Each spec class owns its layer kind's facts: how it reads and writes its manifest entry
+# (``from_entry`` / ``to_entry``), its ``info`` line, and what it makes of its inputs' shapes
+# (``infer``). :data:`SPEC_TYPES` maps every manifest kind to its class; the manifest reader and
+# writer, ``NetworkLayout.describe`` and the shape check read it, never ``if kind == ...``.
+
+
+class Port(NamedTuple):
+    """What flows on an edge, as the shape check sees it.
+
+    Attributes:
+        sequence: whether it has a time axis (B, T, F), else one vector per sample (B, F).
+        width: F, its feature width.
+        tokens: whether it holds token ids (B, T) (only a network input can).
+        what: how error messages name its producer, e.g. ``"layer 2 (lstm)"``.
+    """
+
+    sequence: bool
+    width: int
+    tokens: bool
+    what: str
+
+
+class Spec:
+    """Base of the layer specs: the facts every layer kind declares (subclasses are frozen dataclasses)."""
+
+    #: the manifest kinds the class reads and writes
+    kinds: ClassVar[tuple[str, ...]] = ()
+    #: the kind of rule the rule map assigns to the node (None: its rule is fixed by the kind)
+    rule_kind: ClassVar[str | None] = None
+    #: whether the layer may be the network's last one (its pre-activation is the explained score)
+    scores: ClassVar[bool] = False
+    name: str
+    kind: str
+
+    @property
+    def output_size(self) -> int:
+        """Width of the layer's output."""
+        raise NotImplementedError
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> Spec:
+        """The spec of a schema-valid manifest entry (defaults filled in)."""
+        raise NotImplementedError
+
+    def to_entry(self) -> dict[str, Any]:
+        """The normalised manifest entry, every default written out, without ``name`` and ``inputs``."""
+        raise NotImplementedError
+
+    def describe(self, reads: str) -> str:
+        """The layer's ``tf-lrp info`` line after its index; ``reads`` is ``" <- edges"`` or empty."""
+        raise NotImplementedError
+
+    def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
+        """The output this layer makes of its inputs; checks that they fit it.
+
+        Args:
+            parts: one port per input edge.
+            where: how errors name the layer, e.g. ``"layer 3 (dense)"``.
+            is_output: whether it is the network's last layer.
+
+        Returns:
+            Its output port (``what`` is filled in by the caller).
+
+        Raises:
+            LayoutError: naming the layer, what it reads and the fix.
+        """
+        raise NotImplementedError
+
+
+def _one_input(parts: Sequence[Port], where: str, width: int | None, want: str = "") -> Port:
+    """The one port of a single-input layer, checked (``width``: the width it must have, or None)."""
+    if len(parts) != 1:
+        raise LayoutError(f"{where} reads {len(parts)} inputs; it takes one (join several with a concatenate layer)")
+    part = parts[0]
+    if part.tokens:
+        raise LayoutError(f"{where} reads the token ids of {part.what}: put an embedding layer in between")
+    if want == "sequence" and not part.sequence:
+        raise LayoutError(
+            f"{where} reads {part.what}, which is one vector per sample; {where.split(' (')[0]} reads a sequence"
+        )
+    if width is not None and part.width != width:
+        raise LayoutError(
+            f"{where} has input_size {width} but {part.what} outputs width {part.width}; "
+            f"set input_size of {where.split(' (')[0]} to {part.width}"
+        )
+    return part
 
 
 @dataclass(frozen=True)
-class EmbeddingSpec:
+class EmbeddingSpec(Spec):
     """A token embedding: ids (B, T) -> vectors (B, T, output_dim)."""
 
+    kinds: ClassVar[tuple[str, ...]] = ("embedding",)
     input_dim: int
     output_dim: int
     mask_zero: bool = False
     name: str = ""
     kind: str = "embedding"
-    #: relevance stops at the embedded vectors: the node takes no LRP rule
-    rule_kind: ClassVar[str | None] = None
 
     @property
     def output_size(self) -> int:
         """Width of the layer's output."""
         return self.output_dim
 
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> EmbeddingSpec:
+        """The spec of a manifest entry."""
+        return cls(entry["input_dim"], entry["output_dim"], entry.get("mask_zero", False), entry.get("name", ""))
+
+    def to_entry(self) -> dict[str, Any]:
+        """The normalised manifest entry."""
+        return {
+            "kind": "embedding", "input_dim": self.input_dim, "output_dim": self.output_dim,
+            "mask_zero": self.mask_zero,
+        }  # fmt: skip
+
+    def describe(self, reads: str) -> str:
+        """The ``info`` line."""
+        return f"Embedding(vocabulary={self.input_dim}, mask_zero={self.mask_zero}){reads} -> {self.output_dim}"
+
+    def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
+        """An embedding reads one token input and outputs its vectors."""
+        if len(parts) != 1 or not parts[0].tokens:
+            raise LayoutError(f"{where}: an embedding reads token ids, so it must read an input with \"tokens\": true")
+        return Port(True, self.output_dim, False, "")
+
+
+_RECURRENT_DEFAULTS: dict[str, Any] = {
+    "direction": "forward",
+    "merge_mode": "concat",
+    "return_sequences": False,
+    "activation": "tanh",
+    "recurrent_activation": "sigmoid",
+    "use_bias": True,
+}
+
 
 @dataclass(frozen=True)
-class RecurrentSpec:
+class RecurrentSpec(Spec):
     """A recurrent layer (LSTM, GRU, SimpleRNN), one or two directions."""
 
+    kinds: ClassVar[tuple[str, ...]] = tuple(GATES)
     rule_kind: ClassVar[str | None] = "recurrent"
 
     cell: str
@@ -120,8 +240,8 @@ class RecurrentSpec:
     zero_output_for_mask: bool = False
 
     @property
-    def kind(self) -> str:
-        """The manifest kind (``"lstm"`` or ``"gru"``)."""
+    def kind(self) -> str:  # type: ignore[override]
+        """The manifest kind (``"lstm"``, ``"gru"``, ``"simple_rnn"``)."""
         return self.cell
 
     @property
@@ -136,12 +256,77 @@ class RecurrentSpec:
             return 2 * self.units
         return self.units
 
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> RecurrentSpec:
+        """The spec of a manifest entry."""
+        values = {**_RECURRENT_DEFAULTS, **entry}
+        return cls(
+            cell=entry["kind"],
+            units=values["units"],
+            input_size=values["input_size"],
+            direction=values["direction"],
+            merge_mode=values["merge_mode"],
+            return_sequences=values["return_sequences"],
+            reset_after=values.get("reset_after", True),
+            activation=values["activation"],
+            recurrent_activation=values["recurrent_activation"],
+            use_bias=values["use_bias"],
+            name=values.get("name", ""),
+            zero_output_for_mask=values.get("zero_output_for_mask", False),
+        )
+
+    def to_entry(self) -> dict[str, Any]:
+        """The normalised manifest entry."""
+        entry: dict[str, Any] = {
+            "kind": self.cell,
+            "units": self.units,
+            "input_size": self.input_size,
+            "direction": self.direction,
+            "merge_mode": self.merge_mode,
+            "return_sequences": self.return_sequences,
+            "activation": self.activation,
+            "recurrent_activation": self.recurrent_activation,
+            "use_bias": self.use_bias,
+            "gate_order": list(GATES[self.cell]),
+        }
+        if self.zero_output_for_mask:  # written only when set: older manifests keep their fingerprints
+            entry["zero_output_for_mask"] = True
+        if self.cell == "gru":
+            entry["reset_after"] = self.reset_after
+        return entry
+
+    def describe(self, reads: str) -> str:
+        """The ``info`` line."""
+        extra = f", reset_after={self.reset_after}" if self.cell == "gru" else ""
+        merge = f" ({self.merge_mode})" if self.direction == "bidirectional" else ""
+        return (
+            f"{CELL_NAMES.get(self.cell, self.cell.upper())}(units={self.units}{extra}, "
+            f"return_sequences={self.return_sequences}) {self.direction}{merge}{reads}: "
+            f"{self.input_size} -> {self.output_size}"
+        )
+
+    def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
+        """A recurrent layer reads a sequence; it returns a sequence or its last state."""
+        _one_input(parts, where, self.input_size, want="sequence")
+        self.check_activations(where)
+        return Port(self.return_sequences, self.output_size, False, "")
+
+    def check_activations(self, where: str) -> None:
+        """Refuse a cell activation the cells cannot compute."""
+        for field in ("activation", "recurrent_activation"):
+            if getattr(self, field) not in RECURRENT_ACTIVATIONS:
+                raise LayoutError(
+                    f"{where}: {field}={getattr(self, field)!r} is not supported; use one of {RECURRENT_ACTIVATIONS}"
+                )
+
 
 @dataclass(frozen=True)
-class DenseSpec:
-    """A dense layer; the last one's pre-activation is the explained score."""
+class DenseSpec(Spec):
+    """A dense layer (on vectors, or on every step of a sequence); the last one's pre-activation is the score."""
 
+    kinds: ClassVar[tuple[str, ...]] = ("dense",)
     rule_kind: ClassVar[str | None] = "linear"
+    scores: ClassVar[bool] = True
 
     units: int
     input_size: int
@@ -155,20 +340,52 @@ class DenseSpec:
         """Width of the layer's output."""
         return self.units
 
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> DenseSpec:
+        """The spec of a manifest entry."""
+        return cls(
+            entry["units"], entry["input_size"], entry.get("activation", "linear"), entry.get("use_bias", True),
+            entry.get("name", ""),
+        )  # fmt: skip
+
+    def to_entry(self) -> dict[str, Any]:
+        """The normalised manifest entry."""
+        return {
+            "kind": "dense",
+            "units": self.units,
+            "input_size": self.input_size,
+            "activation": self.activation,
+            "use_bias": self.use_bias,
+        }
+
+    def describe(self, reads: str) -> str:
+        """The ``info`` line."""
+        return f"Dense(units={self.units}, activation={self.activation}){reads}: {self.input_size} -> {self.units}"
+
+    def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
+        """A dense layer keeps the time axis of its input (it applies to every step)."""
+        part = _one_input(parts, where, self.input_size)
+        if not is_output and self.activation not in HIDDEN_DENSE_ACTIVATIONS:
+            raise LayoutError(
+                f"{where} has activation {self.activation!r}; "
+                f"a hidden dense layer must use one of {HIDDEN_DENSE_ACTIVATIONS}"
+            )
+        return Port(part.sequence, self.units, False, "")
+
 
 @dataclass(frozen=True)
-class PoolingSpec:
+class PoolingSpec(Spec):
     """Keras ``GlobalMaxPooling1D`` / ``GlobalAveragePooling1D``: a sequence (B, T, F) -> one vector (B, F).
 
     Max: winner takes all (ties split equally), like Keras it ignores the mask; average: over the
     valid steps (Keras's mask-aware mean), relevance proportional to each step's share (ε-rule).
+    The rule is fixed by the kind: no rule to choose.
     """
 
+    kinds: ClassVar[tuple[str, ...]] = ("global_max_pooling", "global_average_pooling")
     kind: str  # "global_max_pooling" or "global_average_pooling"
     features: int
     name: str = ""
-    #: the rule is fixed by the kind (winner takes all; proportional): no rule to choose
-    rule_kind: ClassVar[str | None] = None
 
     @property
     def input_size(self) -> int:
@@ -180,30 +397,81 @@ class PoolingSpec:
         """Width of the layer's output."""
         return self.features
 
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> PoolingSpec:
+        """The spec of a manifest entry."""
+        return cls(entry["kind"], entry["features"], entry.get("name", ""))
+
+    def to_entry(self) -> dict[str, Any]:
+        """The normalised manifest entry."""
+        return {"kind": self.kind, "features": self.features}
+
+    def describe(self, reads: str) -> str:
+        """The ``info`` line."""
+        title = "GlobalMaxPooling1D" if self.kind == "global_max_pooling" else "GlobalAveragePooling1D"
+        return f"{title}{reads}: {self.features} -> {self.features}"
+
+    def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
+        """Pooling reads a sequence and outputs one vector."""
+        _one_input(parts, where, self.features, want="sequence")
+        return Port(False, self.features, False, "")
+
 
 #: the pooling kinds (:class:`PoolingSpec`)
-POOLING_KINDS: tuple[str, ...] = ("global_max_pooling", "global_average_pooling")
+POOLING_KINDS: tuple[str, ...] = PoolingSpec.kinds
 
 
 @dataclass(frozen=True)
-class ConcatenateSpec:
-    """Keras ``Concatenate`` along the feature axis (sequences with sequences, vectors with vectors)."""
+class ConcatenateSpec(Spec):
+    """Keras ``Concatenate`` along the feature axis (sequences with sequences, vectors with vectors).
 
+    Relevance is split by slice: no rule.
+    """
+
+    kinds: ClassVar[tuple[str, ...]] = ("concatenate",)
     input_sizes: tuple[int, ...]
     name: str = ""
     kind: str = "concatenate"
-    #: relevance is split by slice: no rule
-    rule_kind: ClassVar[str | None] = None
 
     @property
     def output_size(self) -> int:
         """Width of the layer's output: the sum of the inputs' widths."""
         return sum(self.input_sizes)
 
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> ConcatenateSpec:
+        """The spec of a manifest entry."""
+        return cls(tuple(entry["input_sizes"]), entry.get("name", ""))
 
-LayerSpec = EmbeddingSpec | RecurrentSpec | DenseSpec | ConcatenateSpec | PoolingSpec
+    def to_entry(self) -> dict[str, Any]:
+        """The normalised manifest entry."""
+        return {"kind": "concatenate", "input_sizes": list(self.input_sizes)}
+
+    def describe(self, reads: str) -> str:
+        """The ``info`` line."""
+        return f"Concatenate{reads}: {' + '.join(map(str, self.input_sizes))} -> {self.output_size}"
+
+    def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
+        """Like with like; each input as wide as ``input_sizes`` says."""
+        if len(parts) != len(self.input_sizes):
+            raise LayoutError(f"{where} has {len(self.input_sizes)} input_sizes but reads {len(parts)} inputs")
+        if len({part.sequence for part in parts}) > 1:
+            raise LayoutError(f"{where} joins sequences with vectors; concatenate like with like")
+        for part, want in zip(parts, self.input_sizes, strict=True):
+            if part.tokens:
+                raise LayoutError(f"{where} reads the token ids of {part.what}: put an embedding layer in between")
+            if part.width != want:
+                raise LayoutError(f"{where}: {part.what} outputs width {part.width} but input_sizes says {want}")
+        return Port(parts[0].sequence, self.output_size, False, "")
+
+
+LayerSpec = Spec
+#: manifest kind -> spec class (the registry the manifest reader, the writer and the shape check read)
+SPEC_TYPES: Mapping[str, type[Spec]] = MappingProxyType(
+    {kind: cls for cls in (EmbeddingSpec, RecurrentSpec, DenseSpec, ConcatenateSpec, PoolingSpec) for kind in cls.kinds}
+)
 #: every node kind a manifest may name (the recurrent kinds are those of :data:`GATES`)
-NODE_KINDS: tuple[str, ...] = ("embedding", *GATES, "dense", "concatenate", *POOLING_KINDS)
+NODE_KINDS: tuple[str, ...] = tuple(SPEC_TYPES)
 
 
 @dataclass(frozen=True)
@@ -262,7 +530,7 @@ class NetworkLayout:
         if not self.inputs:
             first = self.layers[0]
             tokens = isinstance(first, EmbeddingSpec)
-            features = 1 if tokens else first.input_size  # type: ignore[union-attr]
+            features = 1 if tokens else first.input_size  # type: ignore[attr-defined]
             object.__setattr__(self, "inputs", (InputSpec("input", features, tokens, self.mask_value),))
 
     @property
@@ -342,32 +610,7 @@ class NetworkLayout:
             reads = "" if self.is_chain else " <- " + ", ".join(
                 names[-1 - e] if e < 0 else str(e) for e in self.edges[index]
             )
-            if isinstance(layer, PoolingSpec):
-                title = "GlobalMaxPooling1D" if layer.kind == "global_max_pooling" else "GlobalAveragePooling1D"
-                lines.append(f"{index}: {title}{reads}: {layer.features} -> {layer.features}")
-                continue
-            if isinstance(layer, ConcatenateSpec):
-                widths = " + ".join(map(str, layer.input_sizes))
-                lines.append(f"{index}: Concatenate{reads}: {widths} -> {layer.output_size}")
-                continue
-            if isinstance(layer, RecurrentSpec):
-                extra = f", reset_after={layer.reset_after}" if layer.cell == "gru" else ""
-                merge = f" ({layer.merge_mode})" if layer.direction == "bidirectional" else ""
-                lines.append(
-                    f"{index}: {CELL_NAMES.get(layer.cell, layer.cell.upper())}(units={layer.units}{extra}, "
-                    f"return_sequences={layer.return_sequences}) {layer.direction}{merge}{reads}: "
-                    f"{layer.input_size} -> {layer.output_size}"
-                )
-            elif isinstance(layer, DenseSpec):
-                lines.append(
-                    f"{index}: Dense(units={layer.units}, activation={layer.activation}){reads}: "
-                    f"{layer.input_size} -> {layer.units}"
-                )
-            else:
-                lines.append(
-                    f"{index}: Embedding(vocabulary={layer.input_dim}, mask_zero={layer.mask_zero}){reads} "
-                    f"-> {layer.output_dim}"
-                )
+            lines.append(f"{index}: {layer.describe(reads)}")
         return "\n".join(lines)
 
 
@@ -451,14 +694,6 @@ def _layer_attrs(layer: LayerSpec) -> dict[str, Any]:
 # Manifest -> layout
 
 
-_RECURRENT_DEFAULTS: dict[str, Any] = {
-    "direction": "forward",
-    "merge_mode": "concat",
-    "return_sequences": False,
-    "activation": "tanh",
-    "recurrent_activation": "sigmoid",
-    "use_bias": True,
-}
 
 
 def validate_manifest(manifest: Mapping[str, Any]) -> NetworkLayout:
@@ -482,63 +717,22 @@ def validate_manifest(manifest: Mapping[str, Any]) -> NetworkLayout:
         raise LayoutError("the layout manifest does not match weights_schema.json:\n  " + "\n  ".join(problems))
     layers: list[LayerSpec] = []
     for entry in manifest["layers"]:
-        kind = entry["kind"]
-        if kind == "embedding":
-            layers.append(
-                EmbeddingSpec(
-                    input_dim=entry["input_dim"],
-                    output_dim=entry["output_dim"],
-                    mask_zero=entry.get("mask_zero", False),
-                    name=entry.get("name", ""),
-                )
-            )
-        elif kind == "seq2seq":
+        if entry["kind"] == "seq2seq":
             raise LayoutError(
                 "this manifest describes a GRU encoder-decoder forecaster (kind 'seq2seq'); build it with "
                 "tf_lrp.Seq2SeqExplainer.from_manifest, not Explainer"
             )
-        elif kind == "concatenate":
-            layers.append(ConcatenateSpec(tuple(entry["input_sizes"]), name=entry.get("name", "")))
-        elif kind in POOLING_KINDS:
-            layers.append(PoolingSpec(kind, entry["features"], name=entry.get("name", "")))
-        elif kind in GATES:
-            values = {**_RECURRENT_DEFAULTS, **entry}
-            layers.append(
-                RecurrentSpec(
-                    cell=kind,
-                    units=values["units"],
-                    input_size=values["input_size"],
-                    direction=values["direction"],
-                    merge_mode=values["merge_mode"],
-                    return_sequences=values["return_sequences"],
-                    reset_after=values.get("reset_after", True),
-                    activation=values["activation"],
-                    recurrent_activation=values["recurrent_activation"],
-                    use_bias=values["use_bias"],
-                    name=values.get("name", ""),
-                    zero_output_for_mask=values.get("zero_output_for_mask", False),
-                )
-            )
-        else:
-            layers.append(
-                DenseSpec(
-                    units=entry["units"],
-                    input_size=entry["input_size"],
-                    activation=entry.get("activation", "linear"),
-                    use_bias=entry.get("use_bias", True),
-                    name=entry.get("name", ""),
-                )
-            )
+        layers.append(SPEC_TYPES[entry["kind"]].from_entry(entry))
     if manifest.get("version", FORMAT_VERSION) == GRAPH_VERSION:
         return _validate_graph(manifest, layers)
     if "inputs" in manifest or any("inputs" in entry for entry in manifest["layers"]):
         raise LayoutError(
             "'inputs' (graph edges) belong to version 2 manifests; set \"version\": 2 or remove them"
         )
-    if any(isinstance(layer, (ConcatenateSpec, PoolingSpec)) for layer in layers):
+    graph_only = [layer.kind for layer in layers if not isinstance(layer, (EmbeddingSpec, RecurrentSpec, DenseSpec))]
+    if graph_only:
         raise LayoutError(
-            "concatenate and pooling layers need a graph: "
-            "write a version 2 manifest whose layers name their inputs"
+            f"{graph_only[0]} layers need a graph: write a version 2 manifest whose layers name their inputs"
         )
     _check_structure(layers)
     mask_value = manifest.get("mask_value")
@@ -598,7 +792,7 @@ def _validate_graph(manifest: Mapping[str, Any], layers: list[LayerSpec]) -> Net
     unused += [f"layer {i}" for i in range(len(layers) - 1) if i not in used]
     if unused:
         raise LayoutError(f"{', '.join(unused)} feed(s) nothing: every input and layer but the last must be read")
-    if not isinstance(layers[-1], DenseSpec):
+    if not type(layers[-1]).scores:
         raise LayoutError(
             f"the last layer must be a dense layer (its pre-activation is the explained score); got {layers[-1].kind!r}"
         )
@@ -609,85 +803,28 @@ def _validate_graph(manifest: Mapping[str, Any], layers: list[LayerSpec]) -> Net
 def _infer_sequences(
     layers: Sequence[LayerSpec], edges: Sequence[tuple[Edge, ...]], inputs: Sequence[InputSpec]
 ) -> tuple[bool, ...]:
-    """Whether each node's output is a sequence; checks that every node's inputs fit it.
+    """Whether each node's output is a sequence; checks that every node's inputs fit it (each spec's ``infer``).
 
     Raises:
         LayoutError: naming the layer, what it reads and the fix.
     """
-    sequence: list[bool] = []
-    widths: list[int] = []
+    ports: list[Port] = []
 
-    def source(edge: Edge) -> tuple[bool, int, str]:
+    def source(edge: Edge) -> Port:
         if edge < 0:
             spec = inputs[-1 - edge]
-            return True, spec.features, f"input {spec.name!r}"
-        return sequence[edge], widths[edge], f"layer {edge} ({layers[edge].kind})"
+            return Port(True, spec.features, spec.tokens, f"input {spec.name!r}")
+        return ports[edge]
 
+    last = len(layers) - 1
     for index, (layer, reads) in enumerate(zip(layers, edges, strict=True)):
         where = f"layer {index} ({layer.kind})"
         for edge in reads:
             if edge >= index:
                 raise LayoutError(f"{where} reads layer {edge}, which comes later; list layers in topological order")
-        parts = [source(edge) for edge in reads]
-        if isinstance(layer, ConcatenateSpec):
-            if len(parts) != len(layer.input_sizes):
-                raise LayoutError(f"{where} has {len(layer.input_sizes)} input_sizes but reads {len(parts)} inputs")
-            if len({is_seq for is_seq, _, _ in parts}) > 1:
-                raise LayoutError(f"{where} joins sequences with vectors; concatenate like with like")
-            for (_, width, what), want in zip(parts, layer.input_sizes, strict=True):
-                if width != want:
-                    raise LayoutError(f"{where}: {what} outputs width {width} but input_sizes says {want}")
-            sequence.append(parts[0][0])
-            widths.append(layer.output_size)
-            continue
-        if len(parts) != 1:
-            raise LayoutError(
-                f"{where} reads {len(parts)} inputs; "
-                "it takes one (join several with a concatenate layer)"
-            )
-        is_seq, width, what = parts[0]
-        if isinstance(layer, EmbeddingSpec):
-            if reads[0] >= 0 or not inputs[-1 - reads[0]].tokens:
-                raise LayoutError(
-                    f"{where}: an embedding reads token ids, so it must read an input with \"tokens\": "
-                    "true"
-                )
-            sequence.append(True)
-            widths.append(layer.output_dim)
-            continue
-        if reads[0] < 0 and inputs[-1 - reads[0]].tokens:
-            raise LayoutError(f"{where} reads the token ids of {what}: put an embedding layer in between")
-        if isinstance(layer, (RecurrentSpec, PoolingSpec)) and not is_seq:
-            raise LayoutError(
-                f"{where} reads {what}, which is one vector per sample; "
-                f"a {'pooling' if isinstance(layer, PoolingSpec) else 'recurrent'} layer reads a sequence"
-            )
-        if layer.input_size != width:
-            raise LayoutError(
-                f"{where} has input_size {layer.input_size} but {what} outputs width {width}; "
-                f"set input_size of layer {index} to {width}"
-            )
-        if isinstance(layer, RecurrentSpec):
-            sequence.append(layer.return_sequences)
-        elif isinstance(layer, PoolingSpec):
-            sequence.append(False)
-        else:
-            sequence.append(is_seq)
-        widths.append(layer.output_size)
-        if isinstance(layer, RecurrentSpec):
-            for field in ("activation", "recurrent_activation"):
-                if getattr(layer, field) not in RECURRENT_ACTIVATIONS:
-                    raise LayoutError(
-                        f"{where}: {field}={getattr(layer, field)!r} is not supported; "
-                        f"use one of {RECURRENT_ACTIVATIONS}"
-                    )
-        hidden = index != len(layers) - 1
-        if isinstance(layer, DenseSpec) and hidden and layer.activation not in HIDDEN_DENSE_ACTIVATIONS:
-            raise LayoutError(
-                f"{where} has activation {layer.activation!r}; "
-                f"a hidden dense layer must use one of {HIDDEN_DENSE_ACTIVATIONS}"
-            )
-    return tuple(sequence)
+        port = layer.infer([source(edge) for edge in reads], where, index == last)
+        ports.append(port._replace(what=where))
+    return tuple(port.sequence for port in ports)
 
 
 def _check_structure(layers: Sequence[LayerSpec]) -> None:
@@ -740,7 +877,7 @@ def _check_structure(layers: Sequence[LayerSpec]) -> None:
             continue
         previous = layers[index - 1]
         width = previous.output_size
-        if isinstance(layer, (EmbeddingSpec, ConcatenateSpec)):
+        if not isinstance(layer, (RecurrentSpec, DenseSpec)):
             continue
         if layer.input_size != width:
             how = ""
@@ -772,42 +909,7 @@ def to_manifest(
     inputs = inputs or ()
     entries: list[dict[str, Any]] = []
     for index, layer in enumerate(layers):
-        if isinstance(layer, EmbeddingSpec):
-            entry: dict[str, Any] = {
-                "kind": "embedding",
-                "input_dim": layer.input_dim,
-                "output_dim": layer.output_dim,
-                "mask_zero": layer.mask_zero,
-            }
-        elif isinstance(layer, ConcatenateSpec):
-            entry = {"kind": "concatenate", "input_sizes": list(layer.input_sizes)}
-        elif isinstance(layer, PoolingSpec):
-            entry = {"kind": layer.kind, "features": layer.features}
-        elif isinstance(layer, RecurrentSpec):
-            entry = {
-                "kind": layer.cell,
-                "units": layer.units,
-                "input_size": layer.input_size,
-                "direction": layer.direction,
-                "merge_mode": layer.merge_mode,
-                "return_sequences": layer.return_sequences,
-                "activation": layer.activation,
-                "recurrent_activation": layer.recurrent_activation,
-                "use_bias": layer.use_bias,
-                "gate_order": list(GATES[layer.cell]),
-            }
-            if layer.zero_output_for_mask:  # written only when set: older manifests keep their fingerprints
-                entry["zero_output_for_mask"] = True
-            if layer.cell == "gru":
-                entry["reset_after"] = layer.reset_after
-        else:
-            entry = {
-                "kind": "dense",
-                "units": layer.units,
-                "input_size": layer.input_size,
-                "activation": layer.activation,
-                "use_bias": layer.use_bias,
-            }
+        entry = layer.to_entry()
         if layer.name:
             entry["name"] = layer.name
         if graph:

@@ -145,8 +145,9 @@ def forward(
         node = NODES[layout.layers[index].kind]
         in_mask = masks[reads[0]]
         node_mask = in_mask if node.takes_mask else None  # the node declares whether it reads the mask
-        output, cache = node.forward(node_spec(layout, index), params[index], [values[e] for e in reads], node_mask)
-        values[index], masks[index] = output, in_mask if sequences[index] else None
+        spec = node_spec(layout, index)
+        output, cache = node.forward(spec, params[index], [values[e] for e in reads], node_mask)
+        values[index], masks[index] = output, node.output_mask(spec, in_mask) if sequences[index] else None
         caches.append(cache)
     last = len(layout.layers) - 1
     scores = values[last]

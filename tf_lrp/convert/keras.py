@@ -430,7 +430,7 @@ def from_keras(model: keras.Model) -> Converted:
         )
     if per_step or pooled:  # a version-2 graph (a version-1 chain: recurrent layers, then a Dense head)
         tokens = bool(specs) and isinstance(specs[0], EmbeddingSpec)
-        features = 1 if tokens else specs[0].input_size  # type: ignore[union-attr]
+        features = 1 if tokens else specs[0].input_size  # type: ignore[attr-defined]
         chain = tuple((input_edge(0),) if i == 0 else (i - 1,) for i in range(len(specs)))
         inputs = (InputSpec("input", features, tokens, mask_value),)
         manifest = to_manifest(specs, name=model.name, edges=chain, inputs=inputs)

@@ -60,6 +60,14 @@ class NodeType(ABC):
     def cache_floats(self, spec: Any, steps: int) -> int:
         """Floats per sample the forward keeps for the backward passes, for ``steps`` time steps."""
 
+    def output_mask(self, spec: Any, mask: Tensor | None) -> Tensor | None:
+        """The (T', B, 1) step mask of a sequence output, from the first input's (default: the same).
+
+        A node that changes the time axis (strides, valid padding, repeats) overrides this, or
+        returns None where Keras drops the mask.
+        """
+        return mask
+
     @abstractmethod
     def forward(self, spec: Any, params: Any, inputs: Sequence[Tensor], mask: Tensor | None) -> tuple[Tensor, Any]:
         """Run the node.
