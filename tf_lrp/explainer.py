@@ -447,7 +447,8 @@ class Explainer:
         elif isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance >= 0:
             raise InputError(f"tolerance must be a number >= 0 or None; got {tolerance!r}")
         probe = keras_convert.probe_batch(manifest, model) if sample is None else sample
-        probe = explainer._check_x(probe)[:256]
+        probe = explainer._check_x(probe)
+        probe = tuple(a[:256] for a in probe) if isinstance(probe, tuple) else probe[:256]
         ours = explainer.score(probe)
         with backend.float32_matmuls():  # the reference at the precision tf_lrp computes in (no TF32)
             theirs = keras_convert.keras_scores(model, probe)

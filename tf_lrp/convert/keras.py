@@ -1,119 +1,59 @@
-"""Keras 3 models -> tf_lrp layouts.
+"""Keras 3 models -> tf_lrp layer graphs.
 
-:func:`from_keras` walks a ``Sequential`` or functional model that is a linear chain of
-
-* ``InputLayer``; ``Embedding`` (``mask_zero`` kept) or ``Masking`` (``mask_value`` kept), first;
-* ``LSTM`` / ``GRU`` (both ``reset_after``), plain or in ``Bidirectional`` (merge_mode concat,
-  sum, ave), stacked;
-* ``Dropout``, ``SpatialDropout1D``, ``GaussianNoise``, ``GaussianDropout``, ``AlphaDropout``:
-  identity at inference, skipped;
-* ``Dense``: relu / linear in between, any activation last (the explained score is the last
-  Dense's pre-activation),
-
-and returns the layout manifest plus the weights in Keras order. Layers are matched by exact
-class, so a subclass with its own ``call`` is refused rather than silently misread. Every option
-whose inference semantics tf_lrp does not reproduce is refused with the layer's name and the fix:
-``stateful``, ``return_state``, ``time_major``, ``go_backwards`` on a layer that returns
-sequences (Keras returns those in reversed time order), ``zero_output_for_mask`` on a layer that
-returns only its last output, cell activations outside ``tanh, sigmoid, hard_sigmoid, relu,
-linear``, ``Bidirectional`` merge modes ``mul`` and ``None``, quantized layers. ``dropout`` /
-``recurrent_dropout``, ``unit_forget_bias`` (an initializer), ``use_cudnn`` and ``unroll`` do not
-change inference and are accepted.
+:func:`from_keras` walks the functional graph of a ``Sequential`` or functional model (a model
+used as a layer is walked in place) from its inputs to its output, and turns each layer call
+into tf_lrp layer specs through the handler registered for the layer's exact class (see
+:mod:`tf_lrp.convert.keras_nodes` for the contract and ``keras_core`` for the handlers). Layers
+are matched by exact class, so a subclass with its own ``call`` is refused rather than silently
+misread; every option whose inference semantics tf_lrp does not reproduce is refused with the
+layer's name and the fix. The explained score is the pre-activation of the layer that produces
+the output (a ``Dense`` or ``TimeDistributed(Dense)``); ``Dropout``-like layers, and an
+``Activation`` or ``Softmax`` layer after the score layer, are skipped.
 
 :func:`score_model` builds the Keras reference the explainer checks itself against: the same
-model up to the last Dense, followed by a linear copy of it (its pre-activation).
+model up to the score layer, followed by a linear copy of it (its pre-activation).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import keras
 import numpy as np
 
 from ..errors import ConversionError, InputError, LayoutError
 from ..layout import (
-    HIDDEN_DENSE_ACTIVATIONS,
-    RECURRENT_ACTIVATIONS,
     DenseSpec,
+    Edge,
     EmbeddingSpec,
     InputSpec,
     LayerSpec,
-    PoolingSpec,
+    Port,
     RecurrentSpec,
     input_edge,
     to_manifest,
     validate_manifest,
 )
-from . import Converted
+from . import Converted, keras_core
+from .keras_nodes import Call, Emitted, Handler, Incoming, describe, refuse
 
 _L = keras.layers
-#: Layers that are the identity at inference (``training=False``).
-IDENTITY_LAYERS: tuple[type, ...] = (
-    _L.Dropout,
-    _L.SpatialDropout1D,
-    _L.GaussianNoise,
-    _L.GaussianDropout,
-    _L.AlphaDropout,
-)
-#: Keras recurrent layer class -> tf_lrp cell kind, and the cell class each must use.
-_RECURRENT: dict[type, str] = {_L.LSTM: "lstm", _L.GRU: "gru", _L.SimpleRNN: "simple_rnn"}
-_CELLS: dict[str, type] = {"lstm": _L.LSTMCell, "gru": _L.GRUCell, "simple_rnn": _L.SimpleRNNCell}
-#: Keras pooling-over-time classes -> tf_lrp node kinds.
-_POOLING: dict[type, str] = {
-    _L.GlobalMaxPooling1D: "global_max_pooling",
-    _L.GlobalAveragePooling1D: "global_average_pooling",
-}
+#: Every Keras class the walker converts -> its handler (one dict per family module, merged).
+HANDLERS: Mapping[type, Handler] = {**keras_core.HANDLERS}
+#: Layers skipped after the score layer (the score is the pre-activation before them).
+_OUTPUT_ACTIVATIONS: tuple[type, ...] = (_L.Activation, _L.Softmax)
 #: Class names :func:`from_keras` reads (for error messages).
-SUPPORTED_LAYERS: tuple[str, ...] = (
-    "InputLayer",
-    "Embedding",
-    "Masking",
-    "LSTM",
-    "GRU",
-    "SimpleRNN",
-    "Bidirectional",
-    "Dense",
-    "TimeDistributed(Dense)",
-    "GlobalMaxPooling1D",
-    "GlobalAveragePooling1D",
-    *(cls.__name__ for cls in IDENTITY_LAYERS),
-)
-MERGE_MODES = ("concat", "sum", "ave")
-
-
-def _numpy(value: Any) -> np.ndarray:
-    return np.asarray(keras.ops.convert_to_numpy(value))
-
-
-def _describe(layer: Any) -> str:
-    return f"layer {layer.name!r} ({type(layer).__name__})"
-
-
-def _refuse(layer: Any, reason: str) -> ConversionError:
-    return ConversionError(f"{_describe(layer)}: {reason}")
-
-
-def _activation_name(function: Any, allowed: Sequence[str] | None) -> str | None:
-    """The Keras name of ``function`` if it is that genuine Keras activation, else None."""
-    name = getattr(function, "__name__", None)
-    if not isinstance(name, str):
-        return None
-    candidates = allowed if allowed is not None else (name,)
-    if name not in candidates:
-        return None
-    try:
-        genuine = keras.activations.get(name)
-    except (ValueError, TypeError):
-        return None
-    return name if genuine is function else None
+SUPPORTED_LAYERS: tuple[str, ...] = ("InputLayer", "Masking", *sorted(cls.__name__ for cls in HANDLERS))
+#: Kinds a version-1 (chain) manifest holds.
+_CHAIN_KINDS = (EmbeddingSpec, RecurrentSpec, DenseSpec)
 
 
 # --------------------------------------------------------------------------------------------
-# Loading and walking
+# Loading
 
 
 def load_model(source: Any) -> keras.Model:
@@ -146,13 +86,15 @@ def load_model(source: Any) -> keras.Model:
         raise InputError(f"Keras could not load {str(path)!r} (safe_mode=True): {exc}") from exc
 
 
-def model_layers(model: keras.Model) -> list[Any]:
-    """The model's layers input to output, checked to form one linear chain.
+# --------------------------------------------------------------------------------------------
+# The functional graph
+
+
+def functional_graph(model: Any) -> Any:
+    """The functional graph of ``model``: itself when functional, its inner graph when Sequential.
 
     Raises:
-        ConversionError: for a subclassed model, an unbuilt one, a nested model, a model
-            with several inputs or outputs, or a layer that takes more than the previous
-            layer's output (initial states, a second branch).
+        ConversionError: for a subclassed or unbuilt model (its structure is code, not data).
     """
     if not isinstance(model, keras.Model):
         raise ConversionError(f"expected a keras.Model; got {type(model).__name__}")
@@ -160,385 +102,429 @@ def model_layers(model: keras.Model) -> list[Any]:
         raise ConversionError(
             f"model {model.name!r} is not built: give it a keras.Input(shape=...) or call it on a batch first"
         )
-    for layer in model.layers:
-        if isinstance(layer, keras.Model):
-            raise ConversionError(
-                f"{_describe(layer)} is a nested model inside {model.name!r}; build one flat Sequential or "
-                "functional model from its layers"
-            )
-    if isinstance(model, keras.Sequential):
-        return list(model.layers)
+    graph = getattr(model, "_functional", None) if isinstance(model, keras.Sequential) else model
     try:
-        inputs, outputs = model.inputs, model.outputs
+        inputs, outputs = graph.inputs, graph.outputs  # type: ignore[union-attr]
     except (AttributeError, ValueError):
         inputs, outputs = None, None
     if not inputs or not outputs:
         raise ConversionError(
-            f"model {model.name!r} ({type(model).__name__}) is a subclassed model; tf_lrp reads Sequential and "
-            "functional models (their structure is data)"
+            f"model {model.name!r} ({type(model).__name__}) is a subclassed model (or a Sequential one built "
+            "without keras.Input); tf_lrp reads Sequential and functional models built on keras.Input"
         )
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise ConversionError(
-            f"model {model.name!r} has {len(inputs)} inputs and {len(outputs)} outputs; tf_lrp explains a "
-            "chain with one input and one output"
-        )
-    chain = []
-    tensor = outputs[0]
-    while True:
-        layer, node_index, _ = tensor._keras_history
-        node = layer._inbound_nodes[node_index]
-        if isinstance(layer, _L.InputLayer):
-            break
-        args, kwargs = node.arguments.args, node.arguments.kwargs
-        if len(args) == 1 and isinstance(args[0], (list, tuple)):
-            raise ConversionError(
-                f"model {model.name!r} is not a linear chain: {_describe(layer)} takes {len(args[0])} inputs"
-            )
-        extra = sorted(set(kwargs) - {"mask", "training"})
-        if len(args) != 1 or extra or len(layer._inbound_nodes) != 1:
-            raise ConversionError(
-                f"{_describe(layer)} is called with more than the previous layer's output "
-                f"(arguments {extra or len(args)}) or shared; tf_lrp reads a linear chain of layers"
-            )
-        chain.append(layer)
-        tensor = args[0]
-        if not hasattr(tensor, "_keras_history"):
-            raise ConversionError(f"{_describe(layer)}: its input is not a Keras tensor of this model")
-    chain.reverse()
-    others = [lay for lay in model.layers if not isinstance(lay, _L.InputLayer) and lay not in chain]
-    if others:
-        raise ConversionError(
-            f"model {model.name!r} is not a linear chain: {_describe(others[0])} is off the path from input "
-            "to output"
-        )
-    return chain
+    return graph
+
+
+def _flat(value: Any) -> Iterator[Any]:
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _flat(item)
+    elif isinstance(value, Mapping):
+        for item in value.values():
+            yield from _flat(item)
+    else:
+        yield value
+
+
+def _is_tensor(value: Any) -> bool:
+    return isinstance(value, keras.KerasTensor)
+
+
+class _Node(NamedTuple):
+    """One call in a functional graph: the operation, its data tensors and their keywords."""
+
+    operation: Any
+    args: tuple[Any, ...]
+    kwargs: Mapping[str, Any]
+    tensors: tuple[Any, ...]
+    keywords: tuple[str | None, ...]
+    outputs: tuple[Any, ...]
+
+
+def _node_of(tensor: Any) -> _Node:
+    operation, node_index, _ = tensor._keras_history
+    node = operation._inbound_nodes[node_index]
+    args, kwargs = tuple(node.arguments.args), dict(node.arguments.kwargs)
+    tensors: list[Any] = []
+    keywords: list[str | None] = []
+    for value in _flat(args):
+        if _is_tensor(value):
+            tensors.append(value)
+            keywords.append(None)
+    for key, value in kwargs.items():
+        if key in ("mask", "training"):
+            continue  # masks travel with the tensors (the walker tracks them)
+        for item in _flat(value):
+            if _is_tensor(item):
+                tensors.append(item)
+                keywords.append(key)
+    return _Node(operation, args, kwargs, tuple(tensors), tuple(keywords), tuple(_flat(node.outputs)))
+
+
+def _topological(outputs: Sequence[Any], stop: set[int]) -> list[_Node]:
+    """The calls the ``outputs`` depend on through data tensors, inputs first (stops at tensors in ``stop``)."""
+    order: list[_Node] = []
+    seen: set[int] = set()
+
+    def visit(tensor: Any) -> None:
+        if id(tensor) in stop:
+            return
+        node = _node_of(tensor)
+        key = id(node.outputs[0])
+        if key in seen:
+            return
+        seen.add(key)
+        if type(node.operation) is _L.InputLayer:
+            raise ConversionError(f"input {node.operation.name!r} is not an input of the model being walked")
+        for source in node.tensors:
+            visit(source)
+        order.append(node)
+
+    for tensor in outputs:
+        visit(tensor)
+    return order
 
 
 # --------------------------------------------------------------------------------------------
-# Per-layer conversion
+# The walker
 
 
-def _check_rnn(layer: Any, rnn: Any, kind: str, where: str) -> None:
-    """Refuse the options of one LSTM/GRU layer whose inference semantics tf_lrp lacks."""
-    if type(rnn.cell) is not _CELLS[kind]:
-        raise _refuse(layer, f"{where}cell {type(rnn.cell).__name__} is not Keras's {_CELLS[kind].__name__}")
-    if rnn.stateful:
-        raise _refuse(
-            layer,
-            f"{where}stateful=True carries the state across batches; tf_lrp explains each sequence from a "
-            "zero state: rebuild the model with stateful=False (same weights)",
-        )
-    if rnn.return_state:
-        raise _refuse(layer, f"{where}return_state=True: tf_lrp explains one output per layer; set it to False")
-    if getattr(rnn, "time_major", False):
-        raise _refuse(layer, f"{where}time_major=True is not supported; use batch-major (B, T, D) inputs")
-    if not rnn.return_sequences and rnn.zero_output_for_mask:
-        raise _refuse(
-            layer,
-            f"{where}zero_output_for_mask=True with return_sequences=False returns zeros for a sequence whose "
-            "last step is masked; tf_lrp returns the carried state: set zero_output_for_mask=False",
-        )
-    cell = rnn.cell
-    for field in ("activation", "recurrent_activation"):
-        function = getattr(cell, field, None)
-        if function is None:  # SimpleRNN has no gates
+class _Value(NamedTuple):
+    """A tensor of the Keras graph as tf_lrp sees it."""
+
+    edge: Edge
+    port: Port
+    masked: bool
+    producer: LayerSpec | None
+
+
+class _Graph:
+    """The layer graph under construction: specs, their input edges, weights and inputs."""
+
+    def __init__(self) -> None:
+        self.specs: list[LayerSpec] = []
+        self.edges: list[tuple[Edge, ...]] = []
+        self.weights: list[np.ndarray] = []
+        self.inputs: list[InputSpec] = []
+        self.names: set[str] = set()
+
+    def unique(self, name: str, kind: str) -> str:
+        base = name or kind
+        candidate, count = base, 0
+        while candidate in self.names:
+            count += 1
+            candidate = f"{base}_{count}"
+        self.names.add(candidate)
+        return candidate
+
+    def add(self, spec: LayerSpec, reads: Sequence[_Value], is_output: bool, layer: Any) -> _Value:
+        spec = dataclasses.replace(spec, name=self.unique(spec.name, spec.kind))  # type: ignore[type-var]
+        index = len(self.specs)
+        where = f"{describe(layer)} (as tf_lrp {spec.kind})"
+        try:
+            port = spec.infer([value.port for value in reads], where, is_output)
+        except LayoutError as exc:
+            raise ConversionError(str(exc)) from exc
+        self.specs.append(spec)
+        self.edges.append(tuple(value.edge for value in reads))
+        return _Value(index, port._replace(what=f"layer {spec.name!r}"), False, spec)
+
+
+def _score_call(tensor: Any) -> tuple[Any, set[int]]:
+    """The call producing the explained score: the output's producer, past identities and output activations.
+
+    Returns:
+        The score tensor and the ids of the output tensors after it (whose calls are skipped).
+    """
+    skipped: set[int] = set()
+    while True:
+        node = _node_of(tensor)
+        kind = type(node.operation)
+        if kind in _OUTPUT_ACTIVATIONS or HANDLERS.get(kind) is keras_core.identity:
+            skipped.add(id(tensor))
+            tensor = node.tensors[0]
             continue
-        if _activation_name(function, RECURRENT_ACTIVATIONS) is None:
-            name = getattr(function, "__name__", repr(function))
-            raise _refuse(
-                layer, f"{where}{field}={name!r} is not supported; use one of {', '.join(RECURRENT_ACTIVATIONS)}"
+        return tensor, skipped
+
+
+class _Walker:
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.graph = _Graph()
+
+    def run(self) -> Converted:
+        graph = functional_graph(self.model)
+        if len(graph.outputs) != 1:
+            raise ConversionError(
+                f"model {self.model.name!r} has {len(graph.outputs)} outputs; tf_lrp explains one output "
+                "(build a model with the output you want explained)"
             )
+        score, _ = _score_call(graph.outputs[0])
+        values = self._bind_inputs(graph, score)
+        result = self._walk(graph, [score], values, score_id=id(score))
+        (output,) = result
+        if output.edge < 0 or not type(self.graph.specs[output.edge]).scores:
+            raise ConversionError(
+                f"model {self.model.name!r} must end with a Dense layer (or TimeDistributed(Dense)): its "
+                "pre-activation is the explained score"
+            )
+        return self._converted(output)
 
+    def _bind_inputs(self, graph: Any, score: Any) -> dict[int, _Value]:
+        consumers: dict[int, list[Any]] = {id(t): [] for t in graph.inputs}
+        for node in _topological([score], set(consumers)):
+            for tensor in node.tensors:
+                if id(tensor) in consumers:
+                    consumers[id(tensor)].append(node.operation)
+        values: dict[int, _Value] = {}
+        for k, tensor in enumerate(graph.inputs):
+            name = tensor._keras_history[0].name
+            shape = tuple(tensor.shape)
+            users = consumers[id(tensor)]
+            if not users:
+                raise ConversionError(
+                    f"input {name!r} of model {self.model.name!r} does not reach the output; remove it"
+                )
+            if len(shape) == 2 and all(type(user) is _L.Embedding for user in users):
+                spec = InputSpec(name, 1, True)
+            elif len(shape) == 3 and shape[2] is not None:
+                spec = InputSpec(name, int(shape[2]))
+            else:
+                raise ConversionError(
+                    f"input {name!r} has shape {shape}; tf_lrp reads sequences (batch, time, features), or token ids "
+                    "(batch, time) that go into an Embedding"
+                )
+            self.graph.inputs.append(spec)
+            self.graph.names.add(name)
+            port = Port(True, spec.features, spec.tokens, f"input {name!r}")
+            values[id(tensor)] = _Value(input_edge(k), port, False, None)
+        return values
 
-def _recurrent_spec(layer: Any, rnn: Any, kind: str, direction: str, merge_mode: str) -> RecurrentSpec:
-    cell = rnn.cell
-    return RecurrentSpec(
-        cell=kind,
-        units=int(cell.units),
-        input_size=int(cell.kernel.shape[0]),
-        direction=direction,  # type: ignore[arg-type]
-        merge_mode=merge_mode,  # type: ignore[arg-type]
-        return_sequences=bool(rnn.return_sequences),
-        reset_after=bool(getattr(cell, "reset_after", True)),
-        activation=cell.activation.__name__,
-        recurrent_activation=getattr(cell, "recurrent_activation", keras.activations.sigmoid).__name__,
-        use_bias=bool(cell.use_bias),
-        name=layer.name,
-        zero_output_for_mask=bool(rnn.return_sequences and rnn.zero_output_for_mask),
-    )
+    def _walk(
+        self, graph: Any, outputs: Sequence[Any], values: dict[int, _Value], score_id: int | None
+    ) -> list[_Value]:
+        for node in _topological(outputs, set(values)):
+            operation = node.operation
+            if getattr(operation, "quantization_mode", None):
+                raise refuse(operation, f"is quantized ({operation.quantization_mode}); convert the float model")
+            incoming = [values[id(t)] for t in node.tensors]
+            is_last = score_id is not None and id(node.outputs[0]) == score_id
+            if isinstance(operation, keras.Model):
+                inner = functional_graph(operation)
+                if len(inner.inputs) != len(incoming):
+                    raise refuse(operation, f"is called on {len(incoming)} tensors but has {len(inner.inputs)} inputs")
+                bound = {id(t): v for t, v in zip(inner.inputs, incoming, strict=True)}
+                if is_last and _score_call(inner.outputs[0])[1]:
+                    raise refuse(
+                        operation,
+                        "is used as the last layer and ends with an activation or dropout layer; move those "
+                        "into the outer model, after it",
+                    )
+                results = self._walk(inner, inner.outputs, bound, id(inner.outputs[0]) if is_last else None)
+            elif type(operation) is _L.Masking:
+                results = [self._masking(operation, incoming)]
+            else:
+                results = self._call(node, incoming, is_last)
+            if len(results) != len(node.outputs):
+                raise refuse(operation, f"returns {len(node.outputs)} tensors; tf_lrp reads {len(results)} of them")
+            for tensor, value in zip(node.outputs, results, strict=True):
+                values[id(tensor)] = value
+        return [values[id(t)] for t in outputs]
 
-
-def _convert_recurrent(layer: Any) -> tuple[RecurrentSpec, list[np.ndarray]]:
-    kind = _RECURRENT[type(layer)]
-    _check_rnn(layer, layer, kind, "")
-    direction = "forward"
-    if layer.go_backwards:
-        if layer.return_sequences:
-            raise _refuse(
+    def _masking(self, layer: Any, incoming: Sequence[_Value]) -> _Value:
+        (value,) = incoming
+        mask_value = float(layer.mask_value)
+        if mask_value != mask_value:  # NaN
+            raise refuse(
                 layer,
-                "go_backwards=True with return_sequences=True returns the outputs in reversed time order, which "
-                "tf_lrp does not reproduce; wrap the layer in Bidirectional, or return only the last output",
+                "has mask_value=nan, which masks nothing (NaN never equals NaN, also in Keras) and lets the NaN "
+                "steps reach every score; mark padding with a finite mask_value such as 0.0",
             )
-        direction = "backward"
-    return _recurrent_spec(layer, layer, kind, direction, "concat"), [_numpy(w) for w in layer.cell.weights]
+        if value.edge >= 0:
+            raise refuse(layer, "must read a network input directly (tf_lrp masks the input's padded steps)")
+        k = -1 - value.edge
+        spec = self.graph.inputs[k]
+        if spec.mask_value is not None:
+            raise refuse(layer, f"is the second Masking on input {spec.name!r}; keep one")
+        self.graph.inputs[k] = dataclasses.replace(spec, mask_value=mask_value)
+        return value._replace(masked=True)
 
-
-def _convert_bidirectional(layer: Any) -> tuple[RecurrentSpec, list[np.ndarray]]:
-    if layer.merge_mode not in MERGE_MODES:
-        raise _refuse(layer, f"merge_mode={layer.merge_mode!r} is not supported; use one of {', '.join(MERGE_MODES)}")
-    if layer.return_state:
-        raise _refuse(layer, "return_state=True: tf_lrp explains one output per layer; set it to False")
-    forward, backward = layer.forward_layer, layer.backward_layer
-    kind = _RECURRENT.get(type(forward))
-    if kind is None or type(backward) is not type(forward):
-        raise _refuse(
-            layer,
-            f"wraps {type(forward).__name__} forwards and {type(backward).__name__} backwards; tf_lrp supports "
-            "Bidirectional(LSTM) and Bidirectional(GRU) with the same layer type both ways",
-        )
-    if forward.go_backwards or not backward.go_backwards:
-        raise _refuse(layer, "the wrapped layer has go_backwards=True; wrap a layer with go_backwards=False")
-    _check_rnn(layer, forward, kind, "forward layer: ")
-    _check_rnn(layer, backward, kind, "backward layer: ")
-    spec = _recurrent_spec(layer, forward, kind, "bidirectional", layer.merge_mode)
-    other = _recurrent_spec(layer, backward, kind, "bidirectional", layer.merge_mode)
-    if other != spec:
-        raise _refuse(
-            layer,
-            "its forward and backward layers differ (units, activations, use_bias or reset_after); tf_lrp "
-            "needs the same configuration both ways",
-        )
-    weights = [_numpy(w) for w in forward.cell.weights] + [_numpy(w) for w in backward.cell.weights]
-    return spec, weights
-
-
-def _convert_dense(layer: Any, is_last: bool) -> tuple[DenseSpec, list[np.ndarray]]:
-    if is_last:
-        activation = getattr(layer.activation, "__name__", None) or "custom"
-    else:
-        name = _activation_name(layer.activation, HIDDEN_DENSE_ACTIVATIONS)
-        if name is None:
-            shown = getattr(layer.activation, "__name__", repr(layer.activation))
-            raise _refuse(
+    def _call(self, node: _Node, incoming: Sequence[_Value], is_last: bool) -> list[_Value]:
+        layer = node.operation
+        handler = HANDLERS.get(type(layer))
+        if handler is None:
+            raise refuse(
                 layer,
-                f"activation {shown!r} on a Dense layer before the last one is not supported; relevance passes "
-                f"through {' and '.join(HIDDEN_DENSE_ACTIVATIONS)} only",
+                f"is not supported; tf_lrp reads {', '.join(SUPPORTED_LAYERS)} (exact classes, not subclasses)",
             )
-        activation = name
-    kernel = _numpy(layer.kernel)  # LoRA (if enabled) is merged in by Keras
-    spec = DenseSpec(
-        units=int(kernel.shape[1]),
-        input_size=int(kernel.shape[0]),
-        activation=activation,
-        use_bias=bool(layer.use_bias),
-        name=layer.name,
-    )
-    return spec, [kernel] + ([_numpy(layer.bias)] if layer.use_bias else [])
+        call = Call(
+            layer,
+            tuple(Incoming(v.port, v.masked, v.producer) for v in incoming),
+            node.keywords,
+            node.args,
+            node.kwargs,
+            is_last,
+        )
+        emitted: Emitted = handler(call)
+        if not emitted.specs:  # the identity at inference
+            return [incoming[0]]
+        reads = [incoming[i] for i in emitted.reads] if emitted.reads is not None else list(incoming)
+        self.graph.weights.extend(emitted.arrays)
+        produced: list[_Value] = []
+        current = reads
+        for position, spec in enumerate(emitted.specs):
+            last_spec = position == len(emitted.specs) - 1
+            value = self.graph.add(spec, current, is_last and last_spec, layer)
+            produced.append(value)
+            current = [value]
+        masked_in = any(v.masked for v in reads)
+        masked = emitted.masked if emitted.masked is not None else masked_in
+        chosen = [produced[i] for i in emitted.outputs] if emitted.outputs is not None else [produced[-1]]
+        return [v._replace(masked=bool(masked) and v.port.sequence) for v in chosen]
 
-
-def _unsupported(layer: Any) -> ConversionError:
-    return _refuse(
-        layer,
-        f"is not supported; tf_lrp reads models built from {', '.join(SUPPORTED_LAYERS)} (exact classes, "
-        "in a chain: input, optional Embedding or Masking, recurrent layers, Dense head)",
-    )
+    def _converted(self, output: _Value) -> Converted:
+        graph = self.graph
+        specs, edges, inputs = graph.specs, graph.edges, graph.inputs
+        chain = all(reads == ((index - 1,) if index else (input_edge(0),)) for index, reads in enumerate(edges))
+        simple = (
+            len(inputs) == 1
+            and chain
+            and all(isinstance(spec, _CHAIN_KINDS) for spec in specs)
+            and not output.port.sequence
+        )
+        name = self.model.name
+        if simple:
+            manifest = to_manifest(specs, name=name, mask_value=inputs[0].mask_value)
+        else:
+            manifest = to_manifest(specs, name=name, edges=edges, inputs=inputs)
+        try:
+            validate_manifest(manifest)
+        except LayoutError as exc:
+            raise ConversionError(f"model {name!r} cannot be explained by tf_lrp: {exc}") from exc
+        return Converted(manifest, list(graph.weights))
 
 
 def from_keras(model: keras.Model) -> Converted:
-    """Convert a Keras 3 recurrent classifier to a tf_lrp manifest and weights.
+    """Convert a Keras 3 model to a tf_lrp manifest and weights.
 
     Args:
-        model: a built ``Sequential`` or functional model (see the module docstring for the
-            layers and options it may contain).
+        model: a built ``Sequential`` or functional model whose layers are in
+            :data:`SUPPORTED_LAYERS` (see the module docstring).
 
     Returns:
-        :class:`~tf_lrp.convert.Converted`: the normalised manifest (validated against
-        ``weights_schema.json``; ``mask_value`` set for a ``Masking`` layer) and the weights
-        in Keras order.
+        :class:`~tf_lrp.convert.Converted`: the normalised manifest (a version-1 chain when the
+        model is one, else a version-2 graph; validated against ``weights_schema.json``) and
+        the weights in the manifest's order.
 
     Raises:
         ConversionError: for a layer or option tf_lrp cannot reproduce exactly; the message
             names the layer, its class and what is supported.
     """
-    layers = model_layers(model)
-    specs: list[LayerSpec] = []
-    weights: list[np.ndarray] = []
-    mask_value: float | None = None
-    layers = [_unwrap_time_distributed(layer) for layer in layers]
-    dense_indices = [i for i, layer in enumerate(layers) if type(layer) is _L.Dense]
-    last_dense = dense_indices[-1] if dense_indices else -1
-    sequence = True  # whether the current tensor has a time axis
-    per_step = False  # whether the output has a time axis (a Dense on a sequence)
-    pooled = False  # whether a pooling layer turns the sequence into a vector (a version-2 graph)
-    for index, layer in enumerate(layers):
-        if getattr(layer, "quantization_mode", None):
-            raise _refuse(layer, f"is quantized ({layer.quantization_mode}); convert the float model")
-        layer_type = type(layer)
-        if layer_type in IDENTITY_LAYERS or layer_type is _L.InputLayer:
-            continue
-        if layer_type in (_L.Embedding, _L.Masking) and (specs or mask_value is not None):
-            raise _refuse(layer, "must come first (before any recurrent or Dense layer, and only once)")
-        if layer_type is _L.Embedding:
-            table = _numpy(layer.embeddings)
-            specs.append(EmbeddingSpec(table.shape[0], table.shape[1], bool(layer.mask_zero), layer.name))
-            weights.append(table)
-        elif layer_type is _L.Masking:
-            mask_value = float(layer.mask_value)
-            if mask_value != mask_value:  # NaN
-                raise _refuse(
-                    layer,
-                    "has mask_value=nan, which masks nothing (NaN never equals NaN, also in Keras) and lets the NaN "
-                    "steps reach every score; mark padding with a finite mask_value such as 0.0",
-                )
-        elif layer_type in _RECURRENT or layer_type is _L.Bidirectional:
-            if not sequence:
-                raise _refuse(layer, "receives no sequence: the recurrent layer before it has return_sequences=False")
-            spec, arrays = (
-                _convert_bidirectional(layer) if layer_type is _L.Bidirectional else _convert_recurrent(layer)
-            )
-            specs.append(spec)
-            weights += arrays
-            sequence = spec.return_sequences
-        elif layer_type in _POOLING:
-            if not sequence:
-                raise _refuse(layer, "pools over time but its input has no time axis")
-            if layer.data_format != "channels_last" or layer.keepdims:
-                raise _refuse(layer, "data_format='channels_first' or keepdims=True is not supported; use the defaults")
-            width = specs[-1].output_size if specs else None
-            if width is None:
-                raise _refuse(layer, "pools the raw input; put a recurrent or Embedding layer before it")
-            masked = mask_value is not None or (isinstance(specs[-1], EmbeddingSpec) and specs[-1].mask_zero)
-            if layer_type is _L.GlobalMaxPooling1D and masked and isinstance(specs[-1], EmbeddingSpec | None):
-                raise _refuse(
-                    layer,
-                    "takes the max over padded steps too (Keras ignores the mask there), so it would explain "
-                    "padding; put a recurrent layer before it or use GlobalAveragePooling1D",
-                )
-            specs.append(PoolingSpec(_POOLING[layer_type], width, name=layer.name))
-            sequence, pooled = False, True
-        elif layer_type is _L.Dense:
-            per_step = per_step or sequence  # a Dense on (B, T, F) applies to every step
-            spec_d, arrays = _convert_dense(layer, index == last_dense)
-            specs.append(spec_d)
-            weights += arrays
-        else:
-            raise _unsupported(layer)
-    if index_of_last_real(layers) != last_dense or last_dense < 0:
-        raise ConversionError(
-            f"model {model.name!r} must end with a Dense layer (its pre-activation is the explained score); "
-            f"its last layer is {_describe(layers[-1]) if layers else 'missing'}"
-        )
-    if per_step or pooled:  # a version-2 graph (a version-1 chain: recurrent layers, then a Dense head)
-        tokens = bool(specs) and isinstance(specs[0], EmbeddingSpec)
-        features = 1 if tokens else specs[0].input_size  # type: ignore[attr-defined]
-        chain = tuple((input_edge(0),) if i == 0 else (i - 1,) for i in range(len(specs)))
-        inputs = (InputSpec("input", features, tokens, mask_value),)
-        manifest = to_manifest(specs, name=model.name, edges=chain, inputs=inputs)
-    else:
-        manifest = to_manifest(specs, name=model.name, mask_value=mask_value)
-    try:
-        validate_manifest(manifest)
-    except LayoutError as exc:
-        raise ConversionError(f"model {model.name!r} cannot be explained by tf_lrp: {exc}") from exc
-    return Converted(manifest, weights)
-
-
-def _unwrap_time_distributed(layer: Any) -> Any:
-    """``TimeDistributed(Dense)`` is a Dense on every step: return the Dense (others unchanged)."""
-    if type(layer) is _L.TimeDistributed:
-        if type(layer.layer) is not _L.Dense:
-            raise _refuse(layer, f"wraps {type(layer.layer).__name__}; tf_lrp reads TimeDistributed(Dense) only")
-        return layer.layer
-    return layer
-
-
-def index_of_last_real(layers: Sequence[Any]) -> int:
-    """Index of the last layer that is not an inference identity (-1 if none)."""
-    for index in reversed(range(len(layers))):
-        if type(layers[index]) not in IDENTITY_LAYERS:
-            return index
-    return -1
+    return _Walker(model).run()
 
 
 # --------------------------------------------------------------------------------------------
 # The Keras reference for the forward-equivalence check
 
 
-def score_model(model: keras.Model) -> keras.Model:
-    """A functional model: the input of ``model`` -> the last Dense layer's pre-activation.
+def _score_layer(model: keras.Model) -> tuple[Any, Any]:
+    """The Dense producing the score, and the tensor it is called on (in ``model``'s own graph)."""
+    graph = functional_graph(model)
+    score, _ = _score_call(graph.outputs[0])
+    node = _node_of(score)
+    layer = node.operation
+    dense = layer.layer if type(layer) is _L.TimeDistributed else layer
+    if type(dense) is not _L.Dense:
+        raise ConversionError(f"model {model.name!r} must end with a Dense layer; got {describe(layer)}")
+    return dense, node.tensors[0]
 
-    It reuses ``model``'s own layers (and so its masking) up to the last Dense, then applies a
-    linear copy of that Dense with the same weights.
+
+def score_model(model: keras.Model) -> keras.Model:
+    """A functional model: the inputs of ``model`` -> the score layer's pre-activation.
+
+    It reuses ``model``'s own layers (and so its masking) up to the score layer, then applies a
+    linear copy of it with the same weights.
 
     Raises:
-        ConversionError: if the model's graph cannot be reached (see :func:`model_layers`).
+        ConversionError: if the model's graph cannot be reached (see :func:`functional_graph`).
     """
-    layers = model_layers(model)
-    last = layers[index_of_last_real(layers)]
-    wrapper = last
-    last = _unwrap_time_distributed(last)
-    if type(last) is not _L.Dense:
-        raise ConversionError(f"model {model.name!r} must end with a Dense layer; got {_describe(last)}")
-    try:
-        inputs = model.inputs
-        features = wrapper._inbound_nodes[0].arguments.args[0]  # the tensor (not the mask it was called with)
-    except (AttributeError, ValueError) as exc:
-        raise ConversionError(
-            f"model {model.name!r} has no symbolic graph to compare against; build it with keras.Input(shape=...)"
-        ) from exc
-    head = _L.Dense(last.units, activation=None, use_bias=last.use_bias, dtype=last.dtype_policy)
+    dense, features = _score_layer(model)
+    graph = functional_graph(model)
+    head = _L.Dense(dense.units, activation=None, use_bias=dense.use_bias, dtype=dense.dtype_policy)
     outputs = head(features)
-    head.set_weights([_numpy(last.kernel)] + ([_numpy(last.bias)] if last.use_bias else []))
-    return keras.Model(inputs, outputs, name=f"{model.name}_scores")
+    kernel = np.asarray(keras.ops.convert_to_numpy(dense.kernel))
+    bias = [np.asarray(keras.ops.convert_to_numpy(dense.bias))] if dense.use_bias else []
+    head.set_weights([kernel, *bias])
+    return keras.Model(graph.inputs, outputs, name=f"{model.name}_scores")
 
 
-def keras_scores(model: keras.Model, x: np.ndarray) -> np.ndarray:
-    """The (B, C) pre-activation scores of ``model`` on ``x``, computed by Keras."""
+def keras_scores(model: keras.Model, x: Any) -> np.ndarray:
+    """The pre-activation scores of ``model`` on ``x`` (an array, or a list with one per input), by Keras."""
     reference = score_model(model)
-    dtype = reference.inputs[0].dtype
-    return _numpy(reference(keras.ops.convert_to_tensor(np.asarray(x), dtype=dtype), training=False))
+    arrays = list(x) if isinstance(x, (list, tuple)) else [x]
+    tensors = [
+        keras.ops.convert_to_tensor(np.asarray(a), dtype=t.dtype) for a, t in zip(arrays, reference.inputs, strict=True)
+    ]
+    result = reference(tensors if len(tensors) > 1 else tensors[0], training=False)
+    return np.asarray(keras.ops.convert_to_numpy(result))
 
 
-def probe_batch(manifest: dict[str, Any], model: keras.Model, seed: int = 0) -> np.ndarray:
-    """A small random batch for the forward-equivalence check.
-
-    Token ids within the vocabulary (with pre-, post- and mid-sequence padding when the
-    embedding has ``mask_zero``), or standard-normal features (with steps set to
-    ``mask_value`` when the model has a ``Masking`` layer). The length is the model's fixed
-    input length, else 7.
-
-    Args:
-        manifest: the converted manifest.
-        model: the Keras model (for its input length).
-        seed: random seed.
-
-    Returns:
-        (4, T) int32 ids or (4, T, D) float32 features.
-    """
-    rng = np.random.default_rng(seed)
-    try:
-        shape = tuple(model.inputs[0].shape)
-    except (AttributeError, ValueError, IndexError):
-        shape = ()
-    steps = int(shape[1]) if len(shape) > 1 and shape[1] is not None else 7
-    batch = 4
-    first = manifest["layers"][0]
-    cut = max(1, steps // 2)
-    if first["kind"] == "embedding":
-        padding = first["mask_zero"] and first["input_dim"] > 1
-        ids = rng.integers(1 if padding else 0, first["input_dim"], size=(batch, steps))
+def _probe_one(entry: Mapping[str, Any], embedding: Mapping[str, Any] | None, steps: int, rng: Any) -> np.ndarray:
+    batch, cut = 4, max(1, steps // 2)
+    if embedding is not None:
+        padding = embedding["mask_zero"] and embedding["input_dim"] > 1
+        ids = rng.integers(1 if padding else 0, embedding["input_dim"], size=(batch, steps))
         if padding and steps > 1:
             ids[1, cut:] = 0  # post-padding
             ids[2, : steps - cut] = 0  # pre-padding
             ids[3, steps // 2] = 0  # a masked step inside
         return ids.astype(np.int32)
-    x = rng.standard_normal((batch, steps, first["input_size"])).astype(np.float32)
-    mask_value = manifest.get("mask_value")
+    x = rng.standard_normal((batch, steps, entry["features"])).astype(np.float32)
+    mask_value = entry.get("mask_value")
     if mask_value is not None and steps > 1:
         x[1, cut:] = mask_value
         x[2, : steps - cut] = mask_value
         x[3, steps // 2] = mask_value
     return x
+
+
+def probe_batch(manifest: dict[str, Any], model: keras.Model, seed: int = 0) -> Any:
+    """A small random batch for the forward-equivalence check.
+
+    Per input: token ids within the vocabulary (with pre-, post- and mid-sequence padding when
+    the embedding has ``mask_zero``), or standard-normal features (with steps set to
+    ``mask_value`` when a ``Masking`` layer reads the input). The length is the input's fixed
+    length, else 7.
+
+    Args:
+        manifest: the converted manifest.
+        model: the Keras model (for its input lengths).
+        seed: random seed.
+
+    Returns:
+        (4, T) int32 ids or (4, T, D) float32 features; a list of them for several inputs.
+    """
+    rng = np.random.default_rng(seed)
+    layers = manifest["layers"]
+    if manifest["version"] == 1:
+        first = layers[0]
+        tokens = first["kind"] == "embedding"
+        entries = [{"name": "input", "features": 1 if tokens else first["input_size"], "tokens": tokens}]
+        if manifest.get("mask_value") is not None:
+            entries[0]["mask_value"] = manifest["mask_value"]
+        embeddings = {"input": first} if tokens else {}
+    else:
+        entries = manifest["inputs"]
+        embeddings = {e["inputs"][0]: e for e in layers if e["kind"] == "embedding"}
+    try:
+        shapes = [tuple(t.shape) for t in functional_graph(model).inputs]
+    except ConversionError:
+        shapes = [() for _ in entries]
+    probes = []
+    for entry, shape in zip(entries, shapes, strict=True):
+        steps = int(shape[1]) if len(shape) > 1 and shape[1] is not None else 7
+        probes.append(_probe_one(entry, embeddings.get(entry["name"]) if entry["tokens"] else None, steps, rng))
+    return probes[0] if len(probes) == 1 else probes
 
 
 def check_equivalence(ours: np.ndarray, theirs: np.ndarray, tolerance: float, name: str) -> float:
@@ -567,12 +553,13 @@ def check_equivalence(ours: np.ndarray, theirs: np.ndarray, tolerance: float, na
 
 
 __all__ = [
+    "HANDLERS",
     "SUPPORTED_LAYERS",
     "check_equivalence",
     "from_keras",
+    "functional_graph",
     "keras_scores",
     "load_model",
-    "model_layers",
     "probe_batch",
     "score_model",
 ]
