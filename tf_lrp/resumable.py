@@ -2,7 +2,9 @@
 
 For ``out="rel.npy"`` a run writes ``rel.npy`` (relevance), ``rel.scores.npy``,
 ``rel.targets.npy``, ``rel.initial_state.npy``, the sidecar ``rel.json`` and, while it runs, the
-lock file ``rel.lock``. The guarantees (``docs/dataset.md`` states them for users):
+lock file ``rel.lock``. A network with several inputs writes ``rel.relevance.<input>.npy`` per
+input instead of ``rel.npy``; one with per-step outputs adds ``rel.explained.npy``. The
+guarantees (``docs/dataset.md`` states them for users):
 
 * **Nothing is written over an input.** Every file the run will write is compared with the
   data's file (``os.path.samefile``, so links are seen through) before anything is written,
