@@ -506,6 +506,18 @@ def test_two_inputs_in_every_form_equal_explain(two, pair, tmp_path):
     assert_same_inputs(unmasked, two.explain([pair["a"], pair["b"]], method="gradient_x_input", target=1))
 
 
+def test_two_inputs_from_tf_data(two, pair, tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    reference = two.explain([pair["a"], pair["b"]], lengths=[pair["la"], pair["lb"]])
+    slices = {"x": {"a": pair["a"], "b": pair["b"]}, "lengths": {"a": pair["la"], "b": pair["lb"]}}
+    source = tf.data.Dataset.from_tensor_slices(slices).batch(8)
+    assert_same_inputs(two.explain_dataset(source, progress=False), reference)
+    files = two.explain_dataset(source, out=tmp_path / "rel.npy", progress=False)
+    np.testing.assert_allclose(files.load()["relevance/b"], reference.relevance[1], **TOL)
+    unmasked = tf.data.Dataset.from_tensor_slices((pair["a"], pair["b"])).batch(10)  # tuples of arrays
+    assert_same_inputs(two.explain_dataset(unmasked, progress=False), two.explain([pair["a"], pair["b"]]))
+
+
 def test_two_inputs_out_files_resume_byte_identical(two, pair, tmp_path, monkeypatch):
     xs, lengths = {"a": pair["a"], "b": pair["b"]}, {"a": pair["la"], "b": pair["lb"]}
     (tmp_path / "clean").mkdir()
