@@ -473,3 +473,21 @@ def test_console_script_runs_as_a_program(files, tmp_path):
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert "tf-lrp explain: error: model file" in done.stderr
+
+
+def test_explain_runs_a_per_step_network_and_refuses_its_heatmap(tmp_path):
+    from tests.networks import per_step_tagger
+
+    case = per_step_tagger(np.random.default_rng(3))
+    case.explainer.save(tmp_path / "tagger.npz")
+    np.save(tmp_path / "x.npy", case.x)
+    argv = ["explain", tmp_path / "tagger.npz", tmp_path / "x.npy", "-o", tmp_path / "r.npy", "--no-progress"]
+    code, _, stderr = run([*argv, "--png", tmp_path / "heat.png"])
+    assert code == 2
+    assert "--html / --png caption one score vector per sample; this network scores every step" in stderr
+    assert not (tmp_path / "r.npy").exists()
+    code, _, stderr = run(argv)
+    assert (code, stderr) == (0, "")
+    reference = case.explainer.explain(case.x)
+    np.testing.assert_allclose(np.load(tmp_path / "r.npy"), reference.relevance, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(np.load(tmp_path / "r.explained.npy"), reference.explained_score, rtol=1e-10)

@@ -439,3 +439,199 @@ def test_data_errors(feat, tokens, data, tmp_path):
         feat.explain_dataset([data["x"]], lengths=data["lengths"], progress=False)
     with pytest.raises(InputError, match="batch 1 of the data is a dict without key 'x'"):
         feat.explain_dataset([{"x": data["x"]}, {"y": 1}], progress=False)
+
+
+# --------------------------------------------------------------------------------------------
+# Several inputs and per-step outputs
+
+
+@pytest.fixture(scope="module")
+def two() -> Explainer:
+    """The zoo's version-2 graph: LSTM on input 'a' (2 features), GRU on 'b' (3), concatenated, dense head."""
+    from tests.networks import two_inputs
+
+    return two_inputs(np.random.default_rng(11)).explainer
+
+
+@pytest.fixture(scope="module")
+def tagger() -> Explainer:
+    """The zoo's per-step network: GRU (sequences) -> Dense per step; scores (B, T, 2)."""
+    from tests.networks import per_step_tagger
+
+    return per_step_tagger(np.random.default_rng(12)).explainer
+
+
+@pytest.fixture(scope="module")
+def pair() -> dict[str, np.ndarray]:
+    """Two inputs of different lengths (7 and 4 steps), post-padded with their own lengths."""
+    rng = np.random.default_rng(13)
+    count = 23
+    xa, xb = rng.normal(size=(count, 7, 2)), rng.normal(size=(count, 4, 3))
+    la, lb = rng.integers(1, 8, size=count), rng.integers(1, 5, size=count)
+    return {"a": xa, "b": xb, "la": la, "lb": lb}
+
+
+def assert_same_inputs(result, reference) -> None:
+    assert isinstance(result.relevance, tuple)
+    assert len(result.relevance) == len(reference.relevance)
+    for got, want in zip(result.relevance, reference.relevance, strict=True):
+        np.testing.assert_allclose(got, want, **TOL)
+    np.testing.assert_allclose(result.scores, reference.scores, **TOL)
+    np.testing.assert_array_equal(result.target, reference.target)
+    np.testing.assert_allclose(result.initial_state_relevance, reference.initial_state_relevance, **TOL)
+    np.testing.assert_allclose(result.explained_score, reference.explained_score, **TOL)
+
+
+def test_two_inputs_in_every_form_equal_explain(two, pair, tmp_path):
+    xs, lengths = [pair["a"], pair["b"]], [pair["la"], pair["lb"]]
+    reference = two.explain(xs, lengths=lengths)
+    result = two.explain_dataset(xs, lengths=lengths, batch_size=5, progress=False)
+    assert_same_inputs(result, reference)
+    for got, want in zip(result.mask, reference.mask, strict=True):
+        np.testing.assert_array_equal(got, want)
+    by_name = two.explain_dataset(
+        {"b": pair["b"], "a": pair["a"]}, lengths={"a": pair["la"], "b": pair["lb"]}, batch_size=6, progress=False
+    )
+    assert_same_inputs(by_name, reference)
+    batches = [(slice(0, 10)), slice(10, 23)]
+    as_lists = [([pair["a"][s], pair["b"][s]], [pair["la"][s], pair["lb"][s]]) for s in batches]
+    assert_same_inputs(two.explain_dataset(as_lists, batch_size=4, progress=False), reference)
+    as_dicts = [{"x": {"a": pair["a"][s], "b": pair["b"][s]}, "lengths": {"a": pair["la"][s], "b": pair["lb"][s]}}
+                for s in batches]  # fmt: skip
+    assert_same_inputs(two.explain_dataset(as_dicts, progress=False), reference)
+    arrays = {"x/a": pair["a"], "x/b": pair["b"], "lengths/a": pair["la"], "lengths/b": pair["lb"]}
+    np.savez(tmp_path / "pair.npz", **arrays)  # type: ignore[arg-type]
+    assert_same_inputs(two.explain_dataset(tmp_path / "pair.npz", batch_size=8, progress=False), reference)
+    unmasked = two.explain_dataset([pair["a"], pair["b"]], method="gradient_x_input", targets=1, progress=False)
+    assert_same_inputs(unmasked, two.explain([pair["a"], pair["b"]], method="gradient_x_input", target=1))
+
+
+def test_two_inputs_from_tf_data(two, pair, tmp_path):
+    tf = pytest.importorskip("tensorflow")
+    reference = two.explain([pair["a"], pair["b"]], lengths=[pair["la"], pair["lb"]])
+    slices = {"x": {"a": pair["a"], "b": pair["b"]}, "lengths": {"a": pair["la"], "b": pair["lb"]}}
+    source = tf.data.Dataset.from_tensor_slices(slices).batch(8)
+    assert_same_inputs(two.explain_dataset(source, progress=False), reference)
+    files = two.explain_dataset(source, out=tmp_path / "rel.npy", progress=False)
+    np.testing.assert_allclose(files.load()["relevance/b"], reference.relevance[1], **TOL)
+    unmasked = tf.data.Dataset.from_tensor_slices((pair["a"], pair["b"])).batch(10)  # tuples of arrays
+    assert_same_inputs(two.explain_dataset(unmasked, progress=False), two.explain([pair["a"], pair["b"]]))
+
+
+def test_two_inputs_out_files_resume_byte_identical(two, pair, tmp_path, monkeypatch):
+    xs, lengths = {"a": pair["a"], "b": pair["b"]}, {"a": pair["la"], "b": pair["lb"]}
+    (tmp_path / "clean").mkdir()
+    (tmp_path / "cut").mkdir()
+    clean = two.explain_dataset(xs, lengths=lengths, out=tmp_path / "clean/rel.npy", batch_size=4, progress=False)
+    reference = two.explain([pair["a"], pair["b"]], lengths=[pair["la"], pair["lb"]])
+    assert isinstance(clean.relevance, dict)
+    assert set(clean.relevance) == {"a", "b"}
+    loaded = clean.load()
+    assert sorted(loaded) == ["initial_state_relevance", "relevance/a", "relevance/b", "scores", "targets"]
+    assert loaded["relevance/a"].shape == (23, 7, 2)
+    assert loaded["relevance/b"].shape == (23, 4, 3)
+    for k, name in enumerate("ab"):
+        np.testing.assert_allclose(loaded[f"relevance/{name}"], reference.relevance[k], **TOL)
+    np.testing.assert_allclose(loaded["scores"], reference.scores, **TOL)
+    np.testing.assert_array_equal(loaded["targets"], reference.target)
+    names = {p.name for p in (tmp_path / "clean").iterdir()}
+    assert names == {"rel.relevance.a.npy", "rel.relevance.b.npy", "rel.scores.npy", "rel.targets.npy",
+                     "rel.initial_state.npy", "rel.json"}  # fmt: skip
+
+    original, calls = dataset._run_chunk, []
+
+    def crash_after_three_chunks(*args):
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # stands in for a crash
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(dataset, "_run_chunk", crash_after_three_chunks)
+    with pytest.raises(KeyboardInterrupt):
+        two.explain_dataset(xs, lengths=lengths, out=tmp_path / "cut/rel.npy", batch_size=4, progress=False)
+    monkeypatch.setattr(dataset, "_run_chunk", original)
+    assert json.loads((tmp_path / "cut/rel.json").read_text())["completed"] == 12
+    with pytest.raises(InputError, match=r"other arguments or data.*resume=False"):
+        two.explain_dataset(xs, out=tmp_path / "cut/rel.npy", batch_size=4, progress=False)  # lengths dropped
+    resumed = two.explain_dataset(xs, lengths=lengths, out=tmp_path / "cut/rel.npy", batch_size=4, progress=False)
+    assert resumed.resumed_from == 12
+    for name in names:
+        assert (tmp_path / "cut" / name).read_bytes() == (tmp_path / "clean" / name).read_bytes(), name
+
+
+def test_per_step_outputs_equal_explain_for_every_step(tagger, data, tmp_path):
+    x = data["x"][:, :, :2]
+    for step in (None, 3, -1):
+        reference = tagger.explain(x, lengths=data["lengths"], step=step)
+        result = tagger.explain_dataset(x, lengths=data["lengths"], step=step, batch_size=7, progress=False)
+        assert result.scores.shape == (N, T, 2)
+        np.testing.assert_allclose(result.relevance, reference.relevance, **TOL)
+        np.testing.assert_allclose(result.scores, reference.scores, **TOL)
+        np.testing.assert_array_equal(result.target, reference.target)
+        np.testing.assert_allclose(result.explained_score, reference.explained_score, **TOL)
+        np.testing.assert_array_equal(result.mask, reference.mask)
+    files = tagger.explain_dataset(x, lengths=data["lengths"], step=3, out=tmp_path / "rel.npy", progress=False)
+    loaded = files.load()
+    reference = tagger.explain(x, lengths=data["lengths"], step=3)
+    assert sorted(loaded) == ["explained", "initial_state_relevance", "relevance", "scores", "targets"]
+    np.testing.assert_allclose(loaded["relevance"], reference.relevance, **TOL)
+    np.testing.assert_allclose(loaded["scores"], reference.scores, **TOL)
+    np.testing.assert_allclose(loaded["explained"], reference.explained_score, **TOL)
+    assert json.loads((tmp_path / "rel.json").read_text())["arguments"]["step"] == 3
+    with pytest.raises(InputError, match=r"other arguments or data \(.*step: recorded 3, now 2"):
+        tagger.explain_dataset(x, lengths=data["lengths"], step=2, out=tmp_path / "rel.npy", progress=False)
+
+
+def test_per_step_resume_is_byte_identical(tagger, data, tmp_path, monkeypatch):
+    x = data["x"][:, :, :2]
+    kwargs = {"lengths": data["lengths"], "step": None, "batch_size": 8, "progress": False}
+    tagger.explain_dataset(x, out=tmp_path / "clean.npy", **kwargs)
+    original, calls = dataset._run_chunk, []
+
+    def crash_after_two_chunks(*args):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(dataset, "_run_chunk", crash_after_two_chunks)
+    with pytest.raises(KeyboardInterrupt):
+        tagger.explain_dataset(x, out=tmp_path / "cut.npy", **kwargs)
+    monkeypatch.setattr(dataset, "_run_chunk", original)
+    assert tagger.explain_dataset(x, out=tmp_path / "cut.npy", **kwargs).resumed_from == 16
+    for suffix in ("npy", "scores.npy", "targets.npy", "initial_state.npy", "explained.npy"):
+        assert (tmp_path / f"cut.{suffix}").read_bytes() == (tmp_path / f"clean.{suffix}").read_bytes(), suffix
+
+
+def test_several_inputs_and_per_step_refusals(two, tagger, feat, pair, data, tmp_path):
+    xs = [pair["a"], pair["b"]]
+    with pytest.raises(InputError, match=r"this network has 2 inputs \['a', 'b'\]: pass data as a list"):
+        two.explain_dataset(pair["a"], progress=False)
+    np.save(tmp_path / "a.npy", pair["a"])
+    with pytest.raises(InputError, match=r"holds one array; this network has inputs \['a', 'b'\]: pass an \.npz"):
+        two.explain_dataset(tmp_path / "a.npy", progress=False)
+    np.savez(tmp_path / "one.npz", x=pair["a"])
+    with pytest.raises(InputError, match=r"has no array 'x/a'.*x/a, x/b"):
+        two.explain_dataset(tmp_path / "one.npz", progress=False)
+    with pytest.raises(InputError, match=r"names inputs \['a', 'c'\].*missing \['b'\], unknown \['c'\]"):
+        two.explain_dataset([{"x": {"a": pair["a"], "c": pair["b"]}}], progress=False)
+    with pytest.raises(InputError, match=r"batch 0 of the data must hold one array per input \['a', 'b'\]"):
+        two.explain_dataset([pair["a"]], progress=False)
+    with pytest.raises(InputError, match=r"data\['b'\] must be \(batch, time, 3\) features"):
+        two.explain_dataset([pair["a"], pair["a"]], progress=False)
+    with pytest.raises(InputError, match="different batch sizes"):
+        two.explain_dataset([pair["a"], pair["b"][:5]], progress=False)
+    with pytest.raises(InputError, match=r"lengths: this network has 2 inputs"):
+        two.explain_dataset(xs, lengths=pair["la"], progress=False)
+    with pytest.raises(InputError, match=r"input 'b'\): lengths must lie in \[1, 4\]"):
+        two.explain_dataset(xs, lengths=[pair["la"], pair["la"]], progress=False)
+    with pytest.raises(InputError, match="integrated_gradients takes networks with one input"):
+        two.explain_dataset(xs, method="integrated_gradients", progress=False)
+    bad = pair["b"].copy()
+    bad[3, 1, 0] = np.nan
+    with pytest.raises(InputError, match=r"x\['b'\] contains NaN.*index \(3, 1, 0\)"):
+        two.explain_dataset([pair["a"], bad], progress=False)
+    with pytest.raises(InputError, match="step= is for networks with per-step outputs"):
+        feat.explain_dataset(data["x"], step=0, progress=False)
+    with pytest.raises(InputError, match=r"step=None or one int.*call explain on batches"):
+        tagger.explain_dataset(data["x"][:, :, :2], step=np.zeros(N, int), progress=False)

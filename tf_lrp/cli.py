@@ -484,6 +484,11 @@ def _check_heatmap_options(args: argparse.Namespace, explainer: Explainer) -> li
     tokens = explainer.layout.embedding is not None
     if args.heatmap_samples < 1:
         raise InputError(f"--heatmap-samples must be a positive integer; got {args.heatmap_samples}")
+    if (args.html or args.png) and explainer.layout.per_step:
+        raise InputError(
+            "--html / --png caption one score vector per sample; this network scores every step: run without them "
+            "and read OUT.npy and OUT.explained.npy"
+        )
     if args.html and not tokens:
         raise InputError("--html draws token models; this model reads features, use --png FILE.png")
     if args.png and tokens:

@@ -35,8 +35,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,9 @@ SIDECAR_VERSION = resumable.SIDECAR_VERSION
 #: Rows hashed at each end of the data to recognise it again on resume.
 _DIGEST_ROWS = 64
 
-#: ``run(x, target, mask, lengths) -> (relevance, scores, target, initial_state, mask)``.
-BatchFunction = Callable[[np.ndarray, Any, "np.ndarray | None", "np.ndarray | None"], tuple[Any, ...]]
+#: ``run(x, target, mask, lengths) -> (relevance, scores, target, initial_state, mask, explained)``; for several
+#: inputs ``x``, ``mask``, ``lengths`` and ``relevance`` are tuples with one entry per input.
+BatchFunction = Callable[[Any, Any, Any, Any], tuple[Any, ...]]
 
 
 # --------------------------------------------------------------------------------------------
@@ -203,41 +205,160 @@ def _fit(budget: int, per_sample_bytes: Callable[[int], int], steps: int, max_ba
 # Sources
 
 
+@dataclass(frozen=True)
+class InputInfo:
+    """One network input as the driver sees it.
+
+    Attributes:
+        name: the input's name (the key ``relevance/<name>`` of a network with several inputs).
+        feature_shape: the trailing shape of one step: ``()`` for token ids, ``(F,)`` for features.
+        features: the width of its relevance (the embedding width for token ids).
+        mask_zero: token id 0 is padding the model masks.
+    """
+
+    name: str
+    feature_shape: tuple[int, ...]
+    features: int
+    mask_zero: bool = False
+
+    @property
+    def rank(self) -> int:
+        """The rank of the data: batch, time and the feature shape."""
+        return 2 + len(self.feature_shape)
+
+
 @dataclass
 class Block:
-    """A piece of the data set: the whole array, or one batch of a stream."""
+    """A piece of the data set: the whole arrays, or one batch of a stream; one entry per input."""
 
-    x: np.ndarray
-    lengths: np.ndarray | None = None
-    mask: np.ndarray | None = None
+    xs: tuple[np.ndarray, ...]
+    lengths: tuple[np.ndarray | None, ...]
+    masks: tuple[np.ndarray | None, ...]
+
+    @property
+    def x(self) -> np.ndarray:
+        """The first input (the only one of a one-input network)."""
+        return self.xs[0]
+
+    @property
+    def count(self) -> int:
+        """The number of samples."""
+        return int(self.xs[0].shape[0])
+
+    @property
+    def steps(self) -> int:
+        """The longest input's T."""
+        return max(int(x.shape[1]) for x in self.xs)
 
 
-def _open_path(path: Path) -> Block:
+def _single(x: np.ndarray, lengths: np.ndarray | None = None, mask: np.ndarray | None = None) -> Block:
+    return Block((x,), (lengths,), (mask,))
+
+
+def _by_input(value: Any, names: Sequence[str], what: str, optional: bool) -> tuple[Any, ...]:
+    """``value`` (a list or tuple with one entry per input, or a dict by input name) in input order."""
+    if value is None and optional:
+        return (None,) * len(names)
+    if isinstance(value, Mapping):
+        keys = [str(key) for key in value]
+        unknown = sorted(set(keys) - set(names))
+        missing = [name for name in names if name not in value]
+        if unknown or (missing and not optional):
+            raise InputError(
+                f"{what} names inputs {sorted(keys)}; the network's inputs are {list(names)} "
+                f"(missing {missing}, unknown {unknown})"
+            )
+        return tuple(value.get(name) for name in names)
+    if isinstance(value, (list, tuple)) and len(value) == len(names):
+        return tuple(value)
+    raise InputError(
+        f"{what}: this network has {len(names)} inputs {list(names)}; pass a list of {len(names)} entries "
+        "or a dict by input name"
+    )
+
+
+def _is_array(value: Any) -> bool:
+    return isinstance(value, np.ndarray) or (
+        hasattr(value, "shape") and hasattr(value, "dtype") and not isinstance(value, (list, tuple, Mapping))
+    )
+
+
+def _is_inputs(data: Any, names: Sequence[str]) -> bool:
+    """Whether ``data`` is the arrays of a several-input network (not a stream of batches)."""
+    if isinstance(data, Mapping):
+        return all(str(key) in names for key in data)
+    return isinstance(data, (list, tuple)) and len(data) == len(names) and all(_is_array(v) for v in data)
+
+
+def _open_path(path: Path, names: Sequence[str]) -> Block:
     if not path.is_file():
         raise InputError(f"data file {str(path)!r} does not exist")
+    if len(names) > 1:
+        keys = ", ".join(f"x/{name}" for name in names)
+        if path.suffix != ".npz":
+            raise InputError(
+                f"{str(path)!r} holds one array; this network has inputs {list(names)}: pass an .npz with keys {keys}"
+            )
+        arrays = _io.load_npz(path)
+        missing = [name for name in names if f"x/{name}" not in arrays]
+        if missing:
+            raise InputError(
+                f"{str(path)!r} has no array 'x/{missing[0]}' (keys: {sorted(arrays)}); store one array per input "
+                f"as {keys} (optional lengths/<input>, mask/<input>)"
+            )
+        return Block(
+            tuple(arrays[f"x/{name}"] for name in names),
+            tuple(arrays.get(f"lengths/{name}") for name in names),
+            tuple(arrays.get(f"mask/{name}") for name in names),
+        )
     if path.suffix == ".npz":
         arrays = _io.load_npz(path)
         if "x" not in arrays:
             raise InputError(f"{str(path)!r} has no array 'x' (keys: {sorted(arrays)}); store the inputs as x=")
-        return Block(arrays["x"], arrays.get("lengths"), arrays.get("mask"))
+        return _single(arrays["x"], arrays.get("lengths"), arrays.get("mask"))
     with open(path, "rb") as handle:
         if handle.read(4) == b"PK\x03\x04":
             raise InputError(f"{str(path)!r} holds several arrays; pass an .npy file or an .npz with key 'x'")
-    return Block(_io.load_npy(path, mmap=True))
+    return _single(_io.load_npy(path, mmap=True))
 
 
-def _as_block(item: Any, where: str) -> Block:
-    """One element of a stream: an array, ``(x, lengths)`` / ``(x, lengths, mask)`` or a dict."""
+def _as_block(item: Any, where: str, names: Sequence[str] = ("input",)) -> Block:
+    """One element of a stream: an array, ``(x, lengths)`` / ``(x, lengths, mask)`` or a dict.
+
+    For several inputs ``x`` is a list or a dict by input name (so is each of lengths and mask),
+    and a bare list/tuple of arrays or a dict by input name is the inputs alone.
+    """
+    if len(names) > 1:
+        return _as_multi_block(item, where, names)
     if isinstance(item, Mapping):
         if "x" not in item:
             raise InputError(f"{where} is a dict without key 'x' (keys: {sorted(item)})")
-        return Block(np.asarray(item["x"]), _optional(item.get("lengths")), _optional(item.get("mask")))
+        return _single(np.asarray(item["x"]), _optional(item.get("lengths")), _optional(item.get("mask")))
     if isinstance(item, tuple):
         if not 1 <= len(item) <= 3:
             raise InputError(f"{where} is a tuple of {len(item)}; expected (x,), (x, lengths) or (x, lengths, mask)")
         parts = [*item, None, None][:3]
-        return Block(np.asarray(parts[0]), _optional(parts[1]), _optional(parts[2]))
-    return Block(np.asarray(item))
+        return _single(np.asarray(parts[0]), _optional(parts[1]), _optional(parts[2]))
+    return _single(np.asarray(item))
+
+
+def _as_multi_block(item: Any, where: str, names: Sequence[str]) -> Block:
+    if _is_inputs(item, names) and not (isinstance(item, Mapping) and not item):
+        xs, lengths, mask = item, None, None
+    elif isinstance(item, Mapping) and "x" in item:
+        xs, lengths, mask = item["x"], item.get("lengths"), item.get("mask")
+    elif isinstance(item, (list, tuple)) and 1 <= len(item) <= 3 and isinstance(item[0], (list, tuple, Mapping)):
+        xs, lengths, mask = [*item, None, None][:3]
+    else:
+        raise InputError(
+            f"{where} must hold one array per input {list(names)}: a list, a dict by input name, "
+            "or {'x': ..., 'lengths': ..., 'mask': ...} with such lists or dicts"
+        )
+    return Block(
+        tuple(np.asarray(x) for x in _by_input(xs, names, f"{where}: x", optional=False)),
+        tuple(_optional(v) for v in _by_input(lengths, names, f"{where}: lengths", optional=True)),
+        tuple(_optional(v) for v in _by_input(mask, names, f"{where}: mask", optional=True)),
+    )
 
 
 def _optional(value: Any) -> np.ndarray | None:
@@ -250,10 +371,10 @@ def _is_stream(data: Any) -> bool:
     )
 
 
-def _stream(data: Any) -> Iterator[Block]:
+def _stream(data: Any, names: Sequence[str] = ("input",)) -> Iterator[Block]:
     items = data.as_numpy_iterator() if hasattr(data, "as_numpy_iterator") else iter(data)
     for number, item in enumerate(items):
-        yield _as_block(item, f"batch {number} of the data")
+        yield _as_block(item, f"batch {number} of the data", names)
 
 
 # --------------------------------------------------------------------------------------------
@@ -262,43 +383,131 @@ def _stream(data: Any) -> Iterator[Block]:
 
 @dataclass(frozen=True)
 class OutputFiles:
-    """Where :func:`explain_dataset` wrote its results (``out=`` given)."""
+    """Where :func:`explain_dataset` wrote its results (``out=`` given).
 
-    relevance: Path
+    For a network with several inputs ``relevance`` is a dict from input name to its file, and
+    :meth:`load` returns each under ``relevance/<input name>``; ``explained`` is the file of the
+    explained scores of a network with per-step outputs (None otherwise).
+    """
+
+    relevance: Path | dict[str, Path]
     scores: Path
     targets: Path
     initial_state_relevance: Path
     sidecar: Path
     samples: int
     resumed_from: int
+    explained: Path | None = None
+
+    @property
+    def arrays(self) -> dict[str, Path]:
+        """Every array file by key (``relevance`` or ``relevance/<input name>``, ``scores``, ...)."""
+        relevance = (
+            {f"relevance/{name}": path for name, path in self.relevance.items()}
+            if isinstance(self.relevance, dict)
+            else {"relevance": self.relevance}
+        )
+        files = {
+            **relevance,
+            "scores": self.scores,
+            "targets": self.targets,
+            "initial_state_relevance": self.initial_state_relevance,
+        }
+        return files if self.explained is None else {**files, "explained": self.explained}
 
     def load(self) -> dict[str, np.ndarray]:
-        """The four arrays, memory-mapped read-only.
+        """The arrays, memory-mapped read-only (``allow_pickle=False``).
 
         Returns:
-            ``relevance``, ``scores``, ``targets`` and ``initial_state_relevance`` by name.
+            ``relevance`` (one input) or ``relevance/<input name>`` (each input), ``scores``,
+            ``targets``, ``initial_state_relevance`` and, for per-step outputs, ``explained``.
         """
-        return {
-            name: np.load(getattr(self, name), mmap_mode="r", allow_pickle=False)
-            for name in ("relevance", "scores", "targets", "initial_state_relevance")
+        return {name: np.load(path, mmap_mode="r", allow_pickle=False) for name, path in self.arrays.items()}
+
+
+@dataclass(frozen=True)
+class _Net:
+    """What the driver knows of the network: its inputs and whether it scores every step."""
+
+    inputs: tuple[InputInfo, ...]
+    per_step: bool
+    output_dtype: str
+    num_outputs: int
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The input names."""
+        return tuple(info.name for info in self.inputs)
+
+    @property
+    def multi(self) -> bool:
+        """Whether the network has several inputs."""
+        return len(self.inputs) > 1
+
+    @property
+    def crop(self) -> bool:
+        """Whether chunks are bucketed by length and cropped (one input, one score vector per sample)."""
+        return not self.multi and not self.per_step
+
+    @property
+    def relevance_keys(self) -> tuple[str, ...]:
+        """``relevance`` for one input, else ``relevance/<name>`` per input."""
+        return ("relevance",) if not self.multi else tuple(f"relevance/{name}" for name in self.names)
+
+    def time_keys(self) -> tuple[str, ...]:
+        """The outputs with a time axis (filled from column 0, or the crop start)."""
+        return (*self.relevance_keys, *(("scores",) if self.per_step else ()))
+
+    def shapes(self, count: int, steps: Sequence[int]) -> dict[str, tuple[tuple[int, ...], str]]:
+        """Per output key (in digest order): shape and dtype for ``count`` samples of ``steps`` (per input)."""
+        shapes: dict[str, tuple[tuple[int, ...], str]] = {
+            key: ((count, int(t), info.features), self.output_dtype)
+            for key, t, info in zip(self.relevance_keys, steps, self.inputs, strict=True)
         }
+        scores = (count, max(steps), self.num_outputs) if self.per_step else (count, self.num_outputs)
+        shapes["scores"] = (scores, self.output_dtype)
+        shapes["targets"] = ((count,), "int64")
+        shapes["initial_state_relevance"] = ((count,), self.output_dtype)
+        if self.per_step:
+            shapes["explained"] = ((count,), self.output_dtype)
+        return shapes
+
+    def parts(self, result: tuple[Any, ...]) -> dict[str, Any]:
+        """One chunk's result from the batch function, by output key."""
+        relevance, scores, target, initial = result[:4]
+        relevance = relevance if isinstance(relevance, (tuple, list)) else (relevance,)
+        parts = dict(zip(self.relevance_keys, relevance, strict=True))
+        parts.update(scores=scores, targets=target, initial_state_relevance=initial)
+        if self.per_step:
+            parts["explained"] = result[5]
+        return parts
 
 
 class _Sink:
     """Where chunk results go in memory (files: :class:`tf_lrp.resumable.Store`)."""
 
-    def __init__(self, arrays: dict[str, np.ndarray], mask: np.ndarray | None) -> None:
+    def __init__(self, net: _Net, arrays: dict[str, np.ndarray], masks: list[np.ndarray | None]) -> None:
+        self.net = net
         self.arrays = arrays
-        self.mask = mask
+        self.masks = masks
+        #: whether any chunk reported a mask (several inputs: the result's mask is None otherwise)
+        self.seen: list[bool] = [False]
 
     def put(self, indices: np.ndarray, start: int, stop: int, result: tuple[Any, ...]) -> None:
-        relevance, scores, target, initial, mask = result
-        self.arrays["relevance"][indices, start:stop] = relevance
-        self.arrays["scores"][indices] = scores
-        self.arrays["targets"][indices] = target
-        self.arrays["initial_state_relevance"][indices] = initial
-        if self.mask is not None and mask is not None:
-            self.mask[indices, start:stop] = mask
+        time_keys = self.net.time_keys()
+        for key, part in self.net.parts(result).items():
+            part = np.asarray(part)
+            if key in time_keys:
+                self.arrays[key][indices, start : start + part.shape[1]] = part
+            else:
+                self.arrays[key][indices] = part
+        mask = result[4]
+        self.seen[0] = self.seen[0] or mask is not None
+        masks = mask if isinstance(mask, (tuple, list)) else (mask,)
+        for target, part in zip(self.masks, masks, strict=False):
+            if target is not None and part is not None:
+                part = np.asarray(part)
+                target[indices, start : start + part.shape[1]] = part
 
 
 def explain_dataset(
@@ -320,13 +529,19 @@ def explain_dataset(
     progress: bool | None = None,
     memory_budget: int | None = None,
     resume: bool = True,
+    inputs: Sequence[InputInfo] | None = None,
+    per_step: bool = False,
 ) -> dict[str, Any] | OutputFiles:
     """Explain a data set chunk by chunk (see the module docstring).
 
     Args:
         run: the batch function ``run(x, target, mask, lengths)`` returning
-            ``(relevance, scores, target, initial_state_relevance, mask)`` for one chunk.
-        data: array, memmap, ``.npy`` / ``.npz`` path, ``tf.data.Dataset`` or iterable of batches.
+            ``(relevance, scores, target, initial_state_relevance, mask, explained)`` for one
+            chunk; for several inputs ``x``, ``mask``, ``lengths`` and ``relevance`` are tuples
+            (one entry per input).
+        data: array, memmap, ``.npy`` / ``.npz`` path, ``tf.data.Dataset`` or iterable of
+            batches; for several inputs a list or a dict by input name of arrays, an ``.npz``
+            with keys ``x/<input>``, or batches holding such lists or dicts.
         record: what identifies the computation (model fingerprint, method, ε, ...); stored in
             the sidecar and compared on resume.
         per_sample_bytes: working set of one sample of ``T`` steps.
@@ -338,18 +553,24 @@ def explain_dataset(
         batch_size: ``"auto"`` (fit ``memory_budget``) or a positive int.
         out: ``.npy`` path to stream the relevances into, or None to return arrays.
         targets: None (predicted class), an int, or (N,) integers (arrays and paths only).
-        lengths: (N,) valid lengths of post-padded data (arrays and paths only).
-        mask: (N, T) bool mask (arrays and paths only).
+        lengths: (N,) valid lengths of post-padded data (arrays and paths only); a list or a
+            dict by input name for several inputs.
+        mask: (N, T) bool mask (arrays and paths only); a list or dict for several inputs.
         progress: True: a tqdm bar; False: none; None: a bar on a terminal or in a notebook, a plain line every
             30 s otherwise (logs, CI).
         memory_budget: bytes per chunk for ``batch_size="auto"``; None: a fraction of the free
             memory of the accelerator in use, else of the available host memory (:func:`default_budget`).
         resume: continue a run recorded in ``out``'s sidecar; False starts over.
+        inputs: the network's inputs (several: ``feature_shape``, ``features`` and ``mask_zero``
+            are then ignored); None: one input described by those three.
+        per_step: the network scores every step (scores (N, T, C), an ``explained`` output;
+            chunks are not cropped).
 
     Returns:
-        With ``out=None`` a dict of arrays (``relevance`` (N, T, D), ``scores`` (N, C),
-        ``targets`` (N,), ``initial_state_relevance`` (N,), ``mask`` (N, T) or None); else
-        the :class:`OutputFiles`.
+        With ``out=None`` a dict of arrays (``relevance`` (N, T, D) or ``relevance/<input>``
+        per input, ``scores`` (N, C) or (N, T, C), ``targets`` (N,), ``initial_state_relevance``
+        (N,), ``explained`` (N,) for per-step outputs, ``mask`` (N, T) or None (a tuple per
+        input for several)); else the :class:`OutputFiles`.
 
     Raises:
         InputError: for invalid arguments or data; when ``out`` holds a run of another model,
@@ -361,37 +582,60 @@ def explain_dataset(
         TfLrpWarning: once, naming the worst sample, when relevance blows up (see
             :mod:`tf_lrp.conservation`).
     """
+    infos = tuple(inputs) if inputs is not None else (InputInfo("input", tuple(feature_shape), features, mask_zero),)
+    net = _Net(infos, bool(per_step), output_dtype, num_outputs)
+    names = net.names
     fixed = _check_batch_size(batch_size)
     if memory_budget is not None and (
         isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, np.integer)) or memory_budget <= 0
     ):
         raise InputError(f"memory_budget must be a positive number of bytes or None; got {memory_budget!r}")
-    inputs = _input_files(data, lengths, mask)
+    inputs_found = _input_files(*_flat(data), *_flat(lengths), *_flat(mask))
+    opened: Block | None = None
     if isinstance(data, (str, os.PathLike)):
-        data = _open_path(Path(data))
-        lengths = data.lengths if lengths is None else lengths
-        mask = data.mask if mask is None else mask
-        data = data.x
-    rank = 2 + len(feature_shape)
-    if _is_stream(data):
+        opened = _open_path(Path(data), names)
+    elif net.multi and _is_inputs(data, names):
+        opened = Block(
+            tuple(_by_input(data, names, "data", optional=False)), (None,) * len(names), (None,) * len(names)
+        )
+    if opened is not None and net.multi:
+        given_lengths = _by_input(lengths, names, "lengths", optional=True)
+        given_mask = _by_input(mask, names, "mask", optional=True)
+        opened = Block(
+            opened.xs,
+            tuple(_optional(o if g is None else g) for o, g in zip(opened.lengths, given_lengths, strict=True)),
+            tuple(_optional(o if g is None else g) for o, g in zip(opened.masks, given_mask, strict=True)),
+        )
+    elif opened is not None:
+        lengths = opened.lengths[0] if lengths is None else lengths
+        mask = opened.masks[0] if mask is None else mask
+        data = opened.x
+        opened = None
+    if opened is None and _is_stream(data):
         if lengths is not None or mask is not None:
             raise InputError("with a stream of batches, put lengths/mask into each batch (dicts or tuples)")
         if targets is not None and not isinstance(targets, (int, np.integer)):
             raise InputError("with a stream of batches, targets must be None or one int")
-        blocks: Callable[[], Iterator[Block]] = lambda: _stream(data)  # noqa: E731
+        blocks: Callable[[], Iterator[Block]] = lambda: _stream(data, names)  # noqa: E731
         one_shot = not hasattr(data, "as_numpy_iterator") and iter(data) is data
         if out is not None and one_shot:
             raise InputError(
                 "out= needs to know the data set's size first, and a one-shot iterator (a generator) can only "
                 "be read once: pass a list of batches, a tf.data.Dataset or an array/.npy file"
             )
-        count, steps = _measure(blocks(), rank, feature_shape) if out is not None else (0, 0)
+        count, steps = _measure(blocks(), infos) if out is not None else (0, (0,) * len(infos))
     else:
-        array = _check_array(data, rank, feature_shape)
-        block = Block(array, _optional(lengths), _optional(mask))
-        _check_block_masks(block, "the data")
+        if opened is None:
+            if net.multi:
+                raise InputError(
+                    f"this network has {len(names)} inputs {list(names)}: pass data as a list of {len(names)} "
+                    "arrays, a dict by input name, an .npz with keys x/<input>, or a stream of such batches"
+                )
+            opened = _single(_check_array(data, infos[0].rank, infos[0].feature_shape), _optional(lengths),
+                             _optional(mask))  # fmt: skip
+        block = _check_block(opened, infos, "the data")
         blocks = lambda: iter([block])  # noqa: E731
-        count, steps = array.shape[0], array.shape[1]
+        count, steps = block.count, tuple(int(x.shape[1]) for x in block.xs)
         if targets is not None and np.ndim(targets) == 1 and np.shape(targets)[0] != count:
             raise InputError(f"targets must be None, an int or ({count},) integers; got shape {np.shape(targets)}")
     budget = int(memory_budget) if memory_budget is not None else default_budget()
@@ -405,35 +649,57 @@ def explain_dataset(
     method = str(record.get("method", ""))
     if out is None:
         return _run_in_memory(
-            run, blocks(), fixed, budget, per_sample_bytes, targets, mask_zero, rank, feature_shape,
-            features, output_dtype, num_outputs, progress, method, max_batch,
+            run, blocks(), fixed, budget, per_sample_bytes, targets, net, progress, method, max_batch,
         )  # fmt: skip
-    paths = output_paths(out)
+    paths = output_paths(out, _file_names(names) if net.multi else None, explained=net.per_step)
     if count == 0:
         raise InputError("the data set holds no samples")
-    resumable.check_not_inputs(paths, inputs)
+    resumable.check_not_inputs(paths, inputs_found)
     if not paths["sidecar"].parent.is_dir():
         raise InputError(
-            f"cannot write {str(paths['relevance'])!r}: directory {str(paths['sidecar'].parent)!r} does not exist"
+            f"cannot write {str(resumable.out_path(paths))!r}: directory {str(paths['sidecar'].parent)!r} does not "
+            "exist"
         )
     first = next(blocks())
     arguments["data"] = _digest(first, count, steps)
     arguments = json.loads(json.dumps(arguments))  # normalise (tuples -> lists) for comparison
-    shapes = _output_shapes(count, steps, features, output_dtype, num_outputs)
+    shapes = net.shapes(count, steps)
     plan_record = {"batch_size": fixed, "memory_budget": budget, "max_batch": max_batch}
-    with resumable.Lock(paths["lock"], paths["relevance"]):
+    with resumable.Lock(paths["lock"], resumable.out_path(paths)):
         sidecar, store = _open_output(paths, arguments, shapes, plan_record, resume)
         try:
             _run_to_files(
-                run, blocks, sidecar, store, paths, targets, per_sample_bytes, rank, feature_shape, mask_zero,
-                progress, method, count,
+                run, blocks, sidecar, store, paths, targets, per_sample_bytes, net, progress, method, count,
             )  # fmt: skip
         finally:
             store.close()
+    relevance: Path | dict[str, Path] = (
+        paths["relevance"] if not net.multi else {name: paths[f"relevance/{name}"] for name in names}
+    )
     return OutputFiles(
-        paths["relevance"], paths["scores"], paths["targets"], paths["initial_state_relevance"], paths["sidecar"],
-        samples=count, resumed_from=int(sidecar["completed"]),
+        relevance, paths["scores"], paths["targets"], paths["initial_state_relevance"], paths["sidecar"],
+        samples=count, resumed_from=int(sidecar["completed"]), explained=paths.get("explained"),
     )  # fmt: skip
+
+
+def _file_names(names: Sequence[str]) -> list[str]:
+    """Input names as they appear in file names (``OUT.relevance.<name>.npy``); refuses unsafe ones."""
+    for name in names:
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", name) or name.startswith("."):
+            raise InputError(
+                f"input name {name!r} cannot name an output file (OUT.relevance.<name>.npy); rename the input to "
+                "letters, digits, '_', '-' and '.'"
+            )
+    return list(names)
+
+
+def _flat(value: Any) -> list[Any]:
+    """The arrays or paths in ``value`` (one, or a list / dict of them per input)."""
+    if isinstance(value, Mapping):
+        return [v for item in value.values() for v in _flat(item)]
+    if isinstance(value, (list, tuple)) and all(_is_array(v) or v is None for v in value):
+        return [v for v in value if v is not None]
+    return [] if value is None else [value]
 
 
 def _run_to_files(
@@ -444,9 +710,7 @@ def _run_to_files(
     paths: Mapping[str, Path],
     targets: Any,
     per_sample_bytes: Callable[[int], int],
-    rank: int,
-    feature_shape: tuple[int, ...],
-    mask_zero: bool,
+    net: _Net,
     progress: bool | None,
     method: str,
     count: int,
@@ -456,13 +720,14 @@ def _run_to_files(
     recorded: list[dict[str, Any]] = list(sidecar["chunks"])
     plan_record = sidecar["plan"]
     checkpoint = resumable.Checkpoint(store, paths["sidecar"], sidecar)
-    worst = _Worst(method)
+    worst = _Worst(method, net)
     done = 0  # samples of the chunks passed so far, in processing order
     bar = _progress(progress, count, completed)
+    time_keys = net.time_keys()
     try:
         for number, (offset, chunk, block) in enumerate(
-            _chunks(blocks(), plan_record["batch_size"], plan_record["memory_budget"], per_sample_bytes, rank,
-                    feature_shape, mask_zero, plan_record.get("max_batch", MAX_AUTO_BATCH))
+            _chunks(blocks(), plan_record["batch_size"], plan_record["memory_budget"], per_sample_bytes, net,
+                    plan_record.get("max_batch", MAX_AUTO_BATCH))
         ):  # fmt: skip
             size = len(chunk.indices)
             rows = _gather(block, chunk)
@@ -472,7 +737,7 @@ def _run_to_files(
                 done += size
                 continue
             result = worst.run(run, rows, chunk, targets, where)
-            outputs = store.put(where, chunk.start, chunk.stop, result)
+            outputs = store.put(where, net.parts(result), dict.fromkeys(time_keys, chunk.start))
             checkpoint.add(
                 number, {"inputs": _rows_digest(rows), "outputs": outputs, "samples": size, "first": int(where[0])}
             )
@@ -482,7 +747,7 @@ def _run_to_files(
     except OSError as exc:
         saved = checkpoint.write_quietly()
         if resumable.is_no_space(exc):
-            raise resumable.no_space_while_writing(paths["relevance"], saved, count) from exc
+            raise resumable.no_space_while_writing(resumable.out_path(paths), saved, count) from exc
         raise
     except BaseException:
         checkpoint.write_quietly()  # an error or an interrupt keeps what is written (a SIGKILL cannot)
@@ -495,20 +760,21 @@ def _run_to_files(
 class _Worst:
     """Runs chunks with the per-call blow-up warning silenced; warns once for the worst sample."""
 
-    def __init__(self, method: str) -> None:
+    def __init__(self, method: str, net: _Net) -> None:
         self.method = method
+        self.net = net
         self.sample = -1
         self.error = -1.0
 
     def run(self, run: BatchFunction, rows: Block, chunk: Chunk, targets: Any, where: np.ndarray) -> tuple[Any, ...]:
-        _check_finite(rows, chunk, where)
+        _check_finite(rows, chunk, where, self.net)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", TfLrpWarning)
             result = _run_chunk(run, rows, chunk, targets)
-        relevance, scores, target, initial = (np.asarray(part) for part in result[:4])
-        found = conservation.worst_sample(
-            self.method, relevance, scores[np.arange(len(target)), target], initial
-        )
+        relevance: Any = result[0] if isinstance(result[0], (tuple, list)) else np.asarray(result[0])
+        scores, target, initial = (np.asarray(part) for part in result[1:4])
+        explained = np.asarray(result[5]) if self.net.per_step else scores[np.arange(len(target)), target]
+        found = conservation.worst_sample(self.method, relevance, explained, initial)
         if found is not None and not found[1] <= self.error:
             self.sample, self.error = int(where[found[0]]), found[1]
         return result
@@ -518,18 +784,21 @@ class _Worst:
             conservation.warn(self.method, self.sample, self.error, stacklevel=5)  # the caller of explain_dataset
 
 
-def _check_finite(rows: Block, chunk: Chunk, where: np.ndarray) -> None:
+def _check_finite(rows: Block, chunk: Chunk, where: np.ndarray, net: _Net) -> None:
     """NaN or inf in a chunk's columns, reported at the index of the whole data set."""
-    x = rows.x[:, chunk.start : chunk.stop]
-    if x.dtype.kind not in "fc":
-        return
-    bad = ~np.isfinite(x)
-    if bad.any():
-        row, column, *rest = (int(i) for i in np.argwhere(bad)[0])
-        index = (int(where[row]), column + chunk.start, *rest)
-        raise InputError(
-            f"x contains NaN or infinite values (first at index {index}); clean or impute them before explaining"
-        )
+    for name, x_all in zip(net.names, rows.xs, strict=True):
+        x = x_all[:, chunk.start : chunk.stop]
+        if x.dtype.kind not in "fc":
+            continue
+        bad = ~np.isfinite(x)
+        if bad.any():
+            row, column, *rest = (int(i) for i in np.argwhere(bad)[0])
+            index = (int(where[row]), column + chunk.start, *rest)
+            label = f"x[{name!r}]" if net.multi else "x"
+            raise InputError(
+                f"{label} contains NaN or infinite values (first at index {index}); clean or impute them before "
+                "explaining"
+            )
 
 
 def _input_files(*sources: Any) -> list[Path]:
@@ -557,42 +826,59 @@ def _check_batch_size(batch_size: Any) -> int | None:
     return int(batch_size)
 
 
-def _check_array(data: Any, rank: int, feature_shape: tuple[int, ...]) -> np.ndarray:
+def _check_array(data: Any, rank: int, feature_shape: tuple[int, ...], label: str = "data") -> np.ndarray:
     try:
         array = data if isinstance(data, np.ndarray) else np.asarray(data)
     except (TypeError, ValueError) as exc:
-        raise InputError(f"data cannot be read as an array ({exc})") from exc
+        raise InputError(f"{label} cannot be read as an array ({exc})") from exc
     what = "(batch, time) token ids" if not feature_shape else f"(batch, time, {feature_shape[0]}) features"
     if array.ndim != rank or tuple(array.shape[2:]) != feature_shape:
         hint = " (one batch of a stream? pass a list of batches)" if array.ndim == rank + 1 else ""
-        raise InputError(f"data must be {what} for this network; got shape {array.shape}{hint}")
+        raise InputError(f"{label} must be {what} for this network; got shape {array.shape}{hint}")
     if array.shape[0] == 0 or array.shape[1] == 0:
-        raise InputError(f"data is empty: shape {array.shape}")
+        raise InputError(f"{label} is empty: shape {array.shape}")
     return array
 
 
-def _check_block_masks(block: Block, where: str) -> None:
-    count, steps = block.x.shape[:2]
-    if block.lengths is not None and block.mask is not None:
+def _check_block(block: Block, infos: Sequence[InputInfo], where: str) -> Block:
+    """Check each input's array and its lengths / mask; the inputs must agree on the batch size."""
+    multi = len(infos) > 1
+    xs = tuple(
+        _check_array(x, info.rank, info.feature_shape, f"data[{info.name!r}]" if multi else "data")
+        for x, info in zip(block.xs, infos, strict=True)
+    )
+    checked = Block(xs, block.lengths, block.masks)
+    if len({x.shape[0] for x in xs}) > 1:
+        raise InputError(f"{where}: the inputs have different batch sizes {[x.shape[0] for x in xs]}; they must agree")
+    for k, info in enumerate(infos):
+        _check_block_masks(checked, k, f"{where} (input {info.name!r})" if multi else where)
+    return checked
+
+
+def _check_block_masks(block: Block, k: int, where: str) -> None:
+    count, steps = block.xs[k].shape[:2]
+    lengths, mask = block.lengths[k], block.masks[k]
+    if lengths is not None and mask is not None:
         raise InputError(f"{where}: pass either lengths or mask, not both")
-    if block.lengths is not None:
-        if block.lengths.shape != (count,) or block.lengths.dtype.kind not in "iu":
+    if lengths is not None:
+        if lengths.shape != (count,) or lengths.dtype.kind not in "iu":
             raise InputError(
-                f"{where}: lengths must be ({count},) integers; got shape {block.lengths.shape}, {block.lengths.dtype}"
+                f"{where}: lengths must be ({count},) integers; got shape {lengths.shape}, {lengths.dtype}"
             )
-        if count and (block.lengths.min() < 1 or block.lengths.max() > steps):
-            raise InputError(
-                f"{where}: lengths must lie in [1, {steps}]; got min {block.lengths.min()}, max {block.lengths.max()}"
-            )
-    if block.mask is not None and block.mask.shape != (count, steps):
-        raise InputError(f"{where}: mask must have shape (batch, time) = {(count, steps)}; got {block.mask.shape}")
+        if count and (lengths.min() < 1 or lengths.max() > steps):
+            raise InputError(f"{where}: lengths must lie in [1, {steps}]; got min {lengths.min()}, max {lengths.max()}")
+    if mask is not None and mask.shape != (count, steps):
+        raise InputError(f"{where}: mask must have shape (batch, time) = {(count, steps)}; got {mask.shape}")
 
 
-def _block_spans(block: Block, mask_zero: bool) -> np.ndarray | None:
+def _block_spans(block: Block, net: _Net) -> np.ndarray | None:
+    if not net.crop:  # several inputs or per-step scores: every chunk is full width
+        return None
     steps = block.x.shape[1]
-    if block.lengths is not None or block.mask is not None:
-        return spans(steps, block.lengths, block.mask)
-    if not mask_zero:
+    lengths, mask = block.lengths[0], block.masks[0]
+    if lengths is not None or mask is not None:
+        return spans(steps, lengths, mask)
+    if not net.inputs[0].mask_zero:
         return None
     rows = max(1, (1 << 26) // max(block.x.itemsize * steps, 1))  # read memmaps in pieces
     parts = [spans(steps, mask=np.asarray(block.x[i : i + rows]) != 0) for i in range(0, block.x.shape[0], rows)]
@@ -604,49 +890,49 @@ def _chunks(
     batch_size: int | None,
     budget: int,
     per_sample_bytes: Callable[[int], int],
-    rank: int,
-    feature_shape: tuple[int, ...],
-    mask_zero: bool,
+    net: _Net,
     max_batch: int | None = MAX_AUTO_BATCH,
 ) -> Iterator[tuple[int, Chunk, Block]]:
     offset = 0
-    for number, block in enumerate(blocks):
-        _check_array(block.x, rank, feature_shape)
-        _check_block_masks(block, f"batch {number}")
-        window = _block_spans(block, mask_zero)
+    for number, raw in enumerate(blocks):
+        block = _check_block(raw, net.inputs, f"batch {number}")
+        window = _block_spans(block, net)
         quantum = JAX_WIDTH_QUANTUM if backend.name() == "jax" else 1
-        for chunk in plan(block.x.shape[0], block.x.shape[1], window, batch_size, per_sample_bytes, budget, quantum,
+        for chunk in plan(block.count, block.steps, window, batch_size, per_sample_bytes, budget, quantum,
                           max_batch):  # fmt: skip
             yield offset, chunk, block
-        offset += block.x.shape[0]
+        offset += block.count
 
 
 def _gather(block: Block, chunk: Chunk) -> Block:
     """The chunk's rows of the block, full width (read once from a memory map)."""
     return Block(
-        np.asarray(block.x[chunk.indices]),
-        None if block.lengths is None else np.asarray(block.lengths)[chunk.indices],
-        None if block.mask is None else np.asarray(block.mask)[chunk.indices],
+        tuple(np.asarray(x[chunk.indices]) for x in block.xs),
+        tuple(None if v is None else np.asarray(v)[chunk.indices] for v in block.lengths),
+        tuple(None if v is None else np.asarray(v)[chunk.indices] for v in block.masks),
     )
 
 
 def _run_chunk(run: BatchFunction, rows: Block, chunk: Chunk, targets: Any) -> tuple[Any, ...]:
-    columns = slice(chunk.start, chunk.stop)
-    lengths = None if rows.lengths is None else rows.lengths - chunk.start
-    mask = None if rows.mask is None else rows.mask[:, columns]
     target = targets[chunk.indices] if targets is not None and np.ndim(targets) == 1 else targets
+    if len(rows.xs) > 1:  # never cropped (chunk.start == 0)
+        return run(rows.xs, target, rows.masks, rows.lengths)
+    columns = slice(chunk.start, chunk.stop)
+    lengths = None if rows.lengths[0] is None else rows.lengths[0] - chunk.start
+    mask = None if rows.masks[0] is None else rows.masks[0][:, columns]
     return run(rows.x[:, columns], target, mask, lengths)
 
 
 def _rows_digest(rows: Block) -> str:
-    """Hash of a chunk's inputs (values, dtype, shape, lengths and mask)."""
+    """Hash of a chunk's inputs (values, dtype, shape, lengths and mask of each input)."""
     digest = hashlib.sha256()
-    for part in (rows.x, rows.lengths, rows.mask):
-        if part is None:
-            digest.update(b"none")
-        else:
-            digest.update(f"{part.dtype.str}{part.shape}".encode())
-            digest.update(np.ascontiguousarray(part).reshape(-1).view(np.uint8).data)  # no copy
+    for k in range(len(rows.xs)):
+        for part in (rows.xs[k], rows.lengths[k], rows.masks[k]):
+            if part is None:
+                digest.update(b"none")
+            else:
+                digest.update(f"{part.dtype.str}{part.shape}".encode())
+                digest.update(np.ascontiguousarray(part).reshape(-1).view(np.uint8).data)  # no copy
     return digest.hexdigest()[:32]
 
 
@@ -675,19 +961,20 @@ def _check_completed(
         )
     if entry["outputs"] != store.digest(where):
         raise InputError(
-            f"cannot resume: the output files of {str(paths['relevance'])!r} changed since completed chunk {number} "
+            f"cannot resume: the output files of {str(resumable.out_path(paths))!r} changed since completed chunk "
+            f"{number} "
             f"(samples from {int(where[0])}) was written: they were edited or damaged. "
             "Pass resume=False (--overwrite) to start over"
         )
 
 
-def _measure(blocks: Iterator[Block], rank: int, feature_shape: tuple[int, ...]) -> tuple[int, int]:
-    count = steps = 0
-    for block in blocks:
-        _check_array(block.x, rank, feature_shape)
-        count += block.x.shape[0]
-        steps = max(steps, block.x.shape[1])
-    return count, steps
+def _measure(blocks: Iterator[Block], infos: Sequence[InputInfo]) -> tuple[int, tuple[int, ...]]:
+    count, steps = 0, [0] * len(infos)
+    for number, block in enumerate(blocks):
+        checked = _check_block(block, infos, f"batch {number}")
+        count += checked.count
+        steps = [max(s, int(x.shape[1])) for s, x in zip(steps, checked.xs, strict=True)]
+    return count, tuple(steps)
 
 
 def _progress(progress: bool | None, total: int, initial: int = 0) -> Any:
@@ -701,79 +988,77 @@ def _run_in_memory(
     budget: int,
     per_sample_bytes: Callable[[int], int],
     targets: Any,
-    mask_zero: bool,
-    rank: int,
-    feature_shape: tuple[int, ...],
-    features: int,
-    output_dtype: str,
-    num_outputs: int,
+    net: _Net,
     progress: bool | None,
     method: str,
     max_batch: int | None = MAX_AUTO_BATCH,
 ) -> dict[str, Any]:
-    parts: list[dict[str, np.ndarray]] = []
-    worst = _Worst(method)
+    parts: list[dict[str, Any]] = []
+    worst = _Worst(method, net)
     bar = _progress(progress, 0)
     try:
-        current: tuple[int, dict[str, np.ndarray], _Sink] | None = None
-        for offset, chunk, block in _chunks(blocks, batch_size, budget, per_sample_bytes, rank, feature_shape,
-                                            mask_zero, max_batch):  # fmt: skip
+        current: tuple[int, _Sink] | None = None
+        for offset, chunk, block in _chunks(blocks, batch_size, budget, per_sample_bytes, net, max_batch):
             if current is None or current[0] != offset:
-                count, steps = block.x.shape[:2]
-                arrays = _allocate(count, steps, features, output_dtype, num_outputs)
-                masked = block.lengths is not None or block.mask is not None or mask_zero
-                current = (offset, arrays, _Sink(arrays, np.zeros((count, steps), bool) if masked else None))
-                parts.append(arrays)
-                if current[2].mask is not None:
-                    arrays["mask"] = current[2].mask
+                count, steps = block.count, [int(x.shape[1]) for x in block.xs]
+                arrays = _allocate(net, count, steps)
+                masked = [
+                    lengths is not None or mask is not None or info.mask_zero
+                    for lengths, mask, info in zip(block.lengths, block.masks, net.inputs, strict=True)
+                ]
+                masks = [np.zeros((count, t), bool) if m else None for m, t in zip(masked, steps, strict=True)]
+                if net.multi:  # explain's masks, from the arguments or the model's Masking (None: no mask)
+                    masks = [np.ones((count, t), bool) for t in steps]
+                current = (offset, _Sink(net, arrays, masks))
+                parts.append({**arrays, "masks": masks, "masked": current[1].seen})
                 bar.total = offset + count
                 bar.refresh()
             result = worst.run(run, _gather(block, chunk), chunk, targets, chunk.indices + offset)
-            current[2].put(chunk.indices, chunk.start, chunk.stop, result)
+            current[1].put(chunk.indices, chunk.start, chunk.stop, result)
             bar.update(len(chunk.indices))
     finally:
         bar.close()
     if not parts:
         raise InputError("the data set holds no samples")
     worst.warn()
-    return _concatenate(parts)
+    return _concatenate(parts, net)
 
 
-def _concatenate(parts: list[dict[str, np.ndarray]]) -> dict[str, Any]:
-    if len(parts) == 1:
-        return {"mask": None, **parts[0]}
-    steps = max(p["relevance"].shape[1] for p in parts)
+def _concatenate(parts: list[dict[str, Any]], net: _Net) -> dict[str, Any]:
+    """The blocks' results as one set of arrays (shorter blocks fill the leading columns)."""
+    time_keys = net.time_keys()
 
-    def widen(array: np.ndarray) -> np.ndarray:
+    def widen(array: np.ndarray, steps: int) -> np.ndarray:
         pad = [(0, 0), (0, steps - array.shape[1])] + [(0, 0)] * (array.ndim - 2)
         return np.pad(array, pad)
 
-    result = {
-        key: np.concatenate([widen(p[key]) if key == "relevance" else p[key] for p in parts])
-        for key in ("relevance", "scores", "targets", "initial_state_relevance")
-    }
-    if all("mask" in p for p in parts):
-        result["mask"] = np.concatenate([widen(p["mask"]) for p in parts])
+    keys = [key for key in parts[0] if key not in ("masks", "masked")]
+    result: dict[str, Any] = {}
+    for key in keys:
+        arrays = [p[key] for p in parts]
+        if key in time_keys and len(parts) > 1:
+            steps = max(a.shape[1] for a in arrays)
+            arrays = [widen(a, steps) for a in arrays]
+        result[key] = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+    masks: list[np.ndarray | None] = []
+    for k in range(len(net.inputs)):
+        pieces = [p["masks"][k] for p in parts]
+        if any(m is None for m in pieces):
+            masks.append(None)
+            continue
+        steps = max(m.shape[1] for m in pieces)
+        masks.append(pieces[0] if len(pieces) == 1 else np.concatenate([widen(m, steps) for m in pieces]))
+    if not net.multi:
+        result["mask"] = masks[0]
     else:
-        result["mask"] = None  # type: ignore[assignment]
+        masked = any(p["masked"][0] for p in parts)
+        result["mask"] = tuple(masks) if masked else None
     return result
 
 
-def _output_shapes(
-    count: int, steps: int, features: int, output_dtype: str, num_outputs: int
-) -> dict[str, tuple[tuple[int, ...], str]]:
-    return {
-        "relevance": ((count, steps, features), output_dtype),
-        "scores": ((count, num_outputs), output_dtype),
-        "targets": ((count,), "int64"),
-        "initial_state_relevance": ((count,), output_dtype),
-    }
-
-
-def _allocate(count: int, steps: int, features: int, output_dtype: str, num_outputs: int) -> dict[str, np.ndarray]:
+def _allocate(net: _Net, count: int, steps: Sequence[int]) -> dict[str, np.ndarray]:
     """Zeroed result arrays in memory (files go through :mod:`tf_lrp.resumable`)."""
-    shapes = _output_shapes(count, steps, features, output_dtype, num_outputs)
-    return {key: np.zeros(shape, dtype=dtype) for key, (shape, dtype) in shapes.items()}
+    return {key: np.zeros(shape, dtype=dtype) for key, (shape, dtype) in net.shapes(count, steps).items()}
 
 
 def _open_output(
@@ -792,7 +1077,7 @@ def _open_output(
         if previous["completed"] > 0:
             return previous, resumable.Store.reopen(paths, plan, previous["files"])
     elif resume:
-        existing = [paths[key] for key in resumable.OUTPUTS if os.path.lexists(paths[key])]
+        existing = [paths[key] for key in resumable.array_keys(paths) if os.path.lexists(paths[key])]
         if existing:
             raise InputError(
                 f"{str(existing[0])!r} exists but has no sidecar {str(sidecar_path)!r}, so it cannot be resumed; "
@@ -813,7 +1098,7 @@ def _open_output(
         resumable.write_sidecar(sidecar_path, sidecar)
     except OSError as exc:
         if resumable.is_no_space(exc):
-            raise resumable.no_space(paths["relevance"], needed) from exc
+            raise resumable.no_space(resumable.out_path(paths), needed) from exc
         raise
     return sidecar, resumable.Store.create(paths, plan)
 
@@ -827,11 +1112,28 @@ def _describe_targets(targets: Any) -> Any:
     return "sha256:" + hashlib.sha256(array.astype(np.int64).tobytes()).hexdigest()[:16]
 
 
-def _digest(block: Block, count: int, steps: int) -> dict[str, Any]:
-    """Recognise the data again: shape, dtype, and a hash of the first and last rows and of the masks."""
-    x = block.x
-    ends = Block(np.concatenate([x[:_DIGEST_ROWS], x[-_DIGEST_ROWS:]]), block.lengths, block.mask)
-    return {"samples": int(count), "steps": int(steps), "dtype": str(x.dtype), "sha256": _rows_digest(ends)[:16]}
+def _digest(block: Block, count: int, steps: Sequence[int]) -> dict[str, Any]:
+    """Recognise the data again: shape, dtype, and a hash of the first and last rows and of the masks.
+
+    ``steps`` and ``dtype`` are lists (one entry per input) for a network with several inputs.
+    """
+    ends = Block(
+        tuple(np.concatenate([x[:_DIGEST_ROWS], x[-_DIGEST_ROWS:]]) for x in block.xs), block.lengths, block.masks
+    )
+    digest = _rows_digest(ends)[:16]
+    if len(block.xs) == 1:
+        return {"samples": int(count), "steps": int(steps[0]), "dtype": str(block.x.dtype), "sha256": digest}
+    dtypes = [str(x.dtype) for x in block.xs]
+    return {"samples": int(count), "steps": [int(t) for t in steps], "dtype": dtypes, "sha256": digest}
 
 
-__all__ = ["MAX_AUTO_BATCH", "OutputFiles", "available_memory", "default_budget", "explain_dataset", "plan", "spans"]
+__all__ = [
+    "MAX_AUTO_BATCH",
+    "InputInfo",
+    "OutputFiles",
+    "available_memory",
+    "default_budget",
+    "explain_dataset",
+    "plan",
+    "spans",
+]

@@ -967,6 +967,7 @@ class Explainer:
         memory_budget: int | None = None,
         resume: bool = True,
         strategy: Any = None,
+        step: Any = None,
         **options: Any,
     ) -> Explanation | dataset.OutputFiles:
         """Explain a data set of any size in chunks; optionally stream into a resumable ``.npy``.
@@ -977,7 +978,11 @@ class Explainer:
             data: (N, T, D) / (N, T) array or ``np.memmap``, an ``.npy`` path (memory-mapped)
                 or ``.npz`` path (keys ``x``, optional ``lengths`` / ``mask``), a
                 ``tf.data.Dataset`` or an iterable of batches (arrays, ``(x, lengths)`` tuples
-                or dicts with ``x`` and ``lengths`` / ``mask``).
+                or dicts with ``x`` and ``lengths`` / ``mask``). For a network with several
+                inputs: a list (or a dict by input name) of arrays, an ``.npz`` with keys
+                ``x/<input>`` (optional ``lengths/<input>``, ``mask/<input>``), or batches that
+                are such lists or dicts (or ``{"x": ..., "lengths": ..., "mask": ...}`` with
+                one entry per input in each); ``relevance`` is then one array per input.
             batch_size: ``"auto"`` (largest chunk whose working set fits ``memory_budget``) or
                 a positive int.
             out: ``"relevances.npy"``: write there (plus scores, targets, initial-state
@@ -986,8 +991,10 @@ class Explainer:
             targets: None (predicted class), an int, or (N,) integers.
             eps: LRP stabiliser ε ≥ 0.
             bias_factor: LRP bias share in [0, 1].
-            lengths: (N,) valid lengths of post-padded data (arrays and paths).
-            mask: (N, T) bool, True on valid steps (arrays and paths).
+            lengths: (N,) valid lengths of post-padded data (arrays and paths); for several
+                inputs a list (or a dict by input name) with an entry (or None) per input.
+            mask: (N, T) bool, True on valid steps (arrays and paths); a list or dict for several
+                inputs.
             progress: True: a tqdm bar; False: none; None: a bar on a terminal or in a notebook, a
                 plain progress line every 30 s otherwise (logs, CI, batch jobs).
             memory_budget: bytes per chunk for ``batch_size="auto"``; None: 30 % of the free
@@ -997,6 +1004,9 @@ class Explainer:
             strategy: a ``tf.distribute.Strategy`` (TensorFlow backend, e.g.
                 ``tf.distribute.MirroredStrategy()``): each chunk is split across its replicas
                 and gathered in order; results equal the single-device run. See ``docs/scaling.md``.
+            step: networks with per-step outputs only: the output step to explain (one int,
+                negative counts from the end), or None for the sum over the valid steps, as in
+                :meth:`explain`.
             **options: scalar method options passed to :meth:`explain` (``steps``, ``seed``).
 
         Returns:
@@ -1008,11 +1018,21 @@ class Explainer:
         _check_options(method, eps, bias_factor)
         if strategy is not None:
             backend.check_strategy(strategy)
-        if len(self.layout.inputs) > 1 or self.layout.per_step:
+        layout = self.layout
+        names = [spec.name for spec in layout.inputs]
+        if len(names) > 1 and method in EXTRA_INPUTS:
             raise InputError(
-                "explain_dataset takes networks with one input and one output vector per sample; "
-                "call explain on batches for this network"
+                f"{method} takes networks with one input; for several inputs use lrp, gradient_x_input or sensitivity"
             )
+        if step is not None:
+            if not layout.per_step:
+                raise InputError("step= is for networks with per-step outputs (scores (B, T, C)); this one has (B, C)")
+            if isinstance(step, bool) or not isinstance(step, (int, np.integer)):
+                raise InputError(
+                    f"explain_dataset takes step=None or one int; got {type(step).__name__}: for a step per sample "
+                    "call explain on batches"
+                )
+            step = int(step)
         for key, value in options.items():
             if not isinstance(value, (int, float, str, type(None))):
                 raise InputError(f"explain_dataset passes only scalar options to explain; {key}= is {type(value)}")
@@ -1021,14 +1041,17 @@ class Explainer:
         elif targets is not None:
             self._check_target(targets, 1)
 
-        def run(x: np.ndarray, target: Any, chunk_mask: Any, chunk_lengths: Any) -> tuple[Any, ...]:
+        def run(x: Any, target: Any, chunk_mask: Any, chunk_lengths: Any) -> tuple[Any, ...]:
             result = self.explain(
-                x, target, method, eps, bias_factor, chunk_mask, chunk_lengths, batch_size=len(x),
-                strategy=strategy, **options,
+                x, target, method, eps, bias_factor, chunk_mask, chunk_lengths, batch_size=len(_as_list(x)[0]),
+                strategy=strategy, step=step, **options,
             )  # fmt: skip
-            return result.relevance, result.scores, result.target, result.initial_state_relevance, result.mask
+            return (
+                result.relevance, result.scores, result.target, result.initial_state_relevance, result.mask,
+                result.explained,
+            )  # fmt: skip
 
-        record = {
+        record: dict[str, Any] = {
             "fingerprint": self.fingerprint,
             "dtype": self.dtype,
             "rules": repr(self.rules),
@@ -1038,17 +1061,26 @@ class Explainer:
             "bias_factor": float(bias_factor),
             "options": dict(sorted(options.items())),
         }
-        embedding = self.layout.embedding
+        if len(names) > 1:  # one-input records stay as they were, so that their runs still resume
+            record["inputs"] = names
+        if layout.per_step:
+            record["step"] = step
+        inputs = []
+        for k, spec in enumerate(layout.inputs):
+            point = layout.attribution_edges[k]
+            mask_zero = spec.tokens and bool(layout.layers[point].mask_zero)  # type: ignore[attr-defined]
+            shape = () if spec.tokens else (spec.features,)
+            inputs.append(dataset.InputInfo(spec.name, shape, layout.attribution_size(k), mask_zero))
         result = dataset.explain_dataset(
             run,
             data,
             record=record,
             per_sample_bytes=self.working_set_bytes,
-            feature_shape=() if embedding is not None else (self.layout.input_size,),
-            features=self.layout.input_size,
+            feature_shape=inputs[0].feature_shape,
+            features=inputs[0].features,
             output_dtype=self.dtype,
-            num_outputs=self.layout.num_outputs,
-            mask_zero=embedding is not None and embedding.mask_zero,
+            num_outputs=layout.num_outputs,
+            mask_zero=inputs[0].mask_zero,
             batch_size=batch_size,
             out=out,
             targets=targets,
@@ -1057,11 +1089,14 @@ class Explainer:
             progress=progress,
             memory_budget=memory_budget,
             resume=resume,
+            inputs=inputs,
+            per_step=layout.per_step,
         )
         if isinstance(result, dataset.OutputFiles):
             return result
+        relevance = result["relevance"] if len(names) == 1 else tuple(result[f"relevance/{name}"] for name in names)
         return Explanation(
-            relevance=result["relevance"],
+            relevance=relevance,
             scores=result["scores"],
             target=result["targets"],
             initial_state_relevance=result["initial_state_relevance"],
@@ -1069,6 +1104,7 @@ class Explainer:
             eps=float(eps),
             bias_factor=float(bias_factor),
             mask=result["mask"],
+            explained=result.get("explained"),
         )
 
     def score(self, x: Any, mask: Any = None, lengths: Any = None, batch_size: int | None = None) -> np.ndarray:

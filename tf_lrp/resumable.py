@@ -2,7 +2,9 @@
 
 For ``out="rel.npy"`` a run writes ``rel.npy`` (relevance), ``rel.scores.npy``,
 ``rel.targets.npy``, ``rel.initial_state.npy``, the sidecar ``rel.json`` and, while it runs, the
-lock file ``rel.lock``. The guarantees (``docs/dataset.md`` states them for users):
+lock file ``rel.lock``. A network with several inputs writes ``rel.relevance.<input>.npy`` per
+input instead of ``rel.npy``; one with per-step outputs adds ``rel.explained.npy``. The
+guarantees (``docs/dataset.md`` states them for users):
 
 * **Nothing is written over an input.** Every file the run will write is compared with the
   data's file (``os.path.samefile``, so links are seen through) before anything is written,
@@ -49,8 +51,12 @@ try:
 except ImportError:  # pragma: no cover - not POSIX: runs are not locked
     fcntl = None  # type: ignore[assignment]
 
-#: The four array files, in the order their bytes enter a chunk's output digest.
+#: The four array files of a one-input network, in the order their bytes enter a chunk's output digest.
+#: A network with several inputs writes ``relevance/<input name>`` per input instead of ``relevance``;
+#: one with per-step outputs adds ``explained`` (see :func:`output_paths`).
 OUTPUTS = ("relevance", "scores", "targets", "initial_state_relevance")
+#: Keys of :func:`output_paths` that are not array files.
+_NOT_ARRAYS = ("sidecar", "lock")
 SIDECAR_FORMAT = "tf_lrp.explain_dataset"
 SIDECAR_VERSION = 3
 #: The first line of a lock file (a file there without it is not ours and is never touched).
@@ -98,9 +104,11 @@ SIDECAR_SCHEMA: dict[str, Any] = {
         },
         "files": {
             "type": "object",
-            "required": list(OUTPUTS),
-            "additionalProperties": False,
-            "properties": dict.fromkeys(OUTPUTS, _FILE_SCHEMA),
+            "required": list(OUTPUTS[1:]),
+            "propertyNames": {
+                "pattern": "^(relevance(/[A-Za-z0-9_.-]+)?|scores|targets|initial_state_relevance|explained)$"
+            },
+            "additionalProperties": _FILE_SCHEMA,
         },
         "samples": {"type": "integer", "minimum": 1},
         "completed": _COUNT,
@@ -122,20 +130,47 @@ SIDECAR_SCHEMA: dict[str, Any] = {
 # Paths
 
 
-def output_paths(out: str | os.PathLike[str]) -> dict[str, Path]:
-    """The files written for ``out="relevances.npy"`` (relevance, scores, ..., sidecar, lock)."""
+def output_paths(
+    out: str | os.PathLike[str], inputs: Sequence[str] | None = None, explained: bool = False
+) -> dict[str, Path]:
+    """The files written for ``out="relevances.npy"`` (relevance, scores, ..., sidecar, lock).
+
+    Args:
+        out: the ``.npy`` path that names the run.
+        inputs: None for a network with one input (its relevance goes to ``out``); else the
+            input names, and input ``a``'s relevance goes to ``<stem>.relevance.a.npy`` under the
+            key ``relevance/a`` (``out`` itself is then not written).
+        explained: add ``<stem>.explained.npy`` (per-step outputs: the explained score per sample).
+
+    Returns:
+        Array keys in the order their bytes enter a chunk's digest, then ``sidecar`` and ``lock``.
+    """
     path = Path(out)
     if path.suffix != ".npy":
         raise InputError(f"out must name an .npy file (e.g. 'relevances.npy'); got {str(path)!r}")
     stem = path.with_suffix("")
+    relevance = (
+        {"relevance": path} if inputs is None else {f"relevance/{n}": Path(f"{stem}.relevance.{n}.npy") for n in inputs}
+    )
     return {
-        "relevance": path,
+        **relevance,
         "scores": Path(f"{stem}.scores.npy"),
         "targets": Path(f"{stem}.targets.npy"),
         "initial_state_relevance": Path(f"{stem}.initial_state.npy"),
+        **({"explained": Path(f"{stem}.explained.npy")} if explained else {}),
         "sidecar": Path(f"{stem}.json"),
         "lock": Path(f"{stem}.lock"),
     }
+
+
+def array_keys(paths: Mapping[str, Path]) -> list[str]:
+    """The keys of :func:`output_paths` that are array files, in digest order."""
+    return [key for key in paths if key not in _NOT_ARRAYS]
+
+
+def out_path(paths: Mapping[str, Path]) -> Path:
+    """The ``out`` path that names the run (its ``.npy`` name; not written for several inputs)."""
+    return paths["sidecar"].with_suffix(".npy")
 
 
 def check_not_inputs(paths: Mapping[str, Path], inputs: Sequence[Path]) -> None:
@@ -399,7 +434,7 @@ def compare_arguments(previous: Mapping[str, Any], current: Mapping[str, Any], w
 def file_plan(paths: Mapping[str, Path], shapes: Mapping[str, tuple[tuple[int, ...], str]]) -> dict[str, Any]:
     """Per output: file name, dtype descr, shape, header length and exact size."""
     plan = {}
-    for key in OUTPUTS:
+    for key in shapes:  # the digest order: relevance first, as output_paths lists them
         shape, dtype = shapes[key]
         header = _header(shape, dtype)
         nbytes = len(header) + int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
@@ -420,9 +455,9 @@ def _header(shape: Sequence[int], dtype: str) -> bytes:
 
 def check_space(paths: Mapping[str, Path], plan: Mapping[str, Any]) -> int:
     """The bytes the files need; refuses (before anything is written) when the disk cannot hold them."""
-    out = paths["relevance"]
-    needed = sum(plan[key]["bytes"] for key in OUTPUTS)
-    reusable = sum(paths[key].stat().st_size for key in OUTPUTS if paths[key].is_file())
+    out = out_path(paths)
+    needed = sum(plan[key]["bytes"] for key in plan)
+    reusable = sum(paths[key].stat().st_size for key in plan if paths[key].is_file())
     free = _free_bytes(out.parent)
     if free is not None and needed - reusable > free:
         raise no_space(out, needed)
@@ -430,7 +465,7 @@ def check_space(paths: Mapping[str, Path], plan: Mapping[str, Any]) -> int:
 
 
 class Store:
-    """The four output files, open for ``pwrite``; chunks go in, digests come out.
+    """The array files (four for a one-input network), open for ``pwrite``; chunks go in, digests come out.
 
     Args:
         paths: from :func:`output_paths`.
@@ -450,11 +485,11 @@ class Store:
         Raises:
             InputError: when the disk cannot hold them (checked before any file is touched).
         """
-        out = paths["relevance"]
+        out = out_path(paths)
         needed = check_space(paths, plan)
         fds: dict[str, int] = {}
         try:
-            for key in OUTPUTS:
+            for key in plan:
                 fds[key] = fd = os.open(paths[key], os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o666)
                 header = _header(plan[key]["shape"], plan[key]["descr"])
                 _allocate(fd, plan[key]["bytes"])
@@ -477,9 +512,14 @@ class Store:
         Raises:
             InputError: a file is missing, or its header, dtype, shape or size differ from the plan.
         """
+        if set(recorded) != set(plan):
+            raise InputError(
+                f"cannot resume: the sidecar records the files {sorted(recorded)}, this run writes {sorted(plan)}; "
+                f"{_OVERWRITE}"
+            )
         fds: dict[str, int] = {}
         try:
-            for key in OUTPUTS:
+            for key in plan:
                 fds[key] = _reopen(paths[key], plan[key], recorded[key])
         except BaseException:
             for fd in fds.values():
@@ -498,28 +538,28 @@ class Store:
         for fd in self.fds.values():
             os.fsync(fd)
 
-    def put(self, rows: np.ndarray, start: int, stop: int, result: Sequence[Any]) -> str:
+    def put(self, rows: np.ndarray, parts: Mapping[str, Any], columns: Mapping[str, int]) -> str:
         """Write one chunk's results at its (ascending) sample indices ``rows``; return their digest.
 
         Args:
             rows: (b,) ascending indices into the output.
-            start: first column of the chunk's crop window.
-            stop: one past its last column.
-            result: ``(relevance (b, stop - start, D), scores (b, C), targets (b,), initial (b,), ...)``.
+            parts: per array key, the chunk's rows (``relevance`` (b, width, D), ``scores``
+                (b, C), ``targets`` (b,), ``initial_state_relevance`` (b,), ...).
+            columns: per key whose array may be narrower in time than its file (a cropped chunk,
+                a shorter batch of a stream): the first column it goes to; the rest stays 0.
 
         Returns:
             The output digest of these rows (what :meth:`digest` reads back).
         """
-        relevance, scores, targets, initial = result[:4]
-        shape = self.plan["relevance"]["shape"]
-        full = np.zeros((len(rows), *shape[1:]), dtype=np.dtype(self.plan["relevance"]["descr"]))
-        full[:, start:stop] = relevance
-        parts = {"relevance": full, "scores": scores, "targets": targets, "initial_state_relevance": initial}
         digest = hashlib.sha256()
-        for key in OUTPUTS:
-            spec = self.plan[key]
-            array = np.ascontiguousarray(np.asarray(parts[key], dtype=np.dtype(spec["descr"])))
-            array = array.reshape(len(rows), *spec["shape"][1:])
+        for key, spec in self.plan.items():
+            dtype = np.dtype(spec["descr"])
+            array = np.asarray(parts[key], dtype=dtype)
+            if key in columns:
+                full = np.zeros((len(rows), *spec["shape"][1:]), dtype=dtype)
+                full[:, columns[key] : columns[key] + array.shape[1]] = array
+                array = full
+            array = np.ascontiguousarray(array).reshape(len(rows), *spec["shape"][1:])
             data = array.reshape(len(rows), -1).view(np.uint8)
             for first, last in _runs(rows):
                 _pwrite_all(self.fds[key], data[first:last].tobytes(), spec["offset"] + int(rows[first]) * _row(spec))
@@ -529,8 +569,7 @@ class Store:
     def digest(self, rows: np.ndarray) -> str:
         """The output digest of the rows ``rows`` as they are in the files now."""
         digest = hashlib.sha256()
-        for key in OUTPUTS:
-            spec = self.plan[key]
+        for key, spec in self.plan.items():
             size = _row(spec)
             for first, last in _runs(rows):
                 length = (last - first) * size
@@ -615,9 +654,11 @@ __all__ = [
     "Checkpoint",
     "Lock",
     "Store",
+    "array_keys",
     "check_not_inputs",
     "check_space",
     "file_plan",
+    "out_path",
     "output_paths",
     "read_sidecar",
     "write_sidecar",
