@@ -31,6 +31,7 @@ from .layout import (
 from .methods import EXTRA_INPUTS, METHODS, scores
 from .nodes import NODES
 from .rules import RuleSet, as_ruleset, check_lrp_numbers
+from .text import as_texts
 
 DTYPES = ("float32", "float64")
 #: Default memory budget of one compiled call's working set, in bytes (see ``working_set_bytes``).
@@ -60,6 +61,9 @@ class Explanation:
         method: the method name.
         eps: the LRP stabiliser used.
         bias_factor: the LRP bias factor used.
+        tokens: when ``x`` was raw texts (a model with ``TextVectorization``): per sample, its
+            tokens (step ``t`` of ``token_relevance`` is ``tokens[b][t]``); a tuple per input
+            for several inputs (None for an input given as ids); else None.
     """
 
     relevance: Any  # np.ndarray, or a tuple of them (one per input)
@@ -71,6 +75,7 @@ class Explanation:
     bias_factor: float
     mask: np.ndarray | None = field(default=None, repr=False)
     explained: np.ndarray | None = field(default=None, repr=False)
+    tokens: Any = field(default=None, repr=False)
 
     @property
     def explained_score(self) -> np.ndarray:
@@ -119,7 +124,11 @@ class Explanation:
         shown = min(len(self.target), _HTML_SAMPLES)
         steps = np.asarray(steps_all[:shown])
         valid = np.ones(steps.shape, dtype=bool) if mask is None else np.asarray(mask[:shown], dtype=bool)
-        rows = [[f"t{t}" for t in np.flatnonzero(valid[i])] for i in range(shown)]
+        tokens = self.tokens[0] if isinstance(self.tokens, tuple) and which else self.tokens
+        rows = [
+            [tokens[i][t] if tokens is not None and t < len(tokens[i]) else f"t{t}" for t in np.flatnonzero(valid[i])]
+            for i in range(shown)
+        ]
         values = np.zeros(steps.shape)
         for i in range(shown):
             values[i, : int(valid[i].sum())] = steps[i][valid[i]]
@@ -447,8 +456,13 @@ class Explainer:
         elif isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance >= 0:
             raise InputError(f"tolerance must be a number >= 0 or None; got {tolerance!r}")
         probe = keras_convert.probe_batch(manifest, model) if sample is None else sample
-        probe = explainer._check_x(probe)
-        probe = tuple(a[:256] for a in probe) if isinstance(probe, tuple) else probe[:256]
+        explainer._check_x(probe)  # raw texts stay texts: Keras tokenizes its own copy
+        if len(explainer.layout.inputs) == 1:
+            probe = probe[:256]
+        elif isinstance(probe, Mapping):
+            probe = [probe[spec.name][:256] for spec in explainer.layout.inputs]
+        else:
+            probe = [part[:256] for part in probe]
         ours = explainer.score(probe)
         with backend.float32_matmuls():  # the reference at the precision tf_lrp computes in (no TF32)
             theirs = keras_convert.keras_scores(model, probe)
@@ -657,6 +671,10 @@ class Explainer:
 
     def _check_input(self, x: Any, k: int, label: str) -> np.ndarray:
         spec = self.layout.inputs[k]
+        if spec.text is not None:
+            texts = as_texts(x)
+            if texts is not None:  # raw texts: tokenized as the model's TextVectorization does
+                x = spec.text.encode(texts).ids
         try:
             array = np.asarray(x)
         except (TypeError, ValueError) as exc:
@@ -811,9 +829,11 @@ class Explainer:
         """Explain the scores of a batch.
 
         Args:
-            x: (B, T, D) floats, or (B, T) integer token ids for a network with an embedding;
-                for a network with several inputs a list (or a dict by input name) of them, and
-                ``relevance`` is then a tuple with one array per input.
+            x: (B, T, D) floats, or (B, T) integer token ids for a network with an embedding,
+                or a list of raw strings for a model converted with its ``TextVectorization``
+                (``Explanation.tokens`` then holds the tokens); for a network with several
+                inputs a list (or a dict by input name) of them, and ``relevance`` is then a
+                tuple with one array per input.
             target: None (explain the predicted class of each sample), an int (the same class
                 for all), or (B,) integers.
             method: one of ``METHODS``: ``"lrp"``, ``"gradient_x_input"``, ``"sensitivity"``,
@@ -880,8 +900,26 @@ class Explainer:
             bias_factor=float(bias_factor),
             mask=valid,
             explained=explained,
+            tokens=self._tokens_of(x),
         )
         return conservation.checked(explanation)  # warns once (TfLrpWarning) on numeric blow-up
+
+    def _tokens_of(self, x: Any) -> Any:
+        """The tokens of each sample of the text inputs given as raw texts (see ``Explanation.tokens``)."""
+        inputs = self.layout.inputs
+        if not any(spec.text is not None for spec in inputs):
+            return None
+        if len(inputs) == 1:
+            values = [x]
+        elif isinstance(x, Mapping):
+            values = [x.get(spec.name) for spec in inputs]
+        else:
+            values = list(x)
+        found: list[Any] = []
+        for spec, value in zip(inputs, values, strict=True):
+            texts = as_texts(value) if spec.text is not None else None
+            found.append(None if texts is None or spec.text is None else spec.text.encode(texts).tokens)
+        return found[0] if len(inputs) == 1 else tuple(found)
 
     def _check_step(self, step: Any, batch: int, steps: int) -> np.ndarray:
         """(B,) int32 explained output steps, ``-1`` for all (None); only for per-step outputs."""

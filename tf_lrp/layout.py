@@ -30,6 +30,7 @@ import jsonschema
 import numpy as np
 
 from .errors import LayoutError
+from .text import TextVectorizer
 
 #: Keras LSTM gate blocks along the last axis of kernel, recurrent_kernel and bias.
 LSTM_GATES: tuple[str, ...] = ("input", "forget", "cell", "output")
@@ -483,6 +484,8 @@ class InputSpec:
     tokens: bool = False
     #: Keras ``Masking``: a step whose features all equal this value is masked (None: no masking).
     mask_value: float | None = None
+    #: Keras ``TextVectorization`` in front of a token input: raw strings are tokenized by it.
+    text: TextVectorizer | None = None
 
 
 #: An edge: a node index (>= 0), or ``-1 - k`` for the network's input ``k``.
@@ -753,7 +756,13 @@ def _validate_graph(manifest: Mapping[str, Any], layers: list[LayerSpec]) -> Net
             "..., \"features\": ...}]"
         )
     inputs = tuple(
-        InputSpec(entry["name"], entry["features"], entry.get("tokens", False), entry.get("mask_value"))
+        InputSpec(
+            entry["name"],
+            entry["features"],
+            entry.get("tokens", False),
+            entry.get("mask_value"),
+            TextVectorizer.from_entry(entry["text"]) if "text" in entry else None,
+        )
         for entry in manifest["inputs"]
     )
     if "mask_value" in manifest:
@@ -762,6 +771,8 @@ def _validate_graph(manifest: Mapping[str, Any], layers: list[LayerSpec]) -> Net
     for k, spec in enumerate(inputs):
         if spec.name in names:
             raise LayoutError(f"input {k}: the name {spec.name!r} is used twice; names must be unique")
+        if spec.text is not None and not spec.tokens:
+            raise LayoutError(f"input {spec.name!r} has a text tokenizer but no token ids: set \"tokens\": true")
         if spec.tokens and spec.mask_value is not None:
             raise LayoutError(
                 f"input {spec.name!r}: token inputs mask padding with the embedding's mask_zero: "
@@ -921,6 +932,8 @@ def to_manifest(
             item: dict[str, Any] = {"name": spec.name, "features": spec.features, "tokens": spec.tokens}
             if spec.mask_value is not None:
                 item["mask_value"] = float(spec.mask_value)
+            if spec.text is not None:
+                item["text"] = spec.text.to_entry()
             described.append(item)
         graph_manifest: dict[str, Any] = {
             "format": FORMAT, "version": GRAPH_VERSION, "inputs": described, "layers": entries

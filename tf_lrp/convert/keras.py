@@ -38,6 +38,7 @@ from ..layout import (
     to_manifest,
     validate_manifest,
 )
+from ..text import SPLIT, STANDARDIZE, TextVectorizer
 from . import Converted, keras_core
 from .keras_nodes import Call, Emitted, Handler, Incoming, describe, refuse
 
@@ -47,7 +48,12 @@ HANDLERS: Mapping[type, Handler] = {**keras_core.HANDLERS}
 #: Layers skipped after the score layer (the score is the pre-activation before them).
 _OUTPUT_ACTIVATIONS: tuple[type, ...] = (_L.Activation, _L.Softmax)
 #: Class names :func:`from_keras` reads (for error messages).
-SUPPORTED_LAYERS: tuple[str, ...] = ("InputLayer", "Masking", *sorted(cls.__name__ for cls in HANDLERS))
+SUPPORTED_LAYERS: tuple[str, ...] = (
+    "InputLayer",
+    "Masking",
+    "TextVectorization",
+    *sorted(cls.__name__ for cls in HANDLERS),
+)
 #: Kinds a version-1 (chain) manifest holds.
 _CHAIN_KINDS = (EmbeddingSpec, RecurrentSpec, DenseSpec)
 
@@ -287,6 +293,8 @@ class _Walker:
                 )
             if len(shape) == 2 and all(type(user) is _L.Embedding for user in users):
                 spec = InputSpec(name, 1, True)
+            elif len(shape) in (1, 2) and all(type(user) is _L.TextVectorization for user in users):
+                spec = InputSpec(name, 1, True)  # the tokenizer is read from its layer by the walk
             elif len(shape) == 3 and shape[2] is not None:
                 spec = InputSpec(name, int(shape[2]))
             else:
@@ -323,6 +331,8 @@ class _Walker:
                 results = self._walk(inner, inner.outputs, bound, id(inner.outputs[0]) if is_last else None)
             elif type(operation) is _L.Masking:
                 results = [self._masking(operation, incoming)]
+            elif type(operation) is _L.TextVectorization:
+                results = [self._text(operation, incoming)]
             else:
                 results = self._call(node, incoming, is_last)
             if len(results) != len(node.outputs):
@@ -348,6 +358,39 @@ class _Walker:
             raise refuse(layer, f"is the second Masking on input {spec.name!r}; keep one")
         self.graph.inputs[k] = dataclasses.replace(spec, mask_value=mask_value)
         return value._replace(masked=True)
+
+    def _text(self, layer: Any, incoming: Sequence[_Value]) -> _Value:
+        """``TextVectorization`` on a string input: the input becomes token ids, tokenized by its data."""
+        (value,) = incoming
+        if value.edge >= 0 or not value.port.tokens:
+            raise refuse(layer, "must read a string network input directly (keras.Input(shape=(1,), dtype='string'))")
+        config = layer.get_config()
+        unsupported = {
+            "output_mode": (config.get("output_mode"), "int"),
+            "ngrams": (config.get("ngrams"), None),
+            "ragged": (config.get("ragged"), False),
+        }
+        for option, (got, want) in unsupported.items():
+            if got != want:
+                raise refuse(layer, f"{option}={got!r} is not supported; tf_lrp reads {option}={want!r}")
+        standardize, split = config.get("standardize"), config.get("split")
+        if standardize not in STANDARDIZE or split not in SPLIT:
+            raise refuse(
+                layer,
+                f"standardize={standardize!r}, split={split!r}: tf_lrp reproduces standardize in {STANDARDIZE} and "
+                f"split in {SPLIT} (a custom function is code, not data)",
+            )
+        vocabulary = [str(token) for token in layer.get_vocabulary()]
+        if len(vocabulary) < 2 or vocabulary[0] != "" or getattr(layer._lookup_layer, "num_oov_indices", 1) != 1:
+            raise refuse(layer, "needs the default mask token '' and one out-of-vocabulary index; adapt it with those")
+        length = config.get("output_sequence_length")
+        try:
+            vectorizer = TextVectorizer(tuple(vocabulary), standardize, split, int(length) if length else None)
+        except InputError as exc:
+            raise refuse(layer, str(exc)) from exc
+        k = -1 - value.edge
+        self.graph.inputs[k] = dataclasses.replace(self.graph.inputs[k], text=vectorizer)
+        return value
 
     def _call(self, node: _Node, incoming: Sequence[_Value], is_last: bool) -> list[_Value]:
         layer = node.operation
@@ -391,6 +434,7 @@ class _Walker:
             and chain
             and all(isinstance(spec, _CHAIN_KINDS) for spec in specs)
             and not output.port.sequence
+            and inputs[0].text is None
         )
         name = self.model.name
         if simple:
@@ -461,15 +505,41 @@ def score_model(model: keras.Model) -> keras.Model:
 def keras_scores(model: keras.Model, x: Any) -> np.ndarray:
     """The pre-activation scores of ``model`` on ``x`` (an array, or a list with one per input), by Keras."""
     reference = score_model(model)
-    arrays = list(x) if isinstance(x, (list, tuple)) else [x]
-    tensors = [
-        keras.ops.convert_to_tensor(np.asarray(a), dtype=t.dtype) for a, t in zip(arrays, reference.inputs, strict=True)
-    ]
+    if len(reference.inputs) == 1:
+        arrays = [x]
+    elif isinstance(x, Mapping):
+        arrays = [x[t._keras_history[0].name] for t in reference.inputs]
+    else:
+        arrays = list(x)
+    tensors = []
+    for array, tensor in zip(arrays, reference.inputs, strict=True):
+        if tensor.dtype == "string":  # raw texts, shaped like the model's string input
+            texts = np.asarray(array, dtype=object).reshape((-1,) + (1,) * (len(tensor.shape) - 1))
+            tensors.append(keras.ops.convert_to_tensor(texts.astype(str)))
+        else:
+            tensors.append(keras.ops.convert_to_tensor(np.asarray(array), dtype=tensor.dtype))
     result = reference(tensors if len(tensors) > 1 else tensors[0], training=False)
     return np.asarray(keras.ops.convert_to_numpy(result))
 
 
+def _probe_texts(text: Mapping[str, Any], rng: Any) -> np.ndarray:
+    """(4,) sentences from the vocabulary, with unknown words, capitals, punctuation and uneven lengths."""
+    words = [w for w in text["vocabulary"][2:] if w] or ["word"]
+    sentences = []
+    for row in range(3):
+        chosen = [str(words[i]) for i in rng.integers(0, len(words), size=5 + 2 * row)]
+        chosen[0] = chosen[0].upper()
+        chosen[-1] = chosen[-1] + "!"
+        if row == 1:
+            chosen.insert(2, "zzqxunknown,")
+        sentences.append("  ".join(chosen) if row == 2 else " ".join(chosen))
+    sentences.append(f"{words[0]} zzqxunknown")
+    return np.asarray(sentences, dtype=object)
+
+
 def _probe_one(entry: Mapping[str, Any], embedding: Mapping[str, Any] | None, steps: int, rng: Any) -> np.ndarray:
+    if "text" in entry:
+        return _probe_texts(entry["text"], rng)
     batch, cut = 4, max(1, steps // 2)
     if embedding is not None:
         padding = embedding["mask_zero"] and embedding["input_dim"] > 1
