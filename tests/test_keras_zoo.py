@@ -1,0 +1,287 @@
+"""A zoo of realistic Keras models, each checked end to end by the same harness.
+
+Every model is built, trained a few steps, saved and reloaded (``.keras``, safe_mode), and then:
+``Explainer.from_keras`` reproduces its scores (float32, 1e-5), Gradient×Input equals
+``tf.GradientTape`` on the Keras model itself, LRP at ``bias_factor=1`` conserves (float64,
+1e-9 relative) where every rule on the way conserves, masked steps get exactly zero relevance,
+and a batch explains like its samples one by one (1e-12). A new model is one entry in ``ZOO``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tf_lrp.convert.keras as keras_convert
+from tf_lrp import Explainer
+
+L = keras.layers
+VOCAB = 80
+
+
+def _ids(seed: int, batch: int = 4, steps: int = 9) -> np.ndarray:
+    """Distinct ids across the batch (the embedding-table gradient is then per position), padded three ways."""
+    rng = np.random.default_rng(seed)
+    ids = rng.permutation(np.arange(1, VOCAB))[: batch * steps].reshape(batch, steps)
+    ids[1, 6:] = 0
+    ids[2, :3] = 0
+    ids[3, 4] = 0
+    return ids.astype("int32")
+
+
+def _features(seed: int, features: int = 3, mask_value: float | None = None, steps: int = 8) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((4, steps, features)).astype("float32")
+    if mask_value is not None:
+        x[1, 5:] = mask_value
+        x[2, :2] = mask_value
+    return x
+
+
+@dataclass
+class Entry:
+    """One zoo model: how to build it and its batch, and what holds for it."""
+
+    build: Callable[[], tuple[keras.Model, Any]]
+    conserves: bool = True  # every rule on the way conserves at bias_factor = 1
+    step: int | None = None  # the output step explained, for per-step outputs
+
+
+def text_bilstm_max_pool() -> tuple[keras.Model, Any]:
+    inputs = keras.Input((None,), dtype="int32", name="ids")
+    h = L.Embedding(VOCAB, 6, mask_zero=True, name="embed")(inputs)
+    h = L.Bidirectional(L.LSTM(5, return_sequences=True), name="bilstm")(h)
+    h = L.GlobalMaxPooling1D(name="max")(h)
+    h = L.Dropout(0.3)(h)
+    return keras.Model(inputs, L.Dense(3, activation="softmax", name="head")(h), name="text_bilstm_max"), _ids(1)
+
+
+def text_gru_average_pool() -> tuple[keras.Model, Any]:
+    model = keras.Sequential(
+        [
+            keras.Input((None,), dtype="int32"),
+            L.Embedding(VOCAB, 5, mask_zero=True),
+            L.GRU(6, return_sequences=True),
+            L.GlobalAveragePooling1D(),
+            L.Dense(4, activation="relu"),
+            L.Dense(2),
+            L.Activation("softmax"),
+        ],
+        name="text_gru_average",
+    )
+    return model, _ids(2)
+
+
+def tagger_time_distributed() -> tuple[keras.Model, Any]:
+    inputs = keras.Input((None,), dtype="int32")
+    h = L.Embedding(VOCAB, 5, mask_zero=True)(inputs)
+    h = L.Bidirectional(L.LSTM(4, return_sequences=True), merge_mode="sum")(h)
+    outputs = L.TimeDistributed(L.Dense(5, activation="softmax"), name="tags")(h)
+    return keras.Model(inputs, outputs, name="tagger"), _ids(3)
+
+
+def per_step_regression() -> tuple[keras.Model, Any]:
+    model = keras.Sequential(
+        [
+            keras.Input((None, 3)),
+            L.Masking(0.0),
+            L.GRU(5, return_sequences=True, reset_after=False),
+            L.Dense(2),
+        ],
+        name="per_step_regression",
+    )
+    return model, _features(4, mask_value=0.0)
+
+
+def two_inputs_concatenated() -> tuple[keras.Model, Any]:
+    words = keras.Input((None,), dtype="int32", name="words")
+    signal = keras.Input((None, 2), name="signal")
+    left = L.LSTM(4, name="left")(L.Embedding(VOCAB, 3, mask_zero=True, name="embed")(words))
+    right = L.SimpleRNN(3, name="right")(L.Masking(-1.0)(signal))
+    joined = L.Concatenate(name="join")([left, right])
+    outputs = L.Dense(2, name="head")(L.Dense(4, activation="relu", name="hidden")(joined))
+    return keras.Model([words, signal], outputs, name="two_inputs"), [_ids(5), _features(6, 2, -1.0, steps=9)]
+
+
+def sub_model_as_a_layer() -> tuple[keras.Model, Any]:
+    encoder = keras.Sequential(
+        [keras.Input((None, 3)), L.Bidirectional(L.GRU(4, return_sequences=True)), L.LSTM(3)], name="encoder"
+    )
+    inputs = keras.Input((None, 3))
+    return keras.Model(inputs, L.Dense(2)(encoder(inputs)), name="nested"), _features(7)
+
+
+def stacked_simple_rnn_lstm() -> tuple[keras.Model, Any]:
+    model = keras.Sequential(
+        [
+            keras.Input((None, 4)),
+            L.Masking(9.0),
+            L.Bidirectional(L.SimpleRNN(4, activation="relu", return_sequences=True), merge_mode="ave"),
+            L.LSTM(3, recurrent_activation="hard_sigmoid"),
+            L.Dense(2, activation="sigmoid"),
+        ],
+        name="simple_rnn_lstm",
+    )
+    return model, _features(8, 4, 9.0)
+
+
+def two_sequences_per_step() -> tuple[keras.Model, Any]:
+    a = keras.Input((None, 2), name="a")
+    b = keras.Input((None, 3), name="b")
+    h = L.Concatenate()([L.LSTM(3, return_sequences=True)(a), L.GRU(3, return_sequences=True)(b)])
+    return keras.Model([a, b], L.Dense(2)(h), name="two_sequences_per_step"), [_features(9, 2), _features(10, 3)]
+
+
+ZOO: dict[str, Entry] = {
+    # max pooling after a masked bidirectional layer: a masked step's output is 0 and what reaches it is absorbed
+    "text_bilstm_max": Entry(text_bilstm_max_pool, conserves=False),
+    "text_gru_average": Entry(text_gru_average_pool),
+    "tagger": Entry(tagger_time_distributed, step=-1),
+    "per_step_regression": Entry(per_step_regression, step=3),
+    "two_inputs": Entry(two_inputs_concatenated),
+    "nested": Entry(sub_model_as_a_layer),
+    "simple_rnn_lstm": Entry(stacked_simple_rnn_lstm),
+    "two_sequences_per_step": Entry(two_sequences_per_step, step=None),
+}
+
+
+def _parts(x: Any) -> list[np.ndarray]:
+    return list(x) if isinstance(x, list) else [x]
+
+
+def _train(model: keras.Model, x: Any) -> None:
+    rng = np.random.default_rng(0)
+    shape = tuple(model.outputs[0].shape[1:])
+    if None in shape:  # per-step outputs: one target per step
+        shape = (_parts(x)[0].shape[1], shape[-1])
+    y = rng.standard_normal((len(_parts(x)[0]), *shape)).astype("float32")
+    model.compile(optimizer=keras.optimizers.Adam(0.05), loss="mse", run_eagerly=True)
+    model.fit(x, y, batch_size=4, epochs=2, verbose=0, shuffle=False)
+
+
+@dataclass
+class Case:
+    name: str
+    entry: Entry
+    model: keras.Model
+    x: Any
+    explainer: Explainer  # float64
+
+
+@pytest.fixture(scope="module", params=sorted(ZOO))
+def case(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Case:
+    keras.utils.set_random_seed(3)
+    entry = ZOO[request.param]
+    model, x = entry.build()
+    _train(model, x)
+    path = Path(tmp_path_factory.mktemp("zoo")) / f"{request.param}.keras"
+    model.save(path)
+    model = keras_convert.load_model(path)
+    return Case(request.param, entry, model, x, Explainer.from_keras(model, dtype="float64"))
+
+
+def _relative(ours: np.ndarray, theirs: np.ndarray) -> float:
+    return float(np.max(np.abs(ours - theirs)) / max(1.0, float(np.max(np.abs(theirs)))))
+
+
+def test_float32_scores_equal_the_keras_model(case: Case) -> None:
+    explainer = Explainer.from_keras(case.model)  # float32, checked on its own probe batch
+    ours = explainer.score(case.x)
+    assert _relative(ours, keras_convert.keras_scores(case.model, case.x)) < 1e-5
+
+
+def _embedding_table(model: keras.Model, name: str) -> Any:
+    """The table of the Embedding layer called ``name`` (also inside a model used as a layer)."""
+    return next(layer for layer in model._flatten_layers() if layer.name == name).embeddings
+
+
+def _keras_gradient_x_input(case: Case, target: np.ndarray) -> list[np.ndarray]:
+    """Gradient×Input of the explained score by tf.GradientTape on the Keras model, per input.
+
+    For token ids, the gradient w.r.t. the embedding table: every id occurs once per batch, so
+    its row is the gradient at that position. Per-step outputs: step ``entry.step``, or (None)
+    the sum over all steps (the zoo's models with step=None have no mask).
+    """
+    reference = keras_convert.score_model(case.model)
+    layout = case.explainer.layout
+    parts = _parts(case.x)
+    tables = {
+        k: _embedding_table(case.model, layout.layers[layout.attribution_edges[k]].name)
+        for k, part in enumerate(parts)
+        if part.ndim == 2
+    }
+    feeds = [tf.constant(part) for part in parts]
+    with tf.GradientTape() as tape:
+        for k, feed in enumerate(feeds):
+            if k not in tables:
+                tape.watch(feed)
+        scores = reference(feeds if len(feeds) > 1 else feeds[0], training=False)
+        weight = tf.one_hot(target, scores.shape[-1], dtype=scores.dtype)
+        if len(scores.shape) == 3:
+            steps = scores.shape[1]
+            chosen = tf.ones((steps,)) if case.entry.step is None else tf.one_hot(case.entry.step % steps, steps)
+            weight = weight[:, None, :] * tf.cast(chosen, scores.dtype)[None, :, None]
+        total = tf.reduce_sum(scores * weight)
+    sources = [tables[k].value if k in tables else feed for k, feed in enumerate(feeds)]
+    grads = tape.gradient(total, sources)
+    result = []
+    for k, (part, grad) in enumerate(zip(parts, grads, strict=True)):
+        grad = tf.convert_to_tensor(grad).numpy()
+        if k in tables:
+            table = keras.ops.convert_to_numpy(tables[k])
+            result.append(grad[part] * table[part])
+        else:
+            result.append(grad * part)
+    return result
+
+
+def _explain(case: Case, x: Any, **options: Any) -> Any:
+    target = np.arange(len(_parts(x)[0])) % case.explainer.layout.num_outputs
+    step = case.entry.step if case.explainer.layout.per_step else None
+    return case.explainer.explain(x, target=target, step=step, **options)
+
+
+def _as_list(relevance: Any) -> list[np.ndarray]:
+    return list(relevance) if isinstance(relevance, tuple) else [relevance]
+
+
+def test_gradient_x_input_equals_gradient_tape(case: Case) -> None:
+    target = np.arange(len(_parts(case.x)[0])) % case.explainer.layout.num_outputs
+    ours = _as_list(_explain(case, case.x, method="gradient_x_input").relevance)
+    theirs = _keras_gradient_x_input(case, target)
+    for mine, keras_ in zip(ours, theirs, strict=True):
+        assert mine.shape == keras_.shape
+        assert _relative(mine, keras_) < 2e-4  # Keras computes in float32
+
+
+def test_lrp_conserves_and_masked_steps_get_zero(case: Case) -> None:
+    explanation = _explain(case, case.x, bias_factor=1.0, eps=1e-9)
+    if case.entry.conserves:
+        assert explanation.conservation_error.max() < 1e-9
+    relevances = _as_list(explanation.relevance)
+    masks = explanation.mask if isinstance(explanation.mask, tuple) else (explanation.mask,) * len(relevances)
+    for relevance, mask in zip(relevances, masks, strict=True):
+        if mask is not None:
+            assert not mask.all()
+            assert np.all(relevance[~mask] == 0.0)
+
+
+@pytest.mark.parametrize("method", ["lrp", "gradient_x_input"])
+def test_a_batch_explains_like_its_samples_one_by_one(case: Case, method: str) -> None:
+    whole = _as_list(_explain(case, case.x, method=method, bias_factor=1.0).relevance)
+    for b in range(len(_parts(case.x)[0])):
+        sample = [part[b : b + 1] for part in _parts(case.x)]
+        target = b % case.explainer.layout.num_outputs
+        step = case.entry.step if case.explainer.layout.per_step else None
+        one = case.explainer.explain(
+            sample if len(sample) > 1 else sample[0], target=target, step=step, method=method, bias_factor=1.0
+        )
+        for mine, full in zip(_as_list(one.relevance), whole, strict=True):
+            np.testing.assert_allclose(mine[0], full[b], rtol=1e-12, atol=1e-14)
