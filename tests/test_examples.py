@@ -78,8 +78,16 @@ def check_forecaster(text: str, out: Path) -> None:
     assert is_png(out / "forecaster_steps.png")
 
 
+def check_raw_text_pooling(text: str, out: Path) -> None:
+    assert percent(r"the sentiment word is the most relevant token in ([\d.]+)%", text) > 90
+    page = (out / "raw_text_heatmap.html").read_text(encoding="utf-8")
+    assert page.count('class="tok"') > 50
+    assert "review 9:" in page
+
+
 CHECKS = {
     "text_classifier": check_text_classifier,
+    "raw_text_pooling": check_raw_text_pooling,
     "timeseries": check_timeseries,
     "pytorch_model": check_pytorch_model,
     "forecaster": check_forecaster,

@@ -471,31 +471,29 @@ def from_keras(model: keras.Model) -> Converted:
 # The Keras reference for the forward-equivalence check
 
 
-def _score_layer(model: keras.Model) -> tuple[Any, Any]:
-    """The Dense producing the score, and the tensor it is called on (in ``model``'s own graph)."""
-    graph = functional_graph(model)
-    score, _ = _score_call(graph.outputs[0])
-    node = _node_of(score)
-    layer = node.operation
-    dense = layer.layer if type(layer) is _L.TimeDistributed else layer
-    if type(dense) is not _L.Dense:
-        raise ConversionError(f"model {model.name!r} must end with a Dense layer; got {describe(layer)}")
-    return dense, node.tensors[0]
-
-
 def score_model(model: keras.Model) -> keras.Model:
     """A functional model: the inputs of ``model`` -> the score layer's pre-activation.
 
     It reuses ``model``'s own layers (and so its masking) up to the score layer, then applies a
-    linear copy of it with the same weights.
+    linear copy of it with the same weights (inside a model used as the last layer, recursively).
 
     Raises:
-        ConversionError: if the model's graph cannot be reached (see :func:`functional_graph`).
+        ConversionError: if the model's graph cannot be reached (see :func:`functional_graph`)
+            or its output is not made by a Dense layer.
     """
-    dense, features = _score_layer(model)
     graph = functional_graph(model)
+    score, _ = _score_call(graph.outputs[0])
+    node = _node_of(score)
+    layer = node.operation
+    if isinstance(layer, keras.Model):  # the score layer is inside a model used as a layer
+        inner = score_model(layer)
+        outputs = inner(list(node.tensors) if len(node.tensors) > 1 else node.tensors[0])
+        return keras.Model(graph.inputs, outputs, name=f"{model.name}_scores")
+    dense = layer.layer if type(layer) is _L.TimeDistributed else layer
+    if type(dense) is not _L.Dense:
+        raise ConversionError(f"model {model.name!r} must end with a Dense layer; got {describe(layer)}")
     head = _L.Dense(dense.units, activation=None, use_bias=dense.use_bias, dtype=dense.dtype_policy)
-    outputs = head(features)
+    outputs = head(node.tensors[0])
     kernel = np.asarray(keras.ops.convert_to_numpy(dense.kernel))
     bias = [np.asarray(keras.ops.convert_to_numpy(dense.bias))] if dense.use_bias else []
     head.set_weights([kernel, *bias])
