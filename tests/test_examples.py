@@ -85,7 +85,16 @@ def check_raw_text_pooling(text: str, out: Path) -> None:
     assert "review 9:" in page
 
 
+def check_sequence_tagger(text: str, out: Path) -> None:
+    assert percent(r"tagging accuracy on real words ([\d.]+)%", text) > 95
+    assert percent(r"the title before it is the most relevant token in ([\d.]+)%", text) > 80
+    page = (out / "tagger_heatmap.html").read_text(encoding="utf-8")
+    assert page.count('class="tok"') > 40
+    assert "tagged as a name" in page
+
+
 CHECKS = {
+    "sequence_tagger": check_sequence_tagger,
     "text_classifier": check_text_classifier,
     "raw_text_pooling": check_raw_text_pooling,
     "timeseries": check_timeseries,
