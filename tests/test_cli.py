@@ -491,3 +491,28 @@ def test_explain_runs_a_per_step_network_and_refuses_its_heatmap(tmp_path):
     reference = case.explainer.explain(case.x)
     np.testing.assert_allclose(np.load(tmp_path / "r.npy"), reference.relevance, rtol=1e-10, atol=1e-12)
     np.testing.assert_allclose(np.load(tmp_path / "r.explained.npy"), reference.explained_score, rtol=1e-10)
+
+
+def test_explain_a_text_file_with_a_text_model(files, tmp_path):
+    import keras
+
+    corpus = ["the cat sat on the mat", "a dog and a cat", "birds fly over the sea"]
+    vectorize = keras.layers.TextVectorization(max_tokens=20)
+    vectorize.adapt(corpus)
+    texts = keras.Input(shape=(1,), dtype="string")
+    h = keras.layers.LSTM(3)(keras.layers.Embedding(20, 4, mask_zero=True)(vectorize(texts)))
+    keras.Model(texts, keras.layers.Dense(2)(h)).save(tmp_path / "text.keras")
+    (tmp_path / "texts.txt").write_text("The cat sat!\n\nA zebra and a dog on the mat\n", encoding="utf-8")
+    out, page = tmp_path / "r.npy", tmp_path / "heat.html"
+    argv = ["explain", tmp_path / "text.keras", tmp_path / "texts.txt", "-o", out, "--html", page, "--no-progress"]
+    code, stdout, stderr = run(argv)
+    assert (code, stderr) == (0, "")
+    assert "tokenized" in stdout
+    ids = np.load(tmp_path / "r.ids.npy")
+    assert ids.shape == (2, 8)  # the empty line is skipped; padded to the longest text
+    assert np.load(out).shape == (2, 8, 4)
+    shown = [text for text, _ in _Spans.parse(page.read_text(encoding="utf-8")).tokens]
+    assert shown == ["the", "cat", "sat", "a", "[UNK]", "and", "a", "dog", "on", "the", "mat"]  # no --vocab needed
+    code, _, stderr = run(["explain", files["demo"], tmp_path / "texts.txt", "-o", tmp_path / "x.npy"])
+    assert code == 2
+    assert "has no TextVectorization input" in stderr

@@ -71,7 +71,8 @@ _EXAMPLES = {
   tf-lrp explain net.npz tokens.npz -o rel.npy --html rel.html --vocab vocab.txt
   tf-lrp explain net.npz series.npy -o rel.npy --png rel.png --heatmap-samples 4
 
-DATA is an .npy (memory-mapped) or an .npz with key x and optional lengths or mask.
+DATA is an .npy (memory-mapped) or an .npz with key x and optional lengths or mask; for a model
+with TextVectorization, a UTF-8 .txt file with one text per line (tokenized into OUT.ids.npy).
 Writes OUT.npy (relevances, float), OUT.scores.npy, OUT.targets.npy, OUT.initial_state.npy and
 the sidecar OUT.json that makes the run resumable. --html (token models) / --png (time series)
 also draw the relevance of the first --heatmap-samples samples.""",
@@ -140,7 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     explain = command("explain", "explain a data set with a model; resumable .npy output")
     explain.add_argument("model", metavar="MODEL", help="a .keras file or a tf_lrp .npz network")
-    explain.add_argument("data", metavar="DATA", help=".npy, or .npz with x and optional lengths/mask")
+    explain.add_argument(
+        "data", metavar="DATA", help=".npy, or .npz with x and optional lengths/mask; text models: .txt, a text a line"
+    )
     explain.add_argument("-o", "--out", required=True, metavar="OUT.npy", help="relevance output file")
     explain.add_argument("--method", choices=METHOD_NAMES, default="lrp", help="attribution method (default lrp)")
     explain.add_argument(
@@ -405,8 +408,10 @@ def cmd_explain(args: argparse.Namespace, stdout: TextIO) -> int:
     data_path = Path(args.data)
     if not data_path.is_file():
         raise InputError(f"data file {args.data!r} does not exist")
-    if data_path.suffix.lower() not in (".npy", ".npz"):
-        raise InputError(f"DATA must be an .npy or .npz file; got {args.data!r}")
+    if data_path.suffix.lower() not in (".npy", ".npz", ".txt"):
+        raise InputError(
+            f"DATA must be an .npy or .npz file (or .txt, one text per line, for a text model); got {args.data!r}"
+        )
     out = Path(args.out)
     paths = resumable.output_paths(out)
     existing = [path for key, path in paths.items() if key != "lock" and os.path.lexists(path)]
@@ -417,6 +422,10 @@ def cmd_explain(args: argparse.Namespace, stdout: TextIO) -> int:
     if args.resume and not existing:
         _say(stdout, f"no run recorded in {str(paths['sidecar'])!r} yet: starting a new one")
     explainer = load_model(args.model, args.dtype, args.debug)
+    if data_path.suffix.lower() == ".txt":
+        data_path = _encode_texts(data_path, explainer, out)
+        args.data = str(data_path)
+        _say(stdout, f"tokenized {args.data!r} with the model's TextVectorization")
     vocabulary = _check_heatmap_options(args, explainer)
     compiling = _compile_on_first_sample(explainer, args, target)
     started = time.perf_counter()
@@ -444,6 +453,31 @@ def cmd_explain(args: argparse.Namespace, stdout: TextIO) -> int:
     for written in _draw_heatmaps(args, explainer, files.load(), vocabulary):
         _say(stdout, f"wrote {written}")
     return EXIT_OK
+
+
+def _encode_texts(path: Path, explainer: Explainer, out: Path) -> Path:
+    """Tokenize a UTF-8 text file (one text per line) with the model's own tokenizer into ``OUT.ids.npy``.
+
+    The ids file is written atomically and is the same for the same texts and model, so a
+    resumed run rewrites it unchanged.
+    """
+    text = explainer.layout.inputs[0].text if len(explainer.layout.inputs) == 1 else None
+    if text is None:
+        raise InputError(
+            f"{str(path)!r} is a text file, but this model has no TextVectorization input; pass token ids or "
+            "features as .npy / .npz"
+        )
+    try:
+        lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{str(path)!r} is not UTF-8 text ({exc.reason})") from None
+    if not lines:
+        raise InputError(f"{str(path)!r} holds no text (one text per line)")
+    ids = text.encode(lines).ids
+    target = out.with_name(f"{out.name.removesuffix('.npy')}.ids.npy")
+    with _io.atomic_write(target) as handle:
+        np.save(handle, ids)
+    return target
 
 
 def _compile_on_first_sample(explainer: Explainer, args: argparse.Namespace, target: int | str) -> float:
@@ -504,7 +538,8 @@ def _check_heatmap_options(args: argparse.Namespace, explainer: Explainer) -> li
     _check_figure("--png", args.png)
     _class_names(args.class_names, explainer.layout.num_outputs)
     if args.vocab is None:
-        return None
+        text = explainer.layout.inputs[0].text
+        return list(text.vocabulary) if text is not None else None
     vocabulary = _read_vocabulary(args.vocab)
     _check_vocabulary_covers(args, vocabulary)
     return vocabulary
