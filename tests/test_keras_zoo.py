@@ -285,3 +285,24 @@ def test_a_batch_explains_like_its_samples_one_by_one(case: Case, method: str) -
         )
         for mine, full in zip(_as_list(one.relevance), whole, strict=True):
             np.testing.assert_allclose(mine[0], full[b], rtol=1e-12, atol=1e-14)
+
+
+GOLDEN = Path(__file__).parent / "golden" / "keras_manifests_before_the_walker.json"
+
+
+def test_what_converted_before_the_graph_walker_converts_to_the_same_manifest() -> None:
+    """The manifests the chain converter (before the walker) wrote for these models: same fingerprints."""
+    import json
+
+    from tests import test_keras_import
+
+    golden = json.loads(GOLDEN.read_text(encoding="utf-8"))
+    builders = {f"test_keras_import.{name}": getattr(test_keras_import, name) for name in
+                ("token_lstm", "token_bi_stacked", "masking_bi_gru_reset_before", "functional_stacked_backward",
+                 "odd_activations_no_bias")}
+    builders.update({f"test_keras_zoo.{entry.build.__name__}": entry.build for entry in ZOO.values()})
+    assert set(golden) <= set(builders)
+    for key in sorted(golden):
+        keras.backend.clear_session()  # the layers' default names, as when the golden file was written
+        model, _ = builders[key]()
+        assert keras_convert.from_keras(model).manifest == golden[key], key

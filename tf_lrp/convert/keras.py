@@ -284,7 +284,8 @@ class _Walker:
                     consumers[id(tensor)].append(node.operation)
         values: dict[int, _Value] = {}
         for k, tensor in enumerate(graph.inputs):
-            name = tensor._keras_history[0].name
+            # one input keeps the name "input" (the manifests, and so the fingerprints, of earlier releases)
+            name = tensor._keras_history[0].name if len(graph.inputs) > 1 else "input"
             shape = tuple(tensor.shape)
             users = consumers[id(tensor)]
             if not users:
