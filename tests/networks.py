@@ -41,8 +41,9 @@ class Case:
 
     @property
     def masks(self) -> tuple[np.ndarray, ...]:
+        """Per input its (B, T) step mask, None for a vector input."""
         lengths = self.lengths if isinstance(self.lengths, tuple) else (self.lengths,)
-        return tuple(np.arange(STEPS)[None, :] < n[:, None] for n in lengths)
+        return tuple(None if n is None else np.arange(STEPS)[None, :] < n[:, None] for n in lengths)
 
 
 def _floats(rng: np.random.Generator, features: int) -> tuple[np.ndarray, np.ndarray]:
@@ -169,6 +170,21 @@ def two_inputs(rng: np.random.Generator) -> Case:
     return Case(explainer, model, (xa, xb), (la, lb), frozenset({"lstm", "gru", "concatenate", "dense"}))
 
 
+def sequence_and_static(rng: np.random.Generator) -> Case:
+    """A sequence (LSTM) and static features (one vector per sample), concatenated, Dense(relu), Dense."""
+    f64 = {"dtype": "float64"}
+    series = keras.Input((STEPS, 3), dtype="float64", name="series")
+    static = keras.Input((2,), dtype="float64", name="static")
+    state = L.LSTM(4, **f64)(L.Masking(0.0, **f64)(series))
+    joined = L.Concatenate(**f64)([state, static])
+    model = keras.Model([series, static], L.Dense(2, **f64)(L.Dense(5, activation="relu", **f64)(joined)))
+    _randomise(model, rng)
+    xs, lengths = _floats(rng, 3)
+    x = (xs, rng.standard_normal((BATCH, 2)))
+    explainer = Explainer.from_keras(model, sample=list(x), dtype="float64", tolerance=KERAS_TOLERANCE)
+    return Case(explainer, model, x, (lengths, None), frozenset({"lstm", "concatenate", "dense"}))
+
+
 #: name -> factory; the invariants harness runs every method on each.
 NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "stacked_lstm_gru": stacked_lstm_gru,
@@ -178,6 +194,7 @@ NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "average_pooled": average_pooled,
     "token_classifier": token_classifier,
     "two_inputs": two_inputs,
+    "sequence_and_static": sequence_and_static,
 }
 #: the node kinds each network uses (static, so the coverage check needs no Keras model)
 KINDS: dict[str, frozenset[str]] = {
@@ -188,4 +205,5 @@ KINDS: dict[str, frozenset[str]] = {
     "average_pooled": frozenset({"gru", "simple_rnn", "global_average_pooling", "dense"}),
     "token_classifier": frozenset({"embedding", "gru", "dense"}),
     "two_inputs": frozenset({"lstm", "gru", "concatenate", "dense"}),
+    "sequence_and_static": frozenset({"lstm", "concatenate", "dense"}),
 }

@@ -124,3 +124,31 @@ def test_chunking_does_not_change_results(explainer, rng) -> None:
     chunked = explainer.explain(x, bias_factor=1.0, batch_size=3)
     np.testing.assert_allclose(chunked.relevance, whole.relevance, rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(chunked.target, whole.target)
+
+
+@pytest.fixture(scope="module")
+def with_static():
+    """The invariants zoo's network: an LSTM over a sequence (3 features) and a static vector (2)."""
+    from tests.networks import sequence_and_static
+
+    return sequence_and_static(np.random.default_rng(5))
+
+
+def test_a_vector_input_takes_batch_by_features(with_static) -> None:
+    explainer, (series, static) = with_static.explainer, with_static.x
+    result = explainer.explain({"series": series, "static": static})
+    assert result.relevance[1].shape == static.shape
+    assert result.mask[1] is None  # the series' Masking gives its steps a mask; the vector has none
+    assert result.mask[0].shape == series.shape[:2]
+    with pytest.raises(InputError, match=r"x\['static'\] is one vector per sample: it must have shape \(batch, 2\)"):
+        explainer.explain([series, static[:, None, :]])
+    with pytest.raises(InputError, match=r"input 'static' is one vector per sample and has no time steps to mask"):
+        explainer.explain([series, static], mask=[None, np.ones((len(static), 1), bool)])
+
+
+def test_a_vector_input_refuses_what_needs_time_steps(with_static, tmp_path) -> None:
+    explainer, x = with_static.explainer, list(with_static.x)
+    with pytest.raises(InputError, match="takes networks with one input"):
+        explainer.explain(x, method="occlusion")
+    with pytest.raises(InputError, match=r"explain_dataset reads sequence inputs; input\(s\) \['static'\]"):
+        explainer.explain_dataset(x, out=tmp_path / "rel.npy")

@@ -139,6 +139,19 @@ def two_sequences_per_step() -> tuple[keras.Model, Any]:
     return keras.Model([a, b], L.Dense(2)(h), name="two_sequences_per_step"), [_features(9, 2), _features(10, 3)]
 
 
+def sequence_with_static_features() -> tuple[keras.Model, Any]:
+    series = keras.Input((None, 3), name="series")
+    static = keras.Input((2,), name="static")
+    state = L.Bidirectional(L.GRU(4), name="encoder")(L.Masking(0.0)(series))
+    joined = L.Concatenate(name="join")([state, L.Dense(3, activation="relu", name="embed_static")(static)])
+    outputs = L.Dense(2, name="head")(joined)
+    rng = np.random.default_rng(11)
+    return keras.Model([series, static], outputs, name="series_static"), [
+        _features(11, 3, 0.0),
+        rng.standard_normal((4, 2)).astype("float32"),
+    ]
+
+
 ZOO: dict[str, Entry] = {
     # max pooling after a masked bidirectional layer: a masked step's output is 0 and what reaches it is absorbed
     "text_bilstm_max": Entry(text_bilstm_max_pool, conserves=False),
@@ -149,6 +162,7 @@ ZOO: dict[str, Entry] = {
     "nested": Entry(sub_model_as_a_layer),
     "simple_rnn_lstm": Entry(stacked_simple_rnn_lstm),
     "two_sequences_per_step": Entry(two_sequences_per_step, step=None),
+    "series_static": Entry(sequence_with_static_features),
 }
 
 
@@ -215,7 +229,7 @@ def _keras_gradient_x_input(case: Case, target: np.ndarray) -> list[np.ndarray]:
     tables = {
         k: _embedding_table(case.model, layout.layers[layout.attribution_edges[k]].name)
         for k, part in enumerate(parts)
-        if part.ndim == 2
+        if layout.inputs[k].tokens
     }
     feeds = [tf.constant(part) for part in parts]
     with tf.GradientTape() as tape:

@@ -300,6 +300,49 @@ def test_graph_manifest_round_trips_and_infers_shapes() -> None:
     assert chain.edges == ((-1,), (0,))
 
 
+def _static_manifest(**static: object) -> dict:
+    """A sequence (LSTM) and a static vector, concatenated, then a dense head."""
+    layers = [
+        RecurrentSpec(cell="lstm", units=3, input_size=2, name="rnn"),
+        ConcatenateSpec((3, 4), name="join"),
+        DenseSpec(units=2, input_size=7, name="out"),
+    ]
+    edges = ((input_edge(0),), (0, input_edge(1)), (1,))
+    manifest = to_manifest(layers, edges=edges, inputs=(InputSpec("series", 2), InputSpec("static", 4, sequence=False)))
+    manifest["inputs"][1].update(static)
+    return manifest
+
+
+def test_a_vector_input_round_trips_and_is_one_vector_per_sample() -> None:
+    manifest = _static_manifest()
+    assert manifest["inputs"][1]["sequence"] is False
+    assert "sequence" not in manifest["inputs"][0]  # sequence inputs keep the manifests of earlier releases
+    layout = validate_manifest(manifest)
+    assert validate_manifest(layout.manifest) == layout
+    assert not layout.inputs[1].sequence
+    assert layout.sequence_outputs == (False, False, False)
+
+
+@pytest.mark.parametrize(
+    ("static", "match"),
+    [
+        ({"tokens": True}, r"input 'static' is one vector per sample .* no token ids"),
+        ({"mask_value": 0.0}, r"input 'static' is one vector per sample .* no mask_value"),
+    ],
+)
+def test_a_vector_input_has_no_tokens_and_no_mask(static: dict, match: str) -> None:
+    with pytest.raises(LayoutError, match=match):
+        validate_manifest(_static_manifest(**static))
+
+
+def test_a_vector_input_cannot_feed_a_recurrent_layer() -> None:
+    manifest = _static_manifest()
+    manifest["layers"][0]["inputs"] = ["static"]
+    manifest["layers"][0]["input_size"] = 4
+    with pytest.raises(LayoutError, match=r"layer 0 \(lstm\) reads input 'static', which is one vector per sample"):
+        validate_manifest(manifest)
+
+
 @pytest.mark.parametrize(
     ("mutate", "match"),
     [

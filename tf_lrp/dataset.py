@@ -638,7 +638,9 @@ def explain_dataset(
         count, steps = block.count, tuple(int(x.shape[1]) for x in block.xs)
         if targets is not None and np.ndim(targets) == 1 and np.shape(targets)[0] != count:
             raise InputError(f"targets must be None, an int or ({count},) integers; got shape {np.shape(targets)}")
-    budget = int(memory_budget) if memory_budget is not None else default_budget()
+    # a fixed batch size needs no budget: then the host's free memory (which changes from run to run) is
+    # not measured, so that the sidecar of a resumed run equals a clean run's byte for byte
+    budget = int(memory_budget) if memory_budget is not None else default_budget() if fixed is None else None
     max_batch = max_auto_batch() if fixed is None else MAX_AUTO_BATCH
     arguments = {
         **record,
@@ -649,7 +651,7 @@ def explain_dataset(
     method = str(record.get("method", ""))
     if out is None:
         return _run_in_memory(
-            run, blocks(), fixed, budget, per_sample_bytes, targets, net, progress, method, max_batch,
+            run, blocks(), fixed, budget or 0, per_sample_bytes, targets, net, progress, method, max_batch,
         )  # fmt: skip
     paths = output_paths(out, _file_names(names) if net.multi else None, explained=net.per_step)
     if count == 0:
@@ -726,7 +728,7 @@ def _run_to_files(
     time_keys = net.time_keys()
     try:
         for number, (offset, chunk, block) in enumerate(
-            _chunks(blocks(), plan_record["batch_size"], plan_record["memory_budget"], per_sample_bytes, net,
+            _chunks(blocks(), plan_record["batch_size"], plan_record["memory_budget"] or 0, per_sample_bytes, net,
                     plan_record.get("max_batch", MAX_AUTO_BATCH))
         ):  # fmt: skip
             size = len(chunk.indices)

@@ -95,7 +95,7 @@ class Explanation:
     def relevance_sum(self) -> np.ndarray:
         """(B,) the relevance of every input of each sample, summed."""
         parts = self.relevance if isinstance(self.relevance, tuple) else (self.relevance,)
-        return np.sum([r.sum(axis=(1, 2)) for r in parts], axis=0)
+        return np.sum([r.reshape(len(r), -1).sum(axis=1) for r in parts], axis=0)
 
     @property
     def absorbed(self) -> np.ndarray:
@@ -575,22 +575,25 @@ class Explainer:
         """
         layout = self.layout
         itemsize = np.dtype(self.dtype).itemsize
-        total = sum(time_steps * layout.attribution_size(k) for k in range(len(layout.inputs)))
+        total = sum(
+            (time_steps if spec.sequence else 1) * layout.attribution_size(k) for k, spec in enumerate(layout.inputs)
+        )
         sequences = layout.sequence_outputs
         for spec, reads in zip(layout.layers, layout.edges, strict=True):
             first = reads[0]
-            steps = time_steps if first < 0 or sequences[first] else 1
+            reads_sequence = layout.inputs[-1 - first].sequence if first < 0 else sequences[first]
+            steps = time_steps if reads_sequence else 1
             total += NODES[spec.kind].cache_floats(spec, steps)
         return 2 * total * itemsize
 
     # running --------------------------------------------------------------------------------
 
     def _x_specs(self) -> list[backend.TensorSpec]:
-        """One spec per network input: (B, T) int32 token ids or (B, T, D) floats."""
+        """One spec per network input: (B, T) int32 token ids, (B, T, D) floats or a (B, D) vector."""
         return [
             backend.TensorSpec((None, None), "int32")
             if spec.tokens
-            else backend.TensorSpec((None, None, spec.features), self.dtype)
+            else backend.TensorSpec((None, None, spec.features) if spec.sequence else (None, spec.features), self.dtype)
             for spec in self.layout.inputs
         ]
 
@@ -698,10 +701,15 @@ class Explainer:
                 )
             return array.astype(np.int32, copy=False)
         features = spec.features
-        if array.ndim != 3:
+        if not spec.sequence:
+            if array.ndim != 2 or array.shape[1] != features:
+                raise InputError(
+                    f"{label} is one vector per sample: it must have shape (batch, {features}); got {array.shape}"
+                )
+        elif array.ndim != 3:
             hint = " (one sequence? add a batch axis: x[None])" if array.ndim == 2 else ""
             raise InputError(f"{label} must have shape (batch, time, {features}); got {array.shape}{hint}")
-        if array.shape[2] != features:
+        if spec.sequence and array.shape[2] != features:
             raise InputError(
                 f"{label} has {array.shape[2]} features per step but the network's first layer expects "
                 f"{features}: {label} must have shape (batch, time, {features})"
@@ -734,7 +742,9 @@ class Explainer:
         result = tuple(self._check_input_mask(x[k], k, masks[k], spans[k], allow_empty) for k in range(count))
         if all(m is None for m in result):
             return None
-        return tuple(np.ones(x[k].shape[:2], dtype=bool) if m is None else m for k, m in enumerate(result))
+        # a vector input (no time axis) travels with a (B, 1) all-True placeholder the walk ignores
+        shapes = [x[k].shape[:2] if spec.sequence else (len(x[k]), 1) for k, spec in enumerate(self.layout.inputs)]
+        return tuple(np.ones(shapes[k], dtype=bool) if m is None else m for k, m in enumerate(result))
 
     def _check_input_mask(
         self, x: np.ndarray, k: int, mask: Any | None, lengths: Any | None, allow_empty: bool = False
@@ -742,6 +752,14 @@ class Explainer:
         batch, steps = x.shape[:2]
         if mask is not None and lengths is not None:
             raise InputError("pass either mask= or lengths=, not both")
+        spec = self.layout.inputs[k]
+        if not spec.sequence:
+            if mask is not None or lengths is not None:
+                raise InputError(
+                    f"input {spec.name!r} is one vector per sample and has no time steps to mask: pass None for "
+                    "its entry of mask= / lengths="
+                )
+            return None
         result: np.ndarray | None = None
         if lengths is not None:
             lengths = np.asarray(lengths)
@@ -761,7 +779,6 @@ class Explainer:
             if not allow_empty and not result.any(axis=1).all():
                 empty = int(np.flatnonzero(~result.any(axis=1))[0])
                 raise InputError(f"mask marks no valid step in sample {empty}; every sequence needs one")
-        spec = self.layout.inputs[k]
         if spec.tokens:
             embedding = self.layout.layers[self.layout.attribution_edges[k]]
             if embedding.mask_zero:  # type: ignore[attr-defined]
@@ -865,15 +882,17 @@ class Explainer:
         _check_options(method, eps, bias_factor)
         if strategy is not None:
             backend.check_strategy(strategy)
-        if len(self.layout.inputs) > 1 and method in EXTRA_INPUTS:
+        if method in EXTRA_INPUTS and (len(self.layout.inputs) > 1 or not self.layout.inputs[0].sequence):
             raise InputError(
-                f"{method} takes networks with one input; for several inputs use lrp, gradient_x_input or sensitivity"
+                f"{method} takes networks with one input (a sequence); for several inputs or a vector input use "
+                "lrp, gradient_x_input or sensitivity"
             )
         xs = self._check_x(x)
         valid = self._check_mask(xs, mask, lengths)
         first = xs if len(self.layout.inputs) == 1 else xs[0]
         targets = self._check_target(target, first.shape[0])
-        steps_ = self._check_step(step, first.shape[0], min(a.shape[1] for a in _as_list(xs)))
+        sequences = [a for a, spec in zip(_as_list(xs), self.layout.inputs, strict=True) if spec.sequence]
+        steps_ = self._check_step(step, first.shape[0], min((a.shape[1] for a in sequences), default=1))
         scalars = (np.asarray(eps, dtype=self.dtype), np.asarray(bias_factor, dtype=self.dtype))
         samples, shared_chunks = self._method_extras(method, first, batch_size, steps, baseline, seed)
         count = len(self.layout.inputs)
@@ -898,11 +917,17 @@ class Explainer:
             method=method,
             eps=float(eps),
             bias_factor=float(bias_factor),
-            mask=valid,
+            mask=self._step_masks(valid),
             explained=explained,
             tokens=self._tokens_of(x),
         )
         return conservation.checked(explanation)  # warns once (TfLrpWarning) on numeric blow-up
+
+    def _step_masks(self, valid: Any) -> Any:
+        """The explanation's masks: as checked, with None for a vector input (it has no steps)."""
+        if not isinstance(valid, tuple):
+            return valid
+        return tuple(m if spec.sequence else None for m, spec in zip(valid, self.layout.inputs, strict=True))
 
     def _tokens_of(self, x: Any) -> Any:
         """The tokens of each sample of the text inputs given as raw texts (see ``Explanation.tokens``)."""
@@ -1058,6 +1083,12 @@ class Explainer:
             backend.check_strategy(strategy)
         layout = self.layout
         names = [spec.name for spec in layout.inputs]
+        vectors = [spec.name for spec in layout.inputs if not spec.sequence]
+        if vectors:
+            raise InputError(
+                f"explain_dataset reads sequence inputs; input(s) {vectors} are one vector per sample: call "
+                "explain on batches (a loop over chunks of the data set)"
+            )
         if len(names) > 1 and method in EXTRA_INPUTS:
             raise InputError(
                 f"{method} takes networks with one input; for several inputs use lrp, gradient_x_input or sensitivity"

@@ -477,7 +477,11 @@ NODE_KINDS: tuple[str, ...] = tuple(SPEC_TYPES)
 
 @dataclass(frozen=True)
 class InputSpec:
-    """One input of the network: (B, T, features) floats, or (B, T) token ids when ``tokens``."""
+    """One input of the network.
+
+    (B, T, features) floats, (B, T) token ids when ``tokens``, or one vector per sample
+    (B, features) when not ``sequence`` (static features).
+    """
 
     name: str
     features: int
@@ -486,6 +490,8 @@ class InputSpec:
     mask_value: float | None = None
     #: Keras ``TextVectorization`` in front of a token input: raw strings are tokenized by it.
     text: TextVectorizer | None = None
+    #: whether the input has a time axis (B, T, features); False: one vector per sample (B, features).
+    sequence: bool = True
 
 
 #: An edge: a node index (>= 0), or ``-1 - k`` for the network's input ``k``.
@@ -762,6 +768,7 @@ def _validate_graph(manifest: Mapping[str, Any], layers: list[LayerSpec]) -> Net
             entry.get("tokens", False),
             entry.get("mask_value"),
             TextVectorizer.from_entry(entry["text"]) if "text" in entry else None,
+            entry.get("sequence", True),
         )
         for entry in manifest["inputs"]
     )
@@ -777,6 +784,11 @@ def _validate_graph(manifest: Mapping[str, Any], layers: list[LayerSpec]) -> Net
             raise LayoutError(
                 f"input {spec.name!r}: token inputs mask padding with the embedding's mask_zero: "
                 "remove mask_value"
+            )
+        if not spec.sequence and (spec.tokens or spec.mask_value is not None):
+            raise LayoutError(
+                f"input {spec.name!r} is one vector per sample (\"sequence\": false): it can have no token ids "
+                "and no mask_value; remove them or make it a sequence"
             )
         names[spec.name] = input_edge(k)
     edges: list[tuple[Edge, ...]] = []
@@ -824,7 +836,7 @@ def _infer_sequences(
     def source(edge: Edge) -> Port:
         if edge < 0:
             spec = inputs[-1 - edge]
-            return Port(True, spec.features, spec.tokens, f"input {spec.name!r}")
+            return Port(spec.sequence, spec.features, spec.tokens, f"input {spec.name!r}")
         return ports[edge]
 
     last = len(layers) - 1
@@ -934,6 +946,8 @@ def to_manifest(
                 item["mask_value"] = float(spec.mask_value)
             if spec.text is not None:
                 item["text"] = spec.text.to_entry()
+            if not spec.sequence:
+                item["sequence"] = False
             described.append(item)
         graph_manifest: dict[str, Any] = {
             "format": FORMAT, "version": GRAPH_VERSION, "inputs": described, "layers": entries

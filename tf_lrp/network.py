@@ -131,6 +131,9 @@ def forward(
     values: dict[Edge, Tensor] = {}
     masks: dict[Edge, Tensor | None] = {}
     for k in range(count):
+        if not layout.inputs[k].sequence:  # one vector per sample (B, F): no time axis, no mask
+            values[-1 - k], masks[-1 - k] = xs[k], None
+            continue
         values[-1 - k] = _time_major(xs[k])
         m = input_masks[k]
         masks[-1 - k] = None if m is None else ops.expand_dims(ops.transpose(m, (1, 0)), -1)
@@ -157,7 +160,7 @@ def forward(
         out_mask = masks[last]
         output_mask = None if out_mask is None else ops.transpose(out_mask[..., 0], (1, 0))
     at_points = tuple(
-        ops.transpose(values[p], (1, 0, 2)) if embedded or p >= 0 else xs[k] for k, p in enumerate(points)
+        ops.transpose(values[p], (1, 0, 2)) if p >= 0 else xs[k] for k, p in enumerate(points)
     )
     return Forward(
         scores=scores,
@@ -242,7 +245,10 @@ def backward(
     at_points = []
     for k, point in enumerate(points):
         arrived = signals.get(point)
-        at_points.append(ops.zeros_like(fwd.all_inputs[k]) if arrived is None else ops.transpose(arrived, (1, 0, 2)))
+        if arrived is None:
+            at_points.append(ops.zeros_like(fwd.all_inputs[k]))
+        else:  # a sequence back to batch-major; a vector input's (B, F) as it is
+            at_points.append(ops.transpose(arrived, (1, 0, 2)) if len(arrived.shape) == 3 else arrived)
     return Backward(at_points[0], initial_state, tuple(at_points))
 
 

@@ -97,7 +97,8 @@ SIDECAR_SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "batch_size": {"anyOf": [{"type": "null"}, {"type": "integer", "minimum": 1}]},
-                "memory_budget": {"type": "integer", "minimum": 1},
+                # None: a fixed batch size without a budget (none is needed)
+                "memory_budget": {"anyOf": [{"type": "null"}, {"type": "integer", "minimum": 1}]},
                 # the cap of an auto-sized chunk (None: none, on an accelerator); older records: 1024
                 "max_batch": {"anyOf": [{"type": "null"}, {"type": "integer", "minimum": 1}]},
             },

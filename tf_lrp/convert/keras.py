@@ -298,14 +298,16 @@ class _Walker:
                 spec = InputSpec(name, 1, True)  # the tokenizer is read from its layer by the walk
             elif len(shape) == 3 and shape[2] is not None:
                 spec = InputSpec(name, int(shape[2]))
+            elif len(shape) == 2 and shape[1] is not None and not str(tensor.dtype).startswith(("int", "uint")):
+                spec = InputSpec(name, int(shape[1]), sequence=False)  # static features, one vector per sample
             else:
                 raise ConversionError(
-                    f"input {name!r} has shape {shape}; tf_lrp reads sequences (batch, time, features), or token ids "
-                    "(batch, time) that go into an Embedding"
+                    f"input {name!r} has shape {shape}; tf_lrp reads sequences (batch, time, features), token ids "
+                    "(batch, time) that go into an Embedding, or float vectors (batch, features)"
                 )
             self.graph.inputs.append(spec)
             self.graph.names.add(name)
-            port = Port(True, spec.features, spec.tokens, f"input {name!r}")
+            port = Port(spec.sequence, spec.features, spec.tokens, f"input {name!r}")
             values[id(tensor)] = _Value(input_edge(k), port, False, None)
         return values
 
@@ -548,6 +550,8 @@ def _probe_one(entry: Mapping[str, Any], embedding: Mapping[str, Any] | None, st
             ids[2, : steps - cut] = 0  # pre-padding
             ids[3, steps // 2] = 0  # a masked step inside
         return ids.astype(np.int32)
+    if entry.get("sequence", True) is False:  # static features, one vector per sample
+        return rng.standard_normal((batch, entry["features"])).astype(np.float32)
     x = rng.standard_normal((batch, steps, entry["features"])).astype(np.float32)
     mask_value = entry.get("mask_value")
     if mask_value is not None and steps > 1:
