@@ -16,7 +16,7 @@ import keras
 import numpy as np
 
 from tf_lrp import Explainer
-from tf_lrp.layout import ConcatenateSpec, DenseSpec, InputSpec, RecurrentSpec, input_edge, to_manifest
+from tf_lrp.layout import ConcatenateSpec, DenseSpec, InputSpec, RecurrentSpec, Seq2SeqSpec, input_edge, to_manifest
 
 L = keras.layers
 BATCH, STEPS = 4, 5
@@ -30,7 +30,7 @@ class Case:
     """One network of the zoo."""
 
     explainer: Explainer
-    keras_model: keras.Model  # inputs -> the output node's pre-activation
+    keras_model: Any  # a Keras model (or an independent numpy forward): inputs -> the output's pre-activation
     x: Any  # one array, or a tuple per input
     lengths: Any  # (B,) valid lengths (post-padding), or a tuple per input
     kinds: frozenset[str]  # the node kinds the network uses
@@ -185,6 +185,56 @@ def sequence_and_static(rng: np.random.Generator) -> Case:
     return Case(explainer, model, x, (lengths, None), frozenset({"lstm", "concatenate", "dense"}))
 
 
+def _gru_numpy(x: np.ndarray, h: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """One Keras GRU step (reset_after=True; gate blocks update, reset, candidate), written out in numpy."""
+    units = h.shape[1]
+    xs, hs = x @ kernel + bias[0], h @ recurrent + bias[1]
+    update = 1 / (1 + np.exp(-(xs[:, :units] + hs[:, :units])))
+    reset = 1 / (1 + np.exp(-(xs[:, units : 2 * units] + hs[:, units : 2 * units])))
+    candidate = np.tanh(xs[:, 2 * units :] + reset * hs[:, 2 * units :])
+    return update * h + (1 - update) * candidate
+
+
+def _forecaster_numpy(spec: Seq2SeqSpec, weights: list[np.ndarray]) -> Callable[[list[np.ndarray]], np.ndarray]:
+    """The forecaster's forward pass written out independently (docs/forecaster.md), as the reference."""
+
+    def run(inputs: list[np.ndarray]) -> np.ndarray:
+        history, future, static = inputs
+        layers = spec.num_layers
+        sequence, states = history, []
+        for layer in range(layers):  # encoder: stacked GRUs from zero states
+            kernel, recurrent, bias = weights[3 * layer : 3 * layer + 3]
+            h = np.zeros((len(history), spec.units))
+            outputs = []
+            for t in range(sequence.shape[1]):
+                h = _gru_numpy(sequence[:, t], h, kernel, recurrent, bias)
+                outputs.append(h)
+            sequence = np.stack(outputs, axis=1)
+            states.append(h)
+        head1_kernel, head1_bias, head2_kernel = weights[6 * layers :]
+        previous, forecasts = history[:, -1, : spec.outputs], []
+        for t in range(future.shape[1]):  # decoder: fed its own previous forecast
+            u = np.concatenate([previous, future[:, t]], axis=1)
+            for layer in range(layers):
+                kernel, recurrent, bias = weights[3 * (layers + layer) : 3 * (layers + layer) + 3]
+                states[layer] = u = _gru_numpy(u, states[layer], kernel, recurrent, bias)
+            hidden = np.maximum(np.concatenate([u, static], axis=1) @ head1_kernel + head1_bias, 0)
+            previous = hidden @ head2_kernel
+            forecasts.append(previous)
+        return np.stack(forecasts, axis=1)
+
+    return run
+
+
+def forecaster(rng: np.random.Generator) -> Case:
+    """The GRU encoder-decoder forecaster (2 layers, static features): history 5 steps, horizon 3."""
+    spec = Seq2SeqSpec(num_layers=2, units=3, input_size=3, outputs=2, future_size=2, static_size=2, head_units=4)
+    weights = [rng.standard_normal(a.shape) * 0.6 for a in spec.arrays]
+    explainer = Explainer.from_manifest(spec.manifest, weights, dtype="float64")
+    x = (rng.standard_normal((BATCH, STEPS, 3)), rng.standard_normal((BATCH, 3, 2)), rng.standard_normal((BATCH, 2)))
+    return Case(explainer, _forecaster_numpy(spec, weights), x, (None, None, None), frozenset({"seq2seq"}))  # type: ignore[arg-type]
+
+
 #: name -> factory; the invariants harness runs every method on each.
 NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "stacked_lstm_gru": stacked_lstm_gru,
@@ -195,6 +245,7 @@ NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "token_classifier": token_classifier,
     "two_inputs": two_inputs,
     "sequence_and_static": sequence_and_static,
+    "forecaster": forecaster,
 }
 #: the node kinds each network uses (static, so the coverage check needs no Keras model)
 KINDS: dict[str, frozenset[str]] = {
@@ -206,4 +257,5 @@ KINDS: dict[str, frozenset[str]] = {
     "token_classifier": frozenset({"embedding", "gru", "dense"}),
     "two_inputs": frozenset({"lstm", "gru", "concatenate", "dense"}),
     "sequence_and_static": frozenset({"lstm", "concatenate", "dense"}),
+    "forecaster": frozenset({"seq2seq"}),
 }

@@ -166,12 +166,16 @@ def test_all_steps_is_the_sum_of_single_steps(case: Case, method: str) -> None:
         pytest.skip("one output per sample")
     target = np.zeros(len(case.inputs[0]), dtype=int)
     whole = _explain(case, method, target=target, bias_factor=1.0)
-    total = np.zeros_like(whole.relevance)
+    totals = [np.zeros_like(part) for part in _parts(whole.relevance)]
     explained = np.zeros_like(whole.explained_score)
-    for step in range(case.inputs[0].shape[1]):
+    timed = case.explainer.layout.output_time_input  # the input whose time axis the output follows
+    mask = case.masks[timed]
+    for step in range(case.inputs[timed].shape[1]):
         one = _explain(case, method, target=target, step=step, bias_factor=1.0)
-        valid = case.masks[0][:, step]
-        total += np.where(valid[:, None, None], one.relevance, 0.0)
+        valid = np.ones(len(target), dtype=bool) if mask is None else mask[:, step]
+        for total, part in zip(totals, _parts(one.relevance), strict=True):
+            total += np.where(valid.reshape((-1,) + (1,) * (part.ndim - 1)), part, 0.0)
         explained += np.where(valid, one.explained_score, 0.0)
     np.testing.assert_allclose(explained, whole.explained_score, rtol=1e-12)
-    np.testing.assert_allclose(total, whole.relevance, rtol=0, atol=1e-10 * max(1.0, np.abs(total).max()))
+    for total, part in zip(totals, _parts(whole.relevance), strict=True):
+        np.testing.assert_allclose(total, part, rtol=0, atol=1e-10 * max(1.0, np.abs(total).max()))

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tf_lrp import InputError, LayoutError, Seq2SeqExplainer
+from tf_lrp import Explainer, InputError, LayoutError, Seq2SeqExplainer
 from tf_lrp.layout import validate_manifest
 from tf_lrp.seq2seq import Seq2SeqSpec, validate_seq2seq_manifest
 
@@ -216,9 +216,57 @@ def test_save_load_roundtrip(ref, ex64, tmp_path) -> None:
         Seq2SeqExplainer.load(tmp_path / "other.npz")
 
 
-def test_classifier_validator_points_to_forecaster(ex64) -> None:
-    with pytest.raises(LayoutError, match="Seq2SeqExplainer"):
-        validate_manifest(ex64.manifest)
+def test_the_forecaster_is_a_network_of_one_node(ex64) -> None:
+    """Its own manifest reads as a graph: inputs history, future, static; one seq2seq node, per-step scores."""
+    layout = validate_manifest(ex64.manifest)
+    assert [(spec.name, spec.features, spec.sequence) for spec in layout.inputs] == [
+        ("history", 3, True), ("future", 2, True), ("static", 1, False)
+    ]
+    assert [spec.kind for spec in layout.layers] == ["seq2seq"]
+    assert layout.per_step
+    assert layout.output_time_input == 1  # the horizon is the future's time axis
+    assert layout.manifest["version"] == 2
+    assert validate_manifest(layout.manifest) == layout
+
+
+@pytest.mark.core
+def test_explainer_serves_the_forecaster_to_the_reference(ref, ex64, tmp_path) -> None:
+    """Explainer (from the forecaster's file) gives the reference's relevance per input, and per step."""
+    path = tmp_path / "forecaster.npz"
+    ex64.save(path)
+    explainer = Explainer.load(path)
+    xs = [ref["x"], ref["x_future"], ref["static"]]
+    _close(explainer.score(xs), ref["forecasts"])
+    numbers = {"eps": float(ref["eps"]), "bias_factor": float(ref["bias_factor"])}
+    one = explainer.explain(xs, target=int(ref["target_output"]), step=int(ref["target_step"]), **numbers)
+    every = explainer.explain(xs, target=int(ref["target_output"]), **numbers)
+    for result, prefix in ((one, "lrp_"), (every, "lrp_all_steps_")):
+        history, future, static = result.relevance
+        _close(history, ref[prefix + "history"])
+        scale = np.abs(ref[prefix + "history"]).max()
+        _close(future, ref[prefix + "future"], scale=scale)
+        _close(static, ref[prefix + "static"], scale=scale)
+        _close(result.initial_state_relevance, ref[prefix + "initial_state"], scale=scale)
+    assert ex64.explainer.fingerprint == explainer.fingerprint
+
+
+def test_explain_dataset_of_the_forecaster_resumes_and_equals_explain(ref, ex64, tmp_path) -> None:
+    rng = np.random.default_rng(3)
+    n = 11
+    x, future, static = rng.normal(size=(n, 5, 3)), rng.normal(size=(n, 3, 2)), rng.normal(size=(n, 1))
+    direct = ex64.explain(x, future, static, step=1, output=0, bias_factor=1.0)
+    memory = ex64.explain_dataset(x, future, static, step=1, output=0, bias_factor=1.0, batch_size=4, progress=False)
+    for got, want in zip(memory.relevance, (direct.history, direct.future, direct.static), strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12 * np.abs(direct.history).max())
+    files = ex64.explain_dataset(x, future, static, step=1, bias_factor=1.0, batch_size=4, progress=False,
+                                 out=tmp_path / "rel.npy")  # fmt: skip
+    loaded = files.load()
+    np.testing.assert_allclose(loaded["relevance/history"], direct.history, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(loaded["relevance/static"][:, 0, :], direct.static, rtol=0, atol=1e-12)
+    # run again: it resumes (every recorded chunk verified against its inputs, none recomputed)
+    again = ex64.explain_dataset(x, future, static, step=1, bias_factor=1.0, batch_size=4, progress=False,
+                                 out=tmp_path / "rel.npy")  # fmt: skip
+    np.testing.assert_array_equal(again.load()["relevance/history"], loaded["relevance/history"])
 
 
 @pytest.mark.parametrize(

@@ -891,8 +891,8 @@ class Explainer:
         valid = self._check_mask(xs, mask, lengths)
         first = xs if len(self.layout.inputs) == 1 else xs[0]
         targets = self._check_target(target, first.shape[0])
-        sequences = [a for a, spec in zip(_as_list(xs), self.layout.inputs, strict=True) if spec.sequence]
-        steps_ = self._check_step(step, first.shape[0], min((a.shape[1] for a in sequences), default=1))
+        horizon = _as_list(xs)[self.layout.output_time_input].shape[1] if self.layout.per_step else 1
+        steps_ = self._check_step(step, first.shape[0], horizon)
         scalars = (np.asarray(eps, dtype=self.dtype), np.asarray(bias_factor, dtype=self.dtype))
         samples, shared_chunks = self._method_extras(method, first, batch_size, steps, baseline, seed)
         count = len(self.layout.inputs)
@@ -1083,12 +1083,9 @@ class Explainer:
             backend.check_strategy(strategy)
         layout = self.layout
         names = [spec.name for spec in layout.inputs]
-        vectors = [spec.name for spec in layout.inputs if not spec.sequence]
-        if vectors:
-            raise InputError(
-                f"explain_dataset reads sequence inputs; input(s) {vectors} are one vector per sample: call "
-                "explain on batches (a loop over chunks of the data set)"
-            )
+        vectors = [k for k, spec in enumerate(layout.inputs) if not spec.sequence]
+        if vectors:  # the driver reads sequences: a vector input travels as one step, (N, 1, S)
+            data = _vectors_as_one_step(data, layout, vectors)
         if len(names) > 1 and method in EXTRA_INPUTS:
             raise InputError(
                 f"{method} takes networks with one input; for several inputs use lrp, gradient_x_input or sensitivity"
@@ -1111,14 +1108,24 @@ class Explainer:
             self._check_target(targets, 1)
 
         def run(x: Any, target: Any, chunk_mask: Any, chunk_lengths: Any) -> tuple[Any, ...]:
+            if vectors:  # back to (n, S), without a mask; the results one step again
+                x = [v[:, 0, :] if k in vectors else v for k, v in enumerate(x)]
+                chunk_mask, chunk_lengths = (
+                    None if given is None else [None if k in vectors else m for k, m in enumerate(given)]
+                    for given in (chunk_mask, chunk_lengths)
+                )
             result = self.explain(
                 x, target, method, eps, bias_factor, chunk_mask, chunk_lengths, batch_size=len(_as_list(x)[0]),
                 strategy=strategy, step=step, **options,
             )  # fmt: skip
-            return (
-                result.relevance, result.scores, result.target, result.initial_state_relevance, result.mask,
-                result.explained,
-            )  # fmt: skip
+            relevance, masks = result.relevance, result.mask
+            if vectors:
+                relevance = tuple(r[:, None, :] if k in vectors else r for k, r in enumerate(relevance))
+                if isinstance(masks, tuple):
+                    masks = tuple(
+                        np.ones((len(r), 1), bool) if m is None else m for m, r in zip(masks, relevance, strict=True)
+                    )
+            return relevance, result.scores, result.target, result.initial_state_relevance, masks, result.explained
 
         record: dict[str, Any] = {
             "fingerprint": self.fingerprint,
@@ -1138,7 +1145,7 @@ class Explainer:
         for k, spec in enumerate(layout.inputs):
             point = layout.attribution_edges[k]
             mask_zero = spec.tokens and bool(layout.layers[point].mask_zero)  # type: ignore[attr-defined]
-            shape = () if spec.tokens else (spec.features,)
+            shape = () if spec.tokens else (spec.features,)  # a vector input: one step of its features
             inputs.append(dataset.InputInfo(spec.name, shape, layout.attribution_size(k), mask_zero))
         result = dataset.explain_dataset(
             run,
@@ -1164,6 +1171,11 @@ class Explainer:
         if isinstance(result, dataset.OutputFiles):
             return result
         relevance = result["relevance"] if len(names) == 1 else tuple(result[f"relevance/{name}"] for name in names)
+        masks = result["mask"]
+        if vectors:  # in memory, a vector input's relevance is (N, S) as from explain
+            relevance = tuple(r[:, 0, :] if k in vectors else r for k, r in enumerate(relevance))
+            if masks is not None:
+                masks = tuple(None if k in vectors else m for k, m in enumerate(masks))
         return Explanation(
             relevance=relevance,
             scores=result["scores"],
@@ -1172,7 +1184,7 @@ class Explainer:
             method=method,
             eps=float(eps),
             bias_factor=float(bias_factor),
-            mask=result["mask"],
+            mask=masks,
             explained=result.get("explained"),
         )
 
@@ -1272,6 +1284,20 @@ def _check_cast(layout: NetworkLayout, weights: Sequence[np.ndarray], dtype: str
 def _as_list(value: Any) -> list[Any]:
     """A tuple or list as a list; anything else as a one-element list."""
     return list(value) if isinstance(value, (tuple, list)) else [value]
+
+
+def _vectors_as_one_step(data: Any, layout: NetworkLayout, vectors: Sequence[int]) -> Any:
+    """In-memory data with vector inputs (N, S) as the one-step sequences (N, 1, S) the driver reads."""
+    names = [spec.name for spec in layout.inputs]
+    if isinstance(data, Mapping) and set(data) == set(names):
+        return {name: np.asarray(value)[:, None, :] if names.index(name) in vectors else value
+                for name, value in data.items()}  # fmt: skip
+    if isinstance(data, (list, tuple)) and len(data) == len(names):
+        return [np.asarray(value)[:, None, :] if k in vectors else value for k, value in enumerate(data)]
+    raise InputError(
+        f"input(s) {[names[k] for k in vectors]} are one vector per sample: explain_dataset takes such a network's "
+        "data in memory, as a list (or a dict by input name) of arrays; their relevance is (N, 1, S)"
+    )
 
 
 def _check_not_empty(array: np.ndarray, label: str = "x") -> None:

@@ -1,9 +1,13 @@
-"""The forecaster facade: :class:`Seq2SeqExplainer` and its :class:`ForecastExplanation`.
+"""The forecaster's constructors and diagnostics: :class:`Seq2SeqExplainer`, :class:`ForecastExplanation`.
 
-Explains the forecasts of a GRU encoder-decoder (Mirzavand Borujeni et al. 2023; see
-:mod:`tf_lrp.seq2seq` and ``docs/forecaster.md``) with LRP or Gradient×Input: one forecast step
-and target, or all steps of one target at once, returning relevance maps for the history, the
-known-future inputs and the static features.
+The GRU encoder-decoder (Mirzavand Borujeni et al. 2023; see :mod:`tf_lrp.nodes.forecaster` and
+``docs/forecaster.md``) is one node of the layer graph, so :class:`~tf_lrp.Explainer` serves it
+like any network (``Seq2SeqExplainer.explainer``, or ``Explainer.load`` on a saved forecaster):
+its inputs are ``history``, ``future`` and ``static``, ``explain(x, step=t, target=o)``,
+``explain_dataset`` (resumable), scores, conservation reports. :class:`Seq2SeqExplainer` keeps the
+forecaster's own file format and calls (``forecast``, ``explain(x, x_future, static, step,
+output)``) as thin wrappers over that explainer; its ``explain`` also returns the forecaster's
+diagnostics (the seed path, the feedback, the static relevance per step).
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import numpy as np
 
 from . import _io, backend
 from .errors import InputError, LayoutError
-from .explainer import DTYPES
+from .explainer import DTYPES, Explainer
+from .layout import forecaster_layout
 from .network import GRADIENT, LRP, Context
 from .rules import RuleSet, as_ruleset, check_lrp_numbers
 from .seq2seq import (
@@ -186,6 +191,11 @@ class Seq2SeqExplainer:
         checked = check_seq2seq_weights(spec, weights)
         self.weights: list[np.ndarray] = [np.ascontiguousarray(w, dtype=dtype) for w in checked]
         self._compiled: dict[str, backend.Compiled] = {}
+        #: the :class:`~tf_lrp.Explainer` of the same network (inputs ``history``, ``future``
+        #: and, with static features, ``static``): ``explain(x, step=t, target=o)``,
+        #: ``explain_dataset``, ``score`` — what every other network gets
+        self.explainer = Explainer(forecaster_layout(spec), self.weights, dtype=dtype, rules=self.rules,
+                                   jit_compile=self.jit_compile)  # fmt: skip
 
     # construction ---------------------------------------------------------------------------
 
@@ -313,8 +323,8 @@ class Seq2SeqExplainer:
 
     @property
     def trace_count(self) -> int:
-        """How often the compiled functions were traced so far."""
-        return sum(c.traces for c in self._compiled.values())
+        """How often the compiled functions were traced so far (this one's and its explainer's)."""
+        return sum(c.traces for c in self._compiled.values()) + self.explainer.trace_count
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -338,26 +348,18 @@ class Seq2SeqExplainer:
                 backend.TensorSpec((None, None, spec.future_size), dtype),
                 backend.TensorSpec((None, spec.static_size), dtype),
             ]
-            if method == "forecast":
+            lrp = method == "lrp"
+            scalar = backend.TensorSpec((), dtype)
+            signature += [backend.TensorSpec((None,), dtype), backend.TensorSpec((spec.outputs,), dtype)]
+            signature += [scalar, scalar]
 
-                def run(arrays: Any, x: Any, x_future: Any, static: Any, *rest: Any) -> Any:
-                    return forward(spec, arrays, x, x_future, static).forecasts
-
-            else:
-                lrp = method == "lrp"
-                scalar = backend.TensorSpec((), dtype)
-                signature += [backend.TensorSpec((None,), dtype), backend.TensorSpec((spec.outputs,), dtype)]
-                signature += [scalar, scalar]
-
-                def run(arrays: Any, x: Any, x_future: Any, static: Any, *rest: Any) -> Any:
-                    step_weights, one_hot, eps, bias_factor = rest
-                    fwd = forward(spec, arrays, x, x_future, static)
-                    mask = seed_mask(step_weights, one_hot)
-                    seed = fwd.forecasts * mask if lrp else mask + 0 * fwd.forecasts
-                    back = backward(
-                        LRP if lrp else GRADIENT, spec, arrays, fwd, seed, Context(eps, bias_factor, rules)
-                    )
-                    return (fwd.forecasts, *back)
+            def run(arrays: Any, x: Any, x_future: Any, static: Any, *rest: Any) -> Any:
+                step_weights, one_hot, eps, bias_factor = rest
+                fwd = forward(spec, arrays, x, x_future, static)
+                mask = seed_mask(step_weights, one_hot)
+                seed = fwd.forecasts * mask if lrp else mask + 0 * fwd.forecasts
+                back = backward(LRP if lrp else GRADIENT, spec, arrays, fwd, seed, Context(eps, bias_factor, rules))
+                return (fwd.forecasts, *back)
 
             # x, x_future, static are batch-major and every output is: a shape-specialising
             # backend (JAX, XLA) pads the batch to a bucket instead of compiling per batch size
@@ -431,8 +433,59 @@ class Seq2SeqExplainer:
         Returns:
             (B, T_out, O) forecasts.
         """
-        (result,) = self._run("forecast", self._check_inputs(x, x_future, static), (), batch_size)
-        return result
+        if batch_size is not None and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1
+        ):
+            raise InputError(f"batch_size must be a positive int or None; got {batch_size!r}")
+        return self.explainer.score(self._inputs(x, x_future, static), batch_size=batch_size)
+
+    def _inputs(self, x: Any, x_future: Any, static: Any) -> list[np.ndarray]:
+        """The checked inputs as the explainer's list: history, future and (S > 0) static."""
+        history, future, static_array = self._check_inputs(x, x_future, static)
+        return [history, future, static_array] if self.spec.static_size else [history, future]
+
+    def explain_dataset(
+        self,
+        x: Any,
+        x_future: Any,
+        static: Any = None,
+        step: int | None = None,
+        output: int = 0,
+        method: str = "lrp",
+        eps: float = 1e-3,
+        bias_factor: float = 0.0,
+        **options: Any,
+    ) -> Any:
+        """Explain a whole data set in chunks, optionally into resumable files (``out=``).
+
+        The forecaster's run of :meth:`tf_lrp.Explainer.explain_dataset` (see ``docs/dataset.md``):
+        the relevance of each input is ``relevance/history``, ``relevance/future`` and
+        ``relevance/static`` (the last (N, 1, S) in files, (N, S) in memory); the history's
+        includes the seed path, as :attr:`ForecastExplanation.history` does.
+
+        Args:
+            x: (N, T_in, F) history (an array or a memory map).
+            x_future: (N, T_out, F_dec) known-future inputs.
+            static: (N, S) static features, or None when S = 0.
+            step: the forecast step, or None for all steps summed.
+            output: the target index.
+            method: ``lrp``, ``gradient_x_input`` or ``sensitivity``.
+            eps: LRP stabiliser ε ≥ 0.
+            bias_factor: LRP share of bias and stabiliser that is redistributed, in [0, 1].
+            **options: ``out``, ``batch_size``, ``resume``, ``progress``, ``memory_budget``,
+                ``strategy`` of :meth:`tf_lrp.Explainer.explain_dataset`.
+
+        Returns:
+            An :class:`~tf_lrp.Explanation` (relevance: history, future[, static]) or, with
+            ``out=``, the :class:`tf_lrp.dataset.OutputFiles`.
+        """
+        inputs = self._inputs(x, x_future, static)
+        horizon = inputs[1].shape[1]
+        step = _index("step", step, horizon, "the horizon T_out (x_future's time axis)", allow_none=True)
+        targets = _index("output", output, self.spec.outputs, "the number of forecast targets O", allow_none=False)
+        return self.explainer.explain_dataset(
+            inputs, method=method, targets=targets, step=step, eps=eps, bias_factor=bias_factor, **options
+        )
 
     def explain(
         self,

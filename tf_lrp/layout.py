@@ -112,6 +112,8 @@ class Spec:
     rule_kind: ClassVar[str | None] = None
     #: whether the layer may be the network's last one (its pre-activation is the explained score)
     scores: ClassVar[bool] = False
+    #: which input edge's time axis a sequence output follows (and so its step mask)
+    time_from: ClassVar[int] = 0
     name: str
     kind: str
 
@@ -132,6 +134,10 @@ class Spec:
     def describe(self, reads: str) -> str:
         """The layer's ``tf-lrp info`` line after its index; ``reads`` is ``" <- edges"`` or empty."""
         raise NotImplementedError
+
+    def array_specs(self, index: int) -> tuple[ArraySpec, ...] | None:
+        """Its weight arrays where the schema's ``x-arrays`` cannot list them (None: the schema's)."""
+        return None
 
     def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
         """The output this layer makes of its inputs; checks that they fit it.
@@ -466,10 +472,206 @@ class ConcatenateSpec(Spec):
         return Port(parts[0].sequence, self.output_size, False, "")
 
 
+@dataclass(frozen=True)
+class Seq2SeqSpec(Spec):
+    """The GRU encoder-decoder forecaster (Mirzavand Borujeni et al. 2023) as one node of the graph.
+
+    It reads three inputs: the history (B, T_in, input_size), the known-future inputs
+    (B, T_out, future_size) — their time axis is the forecast horizon — and, when
+    ``static_size > 0``, the static features (B, static_size), one vector per sample; it outputs
+    the forecasts (B, T_out, outputs), one score vector per decoder step. Its encoder, decoder
+    and head take the recurrent rules (product rule, sum spread) and the head / output rules.
+
+    Attributes:
+        num_layers: L, GRU layers in the encoder and (equally many) in the decoder.
+        units: H, width of every GRU state.
+        input_size: F, history features per step; the first ``outputs`` are the targets.
+        outputs: O, forecast targets per step.
+        future_size: F_dec, known-future features per decoder step (may be 0).
+        static_size: S, static features, read by the head only (may be 0).
+        head_units: H', width of the head's hidden (relu) layer (0: ``units``).
+        name: optional label.
+    """
+
+    kinds: ClassVar[tuple[str, ...]] = ("seq2seq",)
+    rule_kind: ClassVar[str | None] = "recurrent"
+    scores: ClassVar[bool] = True
+    #: the input edge whose time axis the output follows: the known-future inputs (the horizon)
+    time_from: ClassVar[int] = 1
+    num_layers: int
+    units: int
+    input_size: int
+    outputs: int
+    future_size: int = 0
+    static_size: int = 0
+    head_units: int = 0
+    name: str = ""
+    kind: str = "seq2seq"
+
+    def __post_init__(self) -> None:
+        if self.head_units == 0:
+            object.__setattr__(self, "head_units", self.units)
+
+    def _gru(self, input_size: int) -> RecurrentSpec:
+        return RecurrentSpec(cell="gru", units=self.units, input_size=input_size, return_sequences=True)
+
+    @property
+    def encoder(self) -> tuple[RecurrentSpec, ...]:
+        """The encoder's GRU layers, bottom to top."""
+        return tuple(self._gru(self.input_size if i == 0 else self.units) for i in range(self.num_layers))
+
+    @property
+    def decoder(self) -> tuple[RecurrentSpec, ...]:
+        """The decoder's GRU layers, bottom to top (layer 0 reads ``[ŷ_{t−1} ; x_future_t]``)."""
+        first = self.outputs + self.future_size
+        return tuple(self._gru(first if i == 0 else self.units) for i in range(self.num_layers))
+
+    @property
+    def head(self) -> tuple[DenseSpec, DenseSpec]:
+        """The head: ``Dense(head_units, relu)`` over ``[h_top ; static]``, then ``Dense(O, no bias)``."""
+        return (
+            DenseSpec(units=self.head_units, input_size=self.units + self.static_size, activation="relu"),
+            DenseSpec(units=self.outputs, input_size=self.head_units, use_bias=False),
+        )
+
+    @property
+    def output_size(self) -> int:
+        """Width of the forecasts: O targets per step."""
+        return self.outputs
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> Seq2SeqSpec:
+        """The spec of a manifest entry."""
+        return cls(
+            num_layers=entry["num_layers"],
+            units=entry["units"],
+            input_size=entry["input_size"],
+            outputs=entry["outputs"],
+            future_size=entry.get("future_size", 0),
+            static_size=entry.get("static_size", 0),
+            head_units=entry.get("head_units", entry["units"]),
+            name=entry.get("name", ""),
+        )
+
+    def to_entry(self) -> dict[str, Any]:
+        """The normalised manifest entry."""
+        return {
+            "kind": "seq2seq",
+            "cell": "gru",
+            "reset_after": True,
+            "gate_order": list(GRU_GATES),
+            "num_layers": self.num_layers,
+            "units": self.units,
+            "input_size": self.input_size,
+            "outputs": self.outputs,
+            "future_size": self.future_size,
+            "static_size": self.static_size,
+            "head_units": self.head_units,
+        }
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The forecaster's own manifest: one ``seq2seq`` layer (version 1; what ``Seq2SeqExplainer`` saves)."""
+        entry = self.to_entry()
+        if self.name:
+            entry["name"] = self.name
+        return {"format": FORMAT, "version": FORMAT_VERSION, "layers": [entry]}
+
+    @property
+    def arrays(self) -> tuple[ArraySpec, ...]:
+        """Every weight array, in Keras ``get_weights()`` order, named as in the schema."""
+        return self.array_specs(0, keyed=False)
+
+    def array_specs(self, index: int, keyed: bool = True) -> tuple[ArraySpec, ...]:
+        """The ``x-arrays`` of ``$defs/seq2seq``: consecutive entries of one ``block`` repeat per layer.
+
+        Args:
+            index: the node's index in the network.
+            keyed: key each array ``"<index>/<name>"`` (a network file) or by its bare name (the
+                forecaster's own file).
+        """
+        entries = load_schema()["$defs"]["seq2seq"]["x-arrays"]
+        base = {**self.__dict__, "head_input": self.units + self.static_size}
+        result: list[ArraySpec] = []
+        position = 0
+        while position < len(entries):
+            repeat, block_name = entries[position].get("repeat"), entries[position].get("block")
+            block = [entries[position]]
+            while (
+                block_name
+                and position + len(block) < len(entries)
+                and entries[position + len(block)].get("block") == block_name
+            ):
+                block.append(entries[position + len(block)])
+            for layer in range(int(base[repeat]) if repeat else 1):
+                sizes = {
+                    **base,
+                    "enc_input": self.input_size if layer == 0 else self.units,
+                    "dec_input": self.outputs + self.future_size if layer == 0 else self.units,
+                }
+                for entry in block:
+                    name = entry["name"].format(i=layer)
+                    shape = tuple(eval_shape_expr(e, sizes) for e in entry["shape"])
+                    key = f"{index}/{name}" if keyed else name
+                    result.append(ArraySpec(index, key, name, shape, tuple(entry["shape"])))
+            position += len(block)
+        return tuple(result)
+
+    def describe(self, reads: str = "") -> str:
+        """One line, for messages, ``repr`` and ``tf-lrp info``."""
+        return (
+            f"GRU encoder-decoder{reads}: {self.num_layers} x GRU({self.units}); history F={self.input_size}, "
+            f"targets O={self.outputs}, future F_dec={self.future_size}, static S={self.static_size}, "
+            f"head {self.units + self.static_size} -> {self.head_units} (relu) -> {self.outputs}"
+        )
+
+    def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
+        """History and known-future sequences, then (when ``static_size > 0``) the static vector."""
+        if self.outputs > self.input_size:
+            raise LayoutError(
+                f"{where}: outputs={self.outputs} exceeds input_size={self.input_size}: the decoder's seed ŷ_(-1) is "
+                f"the last observed targets x[:, -1, :outputs], so the first {self.outputs} history features must be "
+                "the targets"
+            )
+        wanted = [("history", True, self.input_size), ("known-future inputs", True, self.future_size)]
+        if self.static_size:
+            wanted.append(("static features", False, self.static_size))
+        if len(parts) != len(wanted):
+            raise LayoutError(
+                f"{where} reads {len(parts)} inputs; it reads {len(wanted)}: "
+                + ", ".join(f"the {label}" for label, _, _ in wanted)
+            )
+        for part, (label, sequence, width) in zip(parts, wanted, strict=True):
+            if part.tokens:
+                raise LayoutError(f"{where} reads the token ids of {part.what}: the forecaster reads real numbers")
+            if part.sequence != sequence or part.width != width:
+                shape = f"(B, T, {width})" if sequence else f"(B, {width})"
+                raise LayoutError(f"{where}: its {label} must be {shape}; {part.what} gives width {part.width}")
+        return Port(True, self.outputs, False, "")
+
+
+def forecaster_layout(spec: Seq2SeqSpec) -> NetworkLayout:
+    """The forecaster as a network: inputs history, known-future inputs (and static features when S > 0), one node.
+
+    Raises:
+        LayoutError: when the sizes do not make a forecaster (more targets than history features).
+    """
+    inputs = [InputSpec("history", spec.input_size), InputSpec("future", spec.future_size)]
+    if spec.static_size:
+        inputs.append(InputSpec("static", spec.static_size, sequence=False))
+    edges = (tuple(input_edge(k) for k in range(len(inputs))),)
+    manifest = to_manifest([spec], name=spec.name or None, edges=edges, inputs=tuple(inputs))
+    return _validate_graph(manifest, [spec])
+
+
 LayerSpec = Spec
 #: manifest kind -> spec class (the registry the manifest reader, the writer and the shape check read)
 SPEC_TYPES: Mapping[str, type[Spec]] = MappingProxyType(
-    {kind: cls for cls in (EmbeddingSpec, RecurrentSpec, DenseSpec, ConcatenateSpec, PoolingSpec) for kind in cls.kinds}
+    {
+        kind: cls
+        for cls in (EmbeddingSpec, RecurrentSpec, DenseSpec, ConcatenateSpec, PoolingSpec, Seq2SeqSpec)
+        for kind in cls.kinds
+    }
 )
 #: every node kind a manifest may name (the recurrent kinds are those of :data:`GATES`)
 NODE_KINDS: tuple[str, ...] = tuple(SPEC_TYPES)
@@ -553,6 +755,14 @@ class NetworkLayout:
     def sequence_outputs(self) -> tuple[bool, ...]:
         """Per node: whether its output has a time axis (a sequence) or is one vector per sample."""
         return _infer_sequences(self.layers, self.edges, self.inputs)
+
+    @property
+    def output_time_input(self) -> int:
+        """The input whose time axis a per-step output follows (each node's ``time_from`` edge, back to an input)."""
+        edge: Edge = len(self.layers) - 1
+        while edge >= 0:
+            edge = self.edges[edge][type(self.layers[edge]).time_from]
+        return -1 - edge
 
     @property
     def per_step(self) -> bool:
@@ -680,6 +890,10 @@ def _array_specs(layers: Sequence[LayerSpec]) -> tuple[ArraySpec, ...]:
     prefixes = schema["x-direction-prefixes"]
     specs: list[ArraySpec] = []
     for index, layer in enumerate(layers):
+        own = layer.array_specs(index)
+        if own is not None:
+            specs.extend(own)
+            continue
         attrs = _layer_attrs(layer)
         layer_prefixes = prefixes[layer.direction] if isinstance(layer, RecurrentSpec) else [""]
         for prefix in layer_prefixes:
@@ -726,14 +940,16 @@ def validate_manifest(manifest: Mapping[str, Any]) -> NetworkLayout:
         raise LayoutError("the layout manifest does not match weights_schema.json:\n  " + "\n  ".join(problems))
     layers: list[LayerSpec] = []
     for entry in manifest["layers"]:
-        if entry["kind"] == "seq2seq":
-            raise LayoutError(
-                "this manifest describes a GRU encoder-decoder forecaster (kind 'seq2seq'); build it with "
-                "tf_lrp.Seq2SeqExplainer.from_manifest, not Explainer"
-            )
         layers.append(SPEC_TYPES[entry["kind"]].from_entry(entry))
     if manifest.get("version", FORMAT_VERSION) == GRAPH_VERSION:
         return _validate_graph(manifest, layers)
+    forecasters = [layer for layer in layers if isinstance(layer, Seq2SeqSpec)]
+    if forecasters:  # the forecaster's own (version 1) manifest: the graph of its three inputs and one node
+        if len(layers) != 1:
+            raise LayoutError(
+                f"a forecaster manifest has exactly one layer of kind 'seq2seq'; got kinds {[x.kind for x in layers]}"
+            )
+        return forecaster_layout(forecasters[0])
     if "inputs" in manifest or any("inputs" in entry for entry in manifest["layers"]):
         raise LayoutError(
             "'inputs' (graph edges) belong to version 2 manifests; set \"version\": 2 or remove them"
@@ -994,6 +1210,9 @@ def check_weights(
             shape is the transposed PyTorch layout), a non-floating dtype, or NaN/inf values.
     """
     specs = layout.arrays
+    if isinstance(weights, Mapping) and len(layout.layers) == 1 and not any(s.key in weights for s in specs):
+        # a one-node network's arrays may be keyed by name alone (the forecaster's own files)
+        weights = {f"0/{key}": value for key, value in weights.items()}
     if isinstance(weights, Mapping):
         missing = [s.key for s in specs if s.key not in weights]
         unknown = sorted(set(weights) - {s.key for s in specs})

@@ -14,10 +14,18 @@ from .base import NodeContext, NodeType
 from .concatenate import ConcatenateNode
 from .dense import DenseNode
 from .embedding import EmbeddingNode
+from .forecaster import ForecasterNode
 from .pooling import PoolingNode
 from .recurrent import RecurrentNode
 
-_TYPES: tuple[NodeType, ...] = (EmbeddingNode(), RecurrentNode(), DenseNode(), ConcatenateNode(), PoolingNode())
+_TYPES: tuple[NodeType, ...] = (
+    EmbeddingNode(),
+    RecurrentNode(),
+    DenseNode(),
+    ConcatenateNode(),
+    PoolingNode(),
+    ForecasterNode(),
+)
 
 #: manifest kind -> node type.
 NODES: Mapping[str, NodeType] = MappingProxyType({kind: node for node in _TYPES for kind in node.kinds})

@@ -113,10 +113,15 @@ class NodeRules:
     sum_spread: SumSpread
     linear: LinearRule
     eps: float | None = None
+    output: LinearRule | None = None
 
     def dense_rule(self, is_last: bool) -> LinearRule:
-        """The node's linear rule (the same signature as :meth:`RuleSet.dense_rule`)."""
-        return self.linear
+        """The rule of a dense map inside the node (the same signature as :meth:`RuleSet.dense_rule`).
+
+        ``output`` (the RuleSet's) for a node's own output map (the forecaster's ``head2``) when
+        set, else ``linear``.
+        """
+        return self.output if is_last and self.output is not None else self.linear
 
 
 @dataclass(frozen=True)
@@ -388,7 +393,7 @@ class RuleSet:
             if isinstance(rule, Recurrent):
                 product = self.product if rule.product is None else as_product_rule(rule.product)
                 spread = self.sum_spread if rule.sum_spread is None else rule.sum_spread
-                resolved.append(NodeRules(product, spread, self.head, rule.eps))
+                resolved.append(NodeRules(product, spread, self.head, rule.eps, self.output))
             else:
                 resolved.append(NodeRules(self.product, self.sum_spread, rule, None))
         return tuple(resolved)
