@@ -185,6 +185,20 @@ def sequence_and_static(rng: np.random.Generator) -> Case:
     return Case(explainer, model, x, (lengths, None), frozenset({"lstm", "concatenate", "dense"}))
 
 
+def encoder_decoder(rng: np.random.Generator) -> Case:
+    """Keras seq2seq: LSTM encoder (return_state) -> its (h, c) start an LSTM decoder -> Dense per step."""
+    f64 = {"dtype": "float64"}
+    source = keras.Input((STEPS, 3), dtype="float64", name="source")
+    target = keras.Input((STEPS, 2), dtype="float64", name="target")
+    _, h, c = L.LSTM(3, return_state=True, **f64)(L.Masking(0.0, **f64)(source))
+    decoded = L.LSTM(3, return_sequences=True, **f64)(L.Masking(0.0, **f64)(target), initial_state=[h, c])
+    model = keras.Model([source, target], L.Dense(2, **f64)(decoded))
+    _randomise(model, rng)
+    (xs, ls), (xt, lt) = _floats(rng, 3), _floats(rng, 2)
+    explainer = Explainer.from_keras(model, sample=[xs, xt], dtype="float64", tolerance=KERAS_TOLERANCE)
+    return Case(explainer, model, (xs, xt), (ls, lt), frozenset({"lstm", "slice", "dense"}))
+
+
 def _gru_numpy(x: np.ndarray, h: np.ndarray, kernel: np.ndarray, recurrent: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """One Keras GRU step (reset_after=True; gate blocks update, reset, candidate), written out in numpy."""
     units = h.shape[1]
@@ -246,6 +260,7 @@ NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "two_inputs": two_inputs,
     "sequence_and_static": sequence_and_static,
     "forecaster": forecaster,
+    "encoder_decoder": encoder_decoder,
 }
 #: the node kinds each network uses (static, so the coverage check needs no Keras model)
 KINDS: dict[str, frozenset[str]] = {
@@ -258,4 +273,5 @@ KINDS: dict[str, frozenset[str]] = {
     "two_inputs": frozenset({"lstm", "gru", "concatenate", "dense"}),
     "sequence_and_static": frozenset({"lstm", "concatenate", "dense"}),
     "forecaster": frozenset({"seq2seq"}),
+    "encoder_decoder": frozenset({"lstm", "slice", "dense"}),
 }

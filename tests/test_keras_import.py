@@ -306,14 +306,33 @@ def _branching() -> keras.Model:
 def _with_initial_state() -> keras.Model:
     inputs = keras.Input((None, 3))
     state = keras.Input((4,), name="state")
-    h = L.GRU(4, name="seeded")(inputs, initial_state=state)
+    h = L.Bidirectional(L.GRU(4), name="seeded")(inputs, initial_state=[state, state])
     return keras.Model([inputs, state], L.Dense(2)(h))
 
 
 def _return_state() -> keras.Model:
     inputs = keras.Input((None, 3))
-    output, _state = L.GRU(4, return_state=True, name="stateful_out")(inputs)
-    return keras.Model(inputs, L.Dense(2)(output))
+    output, _state = L.GRU(4, return_state=True, return_sequences=True, name="stateful_out")(inputs)
+    return keras.Model(inputs, L.Dense(2)(L.GlobalAveragePooling1D()(output)))
+
+
+def _states_from_an_input() -> keras.Model:
+    """A GRU started from a state given as an input (one vector per sample), whose own state is read too."""
+    inputs = keras.Input((None, 3))
+    state = keras.Input((4,), name="state")
+    output, final = L.GRU(4, return_state=True, name="seeded")(inputs, initial_state=state)
+    return keras.Model([inputs, state], L.Dense(2)(L.Concatenate()([output, final])))
+
+
+def test_initial_and_returned_states_convert_and_conserve() -> None:
+    model = _states_from_an_input()
+    rng = np.random.default_rng(0)
+    x = [rng.normal(size=(3, 5, 3)), rng.normal(size=(3, 4))]
+    explainer = Explainer.from_keras(model, sample=x, dtype="float64")  # checked against Keras on x
+    result = explainer.explain(x, bias_factor=1.0, eps=1e-9)
+    np.testing.assert_allclose(result.relevance_sum + result.initial_state_relevance, result.explained_score, rtol=1e-9)
+    assert np.all(result.initial_state_relevance == 0)  # the initial state is an input: its relevance is reported
+    assert np.abs(result.relevance[1]).sum() > 0
 
 
 def _merge_none() -> keras.Model:
@@ -347,8 +366,8 @@ REFUSALS = {
         lambda: _sequential(L.LSTM(3, stateful=True, name="st"), L.Dense(2), shape=(5, 3), batch_size=2),
         r"'st' \(LSTM\): stateful=True",
     ),
-    "return_state": (_return_state, "return_state=True"),
-    "initial_state": (_with_initial_state, r"layer 'seeded' \(GRU\).*initial_state.*drop initial_state"),
+    "return_state": (_return_state, "return_state=True is supported on a forward .* return_sequences=False"),
+    "initial_state": (_with_initial_state, r"layer 'seeded' \(Bidirectional\).*initial_state.*forward LSTM"),
     "go_backwards_sequences": (
         lambda: _sequential(L.LSTM(3, go_backwards=True, return_sequences=True, name="gb"), L.LSTM(3), L.Dense(2)),
         "reversed time order",

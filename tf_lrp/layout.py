@@ -245,6 +245,19 @@ class RecurrentSpec(Spec):
     #: Keras ``zero_output_for_mask`` (forced on by ``Bidirectional`` for returned sequences): a
     #: masked step outputs zeros instead of the carried state
     zero_output_for_mask: bool = False
+    #: Keras ``initial_state=``: the layer reads its initial states (h, and c for an LSTM) as extra
+    #: inputs (vectors (B, units)) after its sequence; relevance reaching them flows on to their producers.
+    #: Like Keras (which fills ``mask`` only for a call on one tensor) it then reads no step mask;
+    #: its output keeps the sequence's mask
+    initial_state: bool = False
+    #: Keras ``return_state=True`` (one direction, last output only): the output is the final
+    #: states side by side, ``[h ; c]`` for an LSTM (the walker slices ``h`` and ``c`` out of it)
+    return_state: bool = False
+
+    @property
+    def state_count(self) -> int:
+        """How many state vectors the cell carries: 2 for an LSTM (h, c), else 1."""
+        return 2 if self.cell == "lstm" else 1
 
     @property
     def kind(self) -> str:  # type: ignore[override]
@@ -258,7 +271,9 @@ class RecurrentSpec(Spec):
 
     @property
     def output_size(self) -> int:
-        """Width of the layer's output (2H for a bidirectional concat)."""
+        """Width of the layer's output (2H for a bidirectional concat, the states' for return_state)."""
+        if self.return_state:
+            return self.state_count * self.units
         if self.direction == "bidirectional" and self.merge_mode == "concat":
             return 2 * self.units
         return self.units
@@ -280,6 +295,8 @@ class RecurrentSpec(Spec):
             use_bias=values["use_bias"],
             name=values.get("name", ""),
             zero_output_for_mask=values.get("zero_output_for_mask", False),
+            initial_state=values.get("initial_state", False),
+            return_state=values.get("return_state", False),
         )
 
     def to_entry(self) -> dict[str, Any]:
@@ -296,8 +313,10 @@ class RecurrentSpec(Spec):
             "use_bias": self.use_bias,
             "gate_order": list(GATES[self.cell]),
         }
-        if self.zero_output_for_mask:  # written only when set: older manifests keep their fingerprints
-            entry["zero_output_for_mask"] = True
+        # written only when set: older manifests keep their fingerprints
+        for option in ("zero_output_for_mask", "initial_state", "return_state"):
+            if getattr(self, option):
+                entry[option] = True
         if self.cell == "gru":
             entry["reset_after"] = self.reset_after
         return entry
@@ -313,8 +332,19 @@ class RecurrentSpec(Spec):
         )
 
     def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
-        """A recurrent layer reads a sequence; it returns a sequence or its last state."""
-        _one_input(parts, where, self.input_size, want="sequence")
+        """A sequence (and its initial states) in; a sequence, its last output or its final states out."""
+        states = self.state_count if self.initial_state else 0
+        if (self.initial_state or self.return_state) and self.direction != "forward":
+            raise LayoutError(f"{where}: initial_state and return_state are supported for forward layers only")
+        if self.return_state and self.return_sequences:
+            raise LayoutError(f"{where}: return_state needs return_sequences=false (the output is the final states)")
+        _one_input(parts[: len(parts) - states] if states else parts, where, self.input_size, want="sequence")
+        for part in parts[len(parts) - states :] if states else ():
+            if part.sequence or part.tokens or part.width != self.units:
+                raise LayoutError(
+                    f"{where} reads an initial state from {part.what} (width {part.width}); each initial state is one "
+                    f"vector of width units={self.units} per sample"
+                )
         self.check_activations(where)
         return Port(self.return_sequences, self.output_size, False, "")
 
@@ -470,6 +500,46 @@ class ConcatenateSpec(Spec):
             if part.width != want:
                 raise LayoutError(f"{where}: {part.what} outputs width {part.width} but input_sizes says {want}")
         return Port(parts[0].sequence, self.output_size, False, "")
+
+
+@dataclass(frozen=True)
+class SliceSpec(Spec):
+    """Features ``start:stop`` of a vector or sequence: relevance and gradient go back to that slice.
+
+    The walker emits it for Keras ``return_state=True``: ``h`` and ``c`` out of the final states.
+    """
+
+    kinds: ClassVar[tuple[str, ...]] = ("slice",)
+    input_size: int
+    start: int
+    stop: int
+    name: str = ""
+    kind: str = "slice"
+
+    @property
+    def output_size(self) -> int:
+        """``stop - start``."""
+        return self.stop - self.start
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> SliceSpec:
+        """The spec of a manifest entry."""
+        return cls(entry["input_size"], entry["start"], entry["stop"], entry.get("name", ""))
+
+    def to_entry(self) -> dict[str, Any]:
+        """The normalised manifest entry."""
+        return {"kind": "slice", "input_size": self.input_size, "start": self.start, "stop": self.stop}
+
+    def describe(self, reads: str) -> str:
+        """The ``info`` line."""
+        return f"Slice [{self.start}:{self.stop}]{reads}: {self.input_size} -> {self.output_size}"
+
+    def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
+        """Any one input as wide as ``input_size``; a non-empty range inside it."""
+        if not 0 <= self.start < self.stop <= self.input_size:
+            raise LayoutError(f"{where}: start={self.start}, stop={self.stop} is no range inside 0..{self.input_size}")
+        part = _one_input(parts, where, self.input_size)
+        return Port(part.sequence, self.output_size, False, "")
 
 
 @dataclass(frozen=True)
@@ -669,7 +739,7 @@ LayerSpec = Spec
 SPEC_TYPES: Mapping[str, type[Spec]] = MappingProxyType(
     {
         kind: cls
-        for cls in (EmbeddingSpec, RecurrentSpec, DenseSpec, ConcatenateSpec, PoolingSpec, Seq2SeqSpec)
+        for cls in (EmbeddingSpec, RecurrentSpec, DenseSpec, ConcatenateSpec, PoolingSpec, SliceSpec, Seq2SeqSpec)
         for kind in cls.kinds
     }
 )

@@ -420,7 +420,8 @@ class _Walker:
         current = reads
         for position, spec in enumerate(emitted.specs):
             last_spec = position == len(emitted.specs) - 1
-            value = self.graph.add(spec, current, is_last and last_spec, layer)
+            link = emitted.links[position] if emitted.links is not None and position > 0 else None
+            value = self.graph.add(spec, current if link is None else [produced[link]], is_last and last_spec, layer)
             produced.append(value)
             current = [value]
         masked_in = any(v.masked for v in reads)

@@ -9,6 +9,7 @@ itself (it sets the mask value of the network input it reads).
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import keras
@@ -22,6 +23,7 @@ from ..layout import (
     EmbeddingSpec,
     PoolingSpec,
     RecurrentSpec,
+    SliceSpec,
 )
 from .keras_nodes import IDENTITY, Call, Emitted, Handler, activation_name, one_input, refuse, to_numpy
 
@@ -71,8 +73,12 @@ def _check_rnn(layer: Any, rnn: Any, kind: str, where: str) -> None:
             f"{where}stateful=True carries the state across batches; tf_lrp explains each sequence from a "
             "zero state: rebuild the model with stateful=False (same weights)",
         )
-    if rnn.return_state:
-        raise refuse(layer, f"{where}return_state=True: tf_lrp explains one output per layer; set it to False")
+    if rnn.return_state and (where or rnn.return_sequences):
+        raise refuse(
+            layer,
+            f"{where}return_state=True is supported on a forward LSTM / GRU / SimpleRNN with return_sequences=False "
+            "(an encoder whose final states start a decoder); set return_state=False here",
+        )
     if getattr(rnn, "time_major", False):
         raise refuse(layer, f"{where}time_major=True is not supported; use batch-major (B, T, D) inputs")
     if not rnn.return_sequences and rnn.zero_output_for_mask:
@@ -111,14 +117,19 @@ def _recurrent_spec(layer: Any, rnn: Any, kind: str, direction: str, merge_mode:
     )
 
 
-def _reads_sequence(call: Call) -> None:
-    if len(call.inputs) != 1:
+def _reads_sequence(call: Call, states: int = 0) -> None:
+    """Check that ``call`` reads one sequence, plus ``states`` initial states when allowed (0: none)."""
+    extra = [k for k in call.keywords[1:] if k != "initial_state" or not states]
+    if extra or call.keywords[:1] != (None,):
         given = [k for k in call.keywords if k is not None]
         raise refuse(
             call.layer,
             f"is called with more than its input sequence ({', '.join(given) or len(call.inputs)}); "
-            "tf_lrp starts every recurrent layer from zero states: drop initial_state",
+            "tf_lrp reads initial_state= on a forward LSTM / GRU / SimpleRNN only (zero states elsewhere): drop it",
         )
+    given_states = len(call.inputs) - 1
+    if given_states and given_states != states:
+        raise refuse(call.layer, f"reads {given_states} initial states; a {type(call.layer).__name__} has {states}")
     if not call.inputs[0].port.sequence:
         raise refuse(call.layer, "receives no sequence: the recurrent layer before it has return_sequences=False")
 
@@ -126,8 +137,9 @@ def _reads_sequence(call: Call) -> None:
 def recurrent(call: Call) -> Emitted:
     """``LSTM`` / ``GRU`` / ``SimpleRNN``: one direction (``go_backwards`` only when returning the last state)."""
     layer = call.layer
-    _reads_sequence(call)
     kind = RECURRENT[type(layer)]
+    states = 2 if kind == "lstm" else 1
+    _reads_sequence(call, 0 if layer.go_backwards else states)
     _check_rnn(layer, layer, kind, "")
     direction = "forward"
     if layer.go_backwards:
@@ -137,9 +149,24 @@ def recurrent(call: Call) -> Emitted:
                 "go_backwards=True with return_sequences=True returns the outputs in reversed time order, which "
                 "tf_lrp does not reproduce; wrap the layer in Bidirectional, or return only the last output",
             )
+        if layer.return_state:
+            raise refuse(layer, "return_state=True with go_backwards=True is not supported; set return_state=False")
         direction = "backward"
     spec = _recurrent_spec(layer, layer, kind, direction, "concat")
-    return Emitted((spec,), tuple(to_numpy(w) for w in layer.cell.weights))
+    if len(call.inputs) > 1 and call.kwargs.get("mask") is not None:
+        raise refuse(layer, "is called with initial_state= and an explicit mask=; tf_lrp reads one of them: drop mask=")
+    spec = dataclasses.replace(spec, initial_state=len(call.inputs) > 1)
+    arrays = tuple(to_numpy(w) for w in layer.cell.weights)
+    if not layer.return_state:
+        return Emitted((spec,), arrays)
+    if kind != "lstm":  # [output, h]: both the final output
+        return Emitted((spec,), arrays, outputs=(0, 0))
+    # [output, h, c]: the node outputs [h ; c]; h (= the output) and c are sliced out of it
+    units = spec.units
+    final = dataclasses.replace(spec, return_state=True)
+    h = SliceSpec(2 * units, 0, units, name=f"{layer.name}_h")
+    c = SliceSpec(2 * units, units, 2 * units, name=f"{layer.name}_c")
+    return Emitted((final, h, c), arrays, outputs=(1, 1, 2), links=(None, 0, 0))
 
 
 def bidirectional(call: Call) -> Emitted:

@@ -75,6 +75,9 @@ class Emitted(NamedTuple):
             output keeps the time axis).
         outputs: for a call with several output tensors, which spec (index into ``specs``)
             produces each (None: the last spec produces the one output).
+        links: per spec, which earlier spec of this call it reads (an index into ``specs``), or
+            None for the one before (the chain); the first spec always reads ``reads``. None:
+            a chain.
     """
 
     specs: tuple[LayerSpec, ...]
@@ -82,6 +85,7 @@ class Emitted(NamedTuple):
     reads: tuple[int, ...] | None = None
     masked: bool | None = None
     outputs: tuple[int, ...] | None = None
+    links: tuple[int | None, ...] | None = None
 
 
 #: a handler: one call -> what it becomes

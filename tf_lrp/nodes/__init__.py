@@ -17,6 +17,7 @@ from .embedding import EmbeddingNode
 from .forecaster import ForecasterNode
 from .pooling import PoolingNode
 from .recurrent import RecurrentNode
+from .slice import SliceNode
 
 _TYPES: tuple[NodeType, ...] = (
     EmbeddingNode(),
@@ -24,6 +25,7 @@ _TYPES: tuple[NodeType, ...] = (
     DenseNode(),
     ConcatenateNode(),
     PoolingNode(),
+    SliceNode(),
     ForecasterNode(),
 )
 

@@ -96,6 +96,7 @@ class DirectionForward(NamedTuple):
     cache: Any  # the cell's cache, fields (T, B, H)
     outputs: Tensor  # (T, B, H) the output at every step, original time order
     final: Tensor  # (B, H) the output after the last step read
+    states: tuple[Tensor, ...] = ()  # (B, H) each: every state after the last step read ((h, c) for an LSTM)
 
 
 class RecurrentForward(NamedTuple):
@@ -116,7 +117,12 @@ def _merge(spec: RecurrentSpec, parts: Sequence[Tensor]) -> Tensor:
 
 
 def run_direction(
-    spec: RecurrentSpec, params: Any, inputs: Tensor, mask: Tensor | None, reverse: bool
+    spec: RecurrentSpec,
+    params: Any,
+    inputs: Tensor,
+    mask: Tensor | None,
+    reverse: bool,
+    initial: Sequence[Tensor] | None = None,
 ) -> DirectionForward:
     """Run one direction of a recurrent layer over a sequence, keeping the cell's cache.
 
@@ -126,14 +132,16 @@ def run_direction(
         inputs: (T, B, D) the layer's input sequence, time-major.
         mask: (T, B, 1) bool, or None; a masked step carries the state through unchanged.
         reverse: True for the backward direction (reads time downwards; outputs stay aligned).
+        initial: the initial states (B, H) each, in the cell's order ((h, c) for an LSTM), or
+            None for zeros.
 
     Returns:
-        The cache (T, B, H) fields, the outputs (T, B, H) and the final output (B, H).
+        The cache (T, B, H) fields, the outputs (T, B, H), the final output (B, H) and states.
     """
     cell = CELLS[spec.cell]
     projected = cell.project_inputs(params, inputs)
     zeros = ops.zeros_like(projected[0, :, : spec.units])
-    init = cell.initial_state(zeros)
+    init = cell.initial_state(zeros) if initial is None else tuple(initial)
 
     def step(state: Any, xs: dict[str, Tensor]) -> tuple[Any, Any]:
         new_state, gates = cell.forward_step(spec, params, state, xs["projected"])
@@ -145,7 +153,7 @@ def run_direction(
     outputs = states[0]
     if spec.zero_output_for_mask and mask is not None:  # Keras: zeros at masked steps (Bidirectional forces it)
         outputs = ops.where(mask, outputs, ops.zeros_like(outputs))
-    return DirectionForward(cell.make_cache(states, previous, gates), outputs, final[0])
+    return DirectionForward(cell.make_cache(states, previous, gates), outputs, final[0], tuple(final))
 
 
 # --------------------------------------------------------------------------------------------
@@ -265,10 +273,33 @@ def backward_direction(
         The signal at the layer's inputs (T, B, D) and, summed per sample (B,), what reached
         the initial states.
     """
+    signal, carry = backward_scan(propagator, spec, params, fwd, inputs, mask, above, final, reverse, ctx)
+    return signal, sum(ops.sum(c, axis=-1) for c in carry)
+
+
+def backward_scan(
+    propagator: Propagator,
+    spec: RecurrentSpec,
+    params: Any,
+    fwd: DirectionForward,
+    inputs: Tensor,
+    mask: Tensor | None,
+    above: Tensor | None,
+    final: Tensor | Sequence[Tensor] | None,
+    reverse: bool,
+    ctx: Any,
+) -> tuple[Tensor, tuple[Tensor, ...]]:
+    """:func:`backward_direction`, with the signal at each initial state (B, H) kept apart.
+
+    ``final`` may also be one signal per state ((h, c) for an LSTM): what reached the final
+    states (Keras ``return_state``).
+    """
     cell = CELLS[spec.cell]
     zeros = ops.zeros_like(fwd.final)
     init = tuple(zeros for _ in cell.initial_state(zeros))
-    if final is not None:
+    if isinstance(final, (tuple, list)):
+        init = tuple(z + f for z, f in zip(init, final, strict=True))
+    elif final is not None:
         init = (init[0] + final, *init[1:])
 
     def step(carry: Any, xs: dict[str, Any]) -> tuple[Any, Any]:
@@ -288,9 +319,7 @@ def backward_direction(
         xs["mask"] = mask
     # the backward pass walks time against the direction's forward scan
     carry, _, outputs = scan_steps(step, init, xs, propagator.template(spec, zeros, ctx), not reverse)
-    signal = propagator.inputs(cell, spec, params, inputs, outputs)
-    leftover = sum(ops.sum(c, axis=-1) for c in carry)
-    return signal, leftover
+    return propagator.inputs(cell, spec, params, inputs, outputs), tuple(carry)
 
 
 class RecurrentNode(NodeType):
@@ -318,41 +347,53 @@ class RecurrentNode(NodeType):
     ) -> tuple[Tensor, RecurrentForward]:
         """Scan every direction; the merged sequence (return_sequences) or merged final output."""
         sequence = inputs[0]
+        initial = tuple(inputs[1:]) if spec.initial_state else None  # forward layers only (the spec checks)
+        if spec.initial_state:  # as Keras: a layer called with initial_state= gets no automatic step mask
+            mask = None
         directions = tuple(
-            run_direction(spec, p, sequence, mask, direction == "backward")
+            run_direction(spec, p, sequence, mask, direction == "backward", initial)
             for direction, p in zip(spec.directions, params, strict=True)
         )
+        if spec.return_state:  # the final states side by side, [h ; c] for an LSTM
+            return ops.concatenate(list(directions[0].states), axis=-1), RecurrentForward(sequence, directions, mask)
         parts = [d.outputs for d in directions] if spec.return_sequences else [d.final for d in directions]
         return _merge(spec, parts), RecurrentForward(sequence, directions, mask)
 
     def _backward(
         self, propagator: Propagator, spec: RecurrentSpec, params: tuple[Any, ...], cache: RecurrentForward,
         signal: Tensor, ctx: NodeContext,
-    ) -> tuple[Tensor, Tensor]:  # fmt: skip
+    ) -> tuple[tuple[Tensor, ...], Tensor | None]:  # fmt: skip
+        """The signal at the sequence (and at the initial states it read), and what reached zero initial states."""
         outputs = [d.outputs if spec.return_sequences else d.final for d in cache.directions]
-        split = propagator.merge(spec, outputs, signal, ctx)
-        results = []
+        units = spec.units
+        split = (
+            [tuple(signal[:, k * units : (k + 1) * units] for k in range(spec.state_count))]  # one per final state
+            if spec.return_state
+            else propagator.merge(spec, outputs, signal, ctx)
+        )
+        signals, carries = [], []
         for direction, p, d_fwd, d_signal in zip(spec.directions, params, cache.directions, split, strict=True):
-            above, final = (d_signal, None) if spec.return_sequences else (None, d_signal)
-            results.append(backward_direction(
+            above: Any = d_signal if spec.return_sequences else None
+            final: Any = None if spec.return_sequences else d_signal
+            d_in, carry = backward_scan(
                 propagator, spec, p, d_fwd, cache.inputs, cache.mask, above, final, direction == "backward", ctx
-            ))  # fmt: skip
-        total, leftover = results[0]
-        for d_in, d_leftover in results[1:]:
-            total, leftover = total + d_in, leftover + d_leftover
-        return total, leftover
+            )
+            signals.append(d_in)
+            carries.append(carry)
+        total = signals[0] if len(signals) == 1 else signals[0] + signals[1]
+        if spec.initial_state:  # the states it read were inputs (one direction): their signal flows on
+            return (total, *carries[0]), None
+        return (total,), sum(ops.sum(c, axis=-1) for carry in carries for c in carry)
 
     def relevance(
         self, spec: RecurrentSpec, params: tuple[Any, ...], cache: RecurrentForward, relevance: Tensor,
         ctx: NodeContext,
     ) -> tuple[tuple[Tensor | None, ...], Tensor | None]:  # fmt: skip
         """LRP back through every direction's scan (the cell's relevance step); see the module."""
-        total, leftover = self._backward(LRP, spec, params, cache, relevance, ctx)
-        return (total,), leftover
+        return self._backward(LRP, spec, params, cache, relevance, ctx)
 
     def gradient(
         self, spec: RecurrentSpec, params: tuple[Any, ...], cache: RecurrentForward, grad: Tensor, ctx: NodeContext
     ) -> tuple[Tensor | None, ...]:
         """Backpropagation through time for every direction."""
-        total, _ = self._backward(GRADIENT, spec, params, cache, grad, ctx)
-        return (total,)
+        return self._backward(GRADIENT, spec, params, cache, grad, ctx)[0]
