@@ -12,12 +12,16 @@ from types import MappingProxyType
 
 from .base import NodeContext, NodeType
 from .concatenate import ConcatenateNode
+from .conv import ConvNode
 from .dense import DenseNode
 from .embedding import EmbeddingNode
 from .pooling import PoolingNode
+from .pooling1d import Pooling1DNode
 from .recurrent import RecurrentNode
+from .repeat_vector import RepeatVectorNode
 
 _TYPES: tuple[NodeType, ...] = (EmbeddingNode(), RecurrentNode(), DenseNode(), ConcatenateNode(), PoolingNode())
+_TYPES += (ConvNode(), Pooling1DNode(), RepeatVectorNode())
 
 #: manifest kind -> node type.
 NODES: Mapping[str, NodeType] = MappingProxyType({kind: node for node in _TYPES for kind in node.kinds})
