@@ -570,7 +570,9 @@ class ConvSpec(Spec):
                 f"{where}: groups={self.groups} must divide input_size ({self.input_size}) and filters ({self.filters})"
             )
         if self.activation not in CONV_ACTIVATIONS:
-            raise LayoutError(f"{where} has activation {self.activation!r}; a conv1d layer uses one of {CONV_ACTIVATIONS}")
+            raise LayoutError(
+                f"{where} has activation {self.activation!r}; a conv1d layer uses one of {CONV_ACTIVATIONS}"
+            )
         return Port(True, self.filters, False, "")
 
 
@@ -668,15 +670,10 @@ class RepeatVectorSpec(Spec):
 
 
 LayerSpec = Spec
+_SPEC_CLASSES: tuple[type[Spec], ...] = (EmbeddingSpec, RecurrentSpec, DenseSpec, ConcatenateSpec, PoolingSpec)
+_SPEC_CLASSES += (ConvSpec, Pooling1DSpec, RepeatVectorSpec)
 #: manifest kind -> spec class (the registry the manifest reader, the writer and the shape check read)
-SPEC_TYPES: Mapping[str, type[Spec]] = MappingProxyType(
-    {
-        kind: cls
-        for cls in (EmbeddingSpec, RecurrentSpec, DenseSpec, ConcatenateSpec, PoolingSpec)
-        + (ConvSpec, Pooling1DSpec, RepeatVectorSpec)
-        for kind in cls.kinds
-    }
-)
+SPEC_TYPES: Mapping[str, type[Spec]] = MappingProxyType({kind: cls for cls in _SPEC_CLASSES for kind in cls.kinds})
 #: every node kind a manifest may name (the recurrent kinds are those of :data:`GATES`)
 NODE_KINDS: tuple[str, ...] = tuple(SPEC_TYPES)
 

@@ -23,7 +23,7 @@ masking: it drops the mask (the output has no mask; the steps it reads are taken
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 from keras import ops
