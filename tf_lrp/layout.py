@@ -472,37 +472,11 @@ WINDOW_PADDINGS: tuple[str, ...] = ("valid", "same", "causal")
 CONV_ACTIVATIONS: tuple[str, ...] = ("relu", "linear")
 
 
-def window_geometry(steps: Any, size: int, stride: int, dilation: int, padding: str) -> tuple[Any, Any, Any]:
-    """Keras's sliding-window arithmetic on a time axis of ``steps`` (an int or a traced scalar).
-
-    Args:
-        steps: T, the input length.
-        size: the window (kernel or pool) size K.
-        stride: s.
-        dilation: d (1 for pooling).
-        padding: ``"valid"``, ``"same"`` (TensorFlow's SAME: ``ceil(T / s)`` outputs, the padding
-            split with the smaller half on the left) or ``"causal"`` (``d·(K-1)`` zeros on the left).
-
-    Returns:
-        ``(outputs, left, right)``: T' and the zero steps padded on each side; output ``t'``
-        reads padded steps ``t'·s + k·d`` for ``k < K``.
-    """
-    extent = dilation * (size - 1) + 1
-    if padding == "valid":
-        return (steps - extent) // stride + 1, 0, 0
-    if padding == "causal":
-        return (steps - 1) // stride + 1, extent - 1, 0
-    outputs = (steps + stride - 1) // stride
-    total = (outputs - 1) * stride + extent - steps
-    total = total * (total > 0)  # max(total, 0), also for a traced scalar
-    return outputs, total // 2, total - total // 2
-
-
 @dataclass(frozen=True)
 class ConvSpec(Spec):
     """Keras ``Conv1D`` (channels_last) on a sequence: (B, T, input_size) -> (B, T', filters).
 
-    ``T'`` follows from ``padding``, ``strides`` and ``dilation_rate`` (:func:`window_geometry`);
+    ``T'`` follows from ``padding``, ``strides`` and ``dilation_rate`` (:class:`tf_lrp.nodes.windows.Window`);
     the kernel is (kernel_size, input_size / groups, filters). A linear node (its rule is chosen
     by the rule map); relu or linear activation. Keras drops the mask here.
     """
