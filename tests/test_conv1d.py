@@ -214,3 +214,14 @@ def test_converter_refusals(layers, shape, match: str) -> None:
     model = keras.Sequential([keras.Input(shape, dtype="int32" if len(shape) == 1 else "float32"), *layers, *tail])
     with pytest.raises(ConversionError, match=match):
         Explainer.from_keras(model)
+
+
+def test_explain_dataset_never_crops_padding_that_a_convolution_reads() -> None:
+    from tests.networks import conv_max_pooled
+
+    case = conv_max_pooled(np.random.default_rng(7))
+    lengths = np.full(len(case.x), 3)  # steps 3.. are masked in every sample, but the Conv1D reads them
+    whole = case.explainer.explain(case.x, lengths=lengths, bias_factor=1.0)
+    chunked = case.explainer.explain_dataset(case.x, lengths=lengths, bias_factor=1.0, batch_size=2)
+    np.testing.assert_allclose(chunked.scores, whole.scores, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(chunked.relevance, whole.relevance, rtol=0, atol=1e-12)

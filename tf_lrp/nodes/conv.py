@@ -99,6 +99,7 @@ class ConvNode(NodeType):
     """Keras ``Conv1D``: a linear node over each output's receptive field, relu or linear activation."""
 
     kinds: ClassVar[tuple[str, ...]] = ("conv1d",)
+    reads_padding: ClassVar[bool] = True
 
     def params(self, spec: ConvSpec, arrays: Sequence[Tensor]) -> ConvParams:
         """The kernel (K, C_in/G, C_out) expanded to block-diagonal (K·C_in, C_out); a zero bias without use_bias."""

@@ -44,6 +44,7 @@ class Pooling1DNode(NodeType):
     """Max or average pooling over windows of time steps."""
 
     kinds: ClassVar[tuple[str, ...]] = ("max_pooling1d", "average_pooling1d")
+    reads_padding: ClassVar[bool] = True
 
     def cache_floats(self, spec: Pooling1DSpec, steps: int) -> int:
         """The tap weights (pool_size · T' · F ≤ pool_size · T · F) and the pooled sequence."""
