@@ -247,6 +247,41 @@ def forecaster(rng: np.random.Generator) -> Case:
     explainer = Explainer.from_manifest(spec.manifest, weights, dtype="float64")
     x = (rng.standard_normal((BATCH, STEPS, 3)), rng.standard_normal((BATCH, 3, 2)), rng.standard_normal((BATCH, 2)))
     return Case(explainer, _forecaster_numpy(spec, weights), x, (None, None, None), frozenset({"seq2seq"}))  # type: ignore[arg-type]
+def conv_max_pooled(rng: np.random.Generator) -> Case:
+    """LSTM (sequences) -> Conv1D (causal, dilated, relu) -> MaxPooling1D (same) -> GRU -> Dense.
+
+    Keras drops the mask at the convolution: it reads the LSTM's carried state at padded steps,
+    whose relevance flows back through the LSTM's carry, so padded inputs still get zero.
+    """
+    f64 = {"dtype": "float64"}
+    layers = [
+        L.LSTM(3, return_sequences=True, **f64),
+        L.Conv1D(4, 2, padding="causal", dilation_rate=2, activation="relu", **f64),
+        L.MaxPooling1D(2, padding="same", **f64),
+        L.GRU(3, **f64),
+        L.Dense(2, **f64),
+    ]
+    return _chain(rng, layers, 2, {"lstm", "conv1d", "max_pooling1d", "gru", "dense"})
+
+
+def conv_average_pooled(rng: np.random.Generator) -> Case:
+    """GRU (sequences) -> Conv1D (valid, strides 2, groups 2) -> AveragePooling1D (same) -> SimpleRNN -> Dense."""
+    f64 = {"dtype": "float64"}
+    layers = [
+        L.GRU(4, return_sequences=True, **f64),
+        L.Conv1D(4, 2, strides=2, groups=2, **f64),
+        L.AveragePooling1D(2, strides=1, padding="same", **f64),
+        L.SimpleRNN(3, **f64),
+        L.Dense(2, **f64),
+    ]
+    return _chain(rng, layers, 2, {"gru", "conv1d", "average_pooling1d", "simple_rnn", "dense"})
+
+
+def repeated_encoder(rng: np.random.Generator) -> Case:
+    """LSTM encoder -> RepeatVector(3) -> GRU decoder -> Dense."""
+    f64 = {"dtype": "float64"}
+    layers = [L.LSTM(3, **f64), L.RepeatVector(3, **f64), L.GRU(3, **f64), L.Dense(2, **f64)]
+    return _chain(rng, layers, 2, {"lstm", "repeat_vector", "gru", "dense"})
 
 
 #: name -> factory; the invariants harness runs every method on each.
@@ -261,6 +296,9 @@ NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "sequence_and_static": sequence_and_static,
     "forecaster": forecaster,
     "encoder_decoder": encoder_decoder,
+    "conv_max_pooled": conv_max_pooled,
+    "conv_average_pooled": conv_average_pooled,
+    "repeated_encoder": repeated_encoder,
 }
 #: the node kinds each network uses (static, so the coverage check needs no Keras model)
 KINDS: dict[str, frozenset[str]] = {
@@ -274,4 +312,7 @@ KINDS: dict[str, frozenset[str]] = {
     "sequence_and_static": frozenset({"lstm", "concatenate", "dense"}),
     "forecaster": frozenset({"seq2seq"}),
     "encoder_decoder": frozenset({"lstm", "slice", "dense"}),
+    "conv_max_pooled": frozenset({"lstm", "conv1d", "max_pooling1d", "gru", "dense"}),
+    "conv_average_pooled": frozenset({"gru", "conv1d", "average_pooling1d", "simple_rnn", "dense"}),
+    "repeated_encoder": frozenset({"lstm", "repeat_vector", "gru", "dense"}),
 }

@@ -347,9 +347,9 @@ def _nested() -> keras.Model:
 
 
 REFUSALS = {
-    "conv": (
-        lambda: _sequential(L.Conv1D(4, 2, name="conv"), L.LSTM(3), L.Dense(2)),
-        r"'conv' \(Conv1D\).*Bidirectional",
+    "layer_norm": (
+        lambda: _sequential(L.LayerNormalization(name="norm"), L.LSTM(3), L.Dense(2)),
+        r"'norm' \(LayerNormalization\).*Bidirectional",
     ),
     "merge_mul": (
         lambda: _sequential(L.Bidirectional(L.LSTM(3), merge_mode="mul", name="bi"), L.Dense(2)),

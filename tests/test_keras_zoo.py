@@ -168,6 +168,44 @@ def keras_encoder_decoder(cell: Any) -> Callable[[], tuple[keras.Model, Any]]:
 
     build.__name__ = f"keras_encoder_decoder_{cell.__name__.lower()}"
     return build
+def cnn_lstm_time_series() -> tuple[keras.Model, Any]:
+    model = keras.Sequential(
+        [
+            keras.Input((None, 3)),
+            L.Conv1D(6, 3, padding="causal", activation="relu", name="causal_conv"),
+            L.MaxPooling1D(2, name="pool"),
+            L.LSTM(5),
+            L.Dense(1),
+        ],
+        name="cnn_lstm",
+    )
+    return model, _features(11)
+
+
+def text_cnn_bigru() -> tuple[keras.Model, Any]:
+    inputs = keras.Input((None,), dtype="int32", name="ids")
+    h = L.Embedding(VOCAB, 6, name="embed")(inputs)  # no mask: Conv1D would drop it (and read padding as data)
+    h = L.Conv1D(8, 3, padding="same", activation="relu", name="conv")(h)
+    h = L.Conv1D(8, 2, strides=2, groups=2, name="grouped")(h)
+    h = L.AveragePooling1D(2, strides=1, padding="same", name="smooth")(h)
+    h = L.Bidirectional(L.GRU(4), name="bigru")(h)
+    outputs = L.Dense(3, activation="softmax", name="head")(L.Dropout(0.2)(h))
+    ids = np.random.default_rng(12).permutation(np.arange(1, VOCAB))[:36].reshape(4, 9).astype("int32")
+    return keras.Model(inputs, outputs, name="text_cnn_bigru"), ids  # every id once: table gradient per position
+
+
+def lstm_encoder_decoder() -> tuple[keras.Model, Any]:
+    model = keras.Sequential(
+        [
+            keras.Input((None, 3)),
+            L.LSTM(6, name="encoder"),
+            L.RepeatVector(4, name="repeat"),
+            L.LSTM(5, return_sequences=True, name="decoder"),
+            L.TimeDistributed(L.Dense(2), name="per_step"),
+        ],
+        name="lstm_encoder_decoder",
+    )
+    return model, _features(13)
 
 
 ZOO: dict[str, Entry] = {
@@ -183,6 +221,9 @@ ZOO: dict[str, Entry] = {
     "series_static": Entry(sequence_with_static_features),
     "lstm_states_seq2seq": Entry(keras_encoder_decoder(L.LSTM), step=2),
     "gru_states_seq2seq": Entry(keras_encoder_decoder(L.GRU), step=None),
+    "cnn_lstm": Entry(cnn_lstm_time_series),
+    "text_cnn_bigru": Entry(text_cnn_bigru),
+    "lstm_encoder_decoder": Entry(lstm_encoder_decoder, step=2),
 }
 
 

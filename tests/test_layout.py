@@ -83,7 +83,7 @@ def test_normalised_manifest_validates_against_schema(rng) -> None:
         (lambda m: m.update(format="keras"), "format"),
         (lambda m: m.update(version=2), "version"),
         (lambda m: m["layers"][0].update(units=0), "layers/0/units"),
-        (lambda m: m["layers"][0].update(kind="conv1d"), "layers/0/kind"),
+        (lambda m: m["layers"][0].update(kind="conv2d"), "layers/0/kind"),
         (lambda m: m["layers"][0].update(direction="both"), "layers/0/direction"),
         (lambda m: m["layers"][0].update(gate_order=["i", "c", "f", "o"]), "layers/0/gate_order"),
         (lambda m: m["layers"][0].update(spare=1), "layers/0"),

@@ -13,7 +13,9 @@ around :meth:`tf_lrp.Explainer.explain`) over data of any size:
 * **buckets**: with lengths, a mask or ``mask_zero`` token padding, samples are processed in
   order of decreasing valid length, and each chunk is cropped to the columns some of its
   samples use. A masked step carries the recurrent state through unchanged and gets zero
-  relevance, so removing columns that are masked in *every* sample of a chunk changes nothing.
+  relevance, so removing columns that are masked in *every* sample of a chunk changes nothing
+  (unless a node reads padded steps as data, ``NodeType.reads_padding``: a network with a
+  convolution or windowed pooling is never cropped).
   For post-padded data those are the trailing columns; for pre-padded data (valid steps at the
   end, a mask with leading ``False``) they are the *leading* columns, so the crop window is
   ``[first valid step, last valid step]`` over the chunk and results are written back at their
@@ -433,6 +435,7 @@ class _Net:
     per_step: bool
     output_dtype: str
     num_outputs: int
+    croppable: bool = True  # False: a node reads padded steps as data (a convolution), never crop
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -447,7 +450,7 @@ class _Net:
     @property
     def crop(self) -> bool:
         """Whether chunks are bucketed by length and cropped (one input, one score vector per sample)."""
-        return not self.multi and not self.per_step
+        return self.croppable and not self.multi and not self.per_step
 
     @property
     def relevance_keys(self) -> tuple[str, ...]:
@@ -531,6 +534,7 @@ def explain_dataset(
     resume: bool = True,
     inputs: Sequence[InputInfo] | None = None,
     per_step: bool = False,
+    crop: bool = True,
 ) -> dict[str, Any] | OutputFiles:
     """Explain a data set chunk by chunk (see the module docstring).
 
@@ -565,6 +569,8 @@ def explain_dataset(
             are then ignored); None: one input described by those three.
         per_step: the network scores every step (scores (N, T, C), an ``explained`` output;
             chunks are not cropped).
+        crop: whether chunks may be cropped to the columns their samples use (False when a node
+            reads padded steps as data, e.g. a convolution: the padding changes its output).
 
     Returns:
         With ``out=None`` a dict of arrays (``relevance`` (N, T, D) or ``relevance/<input>``
@@ -583,7 +589,7 @@ def explain_dataset(
             :mod:`tf_lrp.conservation`).
     """
     infos = tuple(inputs) if inputs is not None else (InputInfo("input", tuple(feature_shape), features, mask_zero),)
-    net = _Net(infos, bool(per_step), output_dtype, num_outputs)
+    net = _Net(infos, bool(per_step), output_dtype, num_outputs, bool(crop))
     names = net.names
     fixed = _check_batch_size(batch_size)
     if memory_budget is not None and (
@@ -874,7 +880,7 @@ def _check_block_masks(block: Block, k: int, where: str) -> None:
 
 
 def _block_spans(block: Block, net: _Net) -> np.ndarray | None:
-    if not net.crop:  # several inputs or per-step scores: every chunk is full width
+    if not net.crop:  # several inputs, per-step scores or a node reading padding: every chunk is full width
         return None
     steps = block.x.shape[1]
     lengths, mask = block.lengths[0], block.masks[0]

@@ -1167,6 +1167,7 @@ class Explainer:
             resume=resume,
             inputs=inputs,
             per_step=layout.per_step,
+            crop=not any(NODES[spec.kind].reads_padding for spec in layout.layers),
         )
         if isinstance(result, dataset.OutputFiles):
             return result

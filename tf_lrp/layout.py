@@ -734,12 +734,191 @@ def forecaster_layout(spec: Seq2SeqSpec) -> NetworkLayout:
     return _validate_graph(manifest, [spec])
 
 
+#: Keras ``padding`` of the windowed layers (``causal``: Conv1D only).
+WINDOW_PADDINGS: tuple[str, ...] = ("valid", "same", "causal")
+#: Activations a Conv1D may carry (relevance passes through them; others need their own node).
+CONV_ACTIVATIONS: tuple[str, ...] = ("relu", "linear")
+
+
+@dataclass(frozen=True)
+class ConvSpec(Spec):
+    """Keras ``Conv1D`` (channels_last) on a sequence: (B, T, input_size) -> (B, T', filters).
+
+    ``T'`` follows from ``padding``, ``strides`` and ``dilation_rate`` (:class:`tf_lrp.nodes.windows.Window`);
+    the kernel is (kernel_size, input_size / groups, filters). A linear node (its rule is chosen
+    by the rule map); relu or linear activation. Keras drops the mask here.
+    """
+
+    kinds: ClassVar[tuple[str, ...]] = ("conv1d",)
+    rule_kind: ClassVar[str | None] = "linear"
+
+    filters: int
+    input_size: int
+    kernel_size: int
+    strides: int = 1
+    dilation_rate: int = 1
+    padding: str = "valid"
+    groups: int = 1
+    activation: str = "linear"
+    use_bias: bool = True
+    name: str = ""
+    kind: str = "conv1d"
+
+    @property
+    def output_size(self) -> int:
+        """Width of the layer's output."""
+        return self.filters
+
+    @property
+    def derived_sizes(self) -> dict[str, int]:
+        """Sizes the schema's array shapes name besides the fields: ``group_size`` = input_size / groups."""
+        return {"group_size": self.input_size // self.groups}
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> ConvSpec:
+        """The spec of a manifest entry."""
+        return cls(
+            entry["filters"], entry["input_size"], entry["kernel_size"], entry.get("strides", 1),
+            entry.get("dilation_rate", 1), entry.get("padding", "valid"), entry.get("groups", 1),
+            entry.get("activation", "linear"), entry.get("use_bias", True), entry.get("name", ""),
+        )  # fmt: skip
+
+    def to_entry(self) -> dict[str, Any]:
+        """The normalised manifest entry."""
+        return {
+            "kind": "conv1d", "filters": self.filters, "input_size": self.input_size,
+            "kernel_size": self.kernel_size, "strides": self.strides, "dilation_rate": self.dilation_rate,
+            "padding": self.padding, "groups": self.groups, "activation": self.activation,
+            "use_bias": self.use_bias,
+        }  # fmt: skip
+
+    def describe(self, reads: str) -> str:
+        """The ``info`` line."""
+        options = f"kernel_size={self.kernel_size}, strides={self.strides}, padding={self.padding}"
+        if self.dilation_rate != 1:
+            options += f", dilation_rate={self.dilation_rate}"
+        if self.groups != 1:
+            options += f", groups={self.groups}"
+        return (
+            f"Conv1D(filters={self.filters}, {options}, activation={self.activation}){reads}: "
+            f"{self.input_size} -> {self.filters}"
+        )
+
+    def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
+        """A convolution reads a sequence and outputs one (shorter with strides or valid padding)."""
+        _one_input(parts, where, self.input_size, want="sequence")
+        if self.input_size % self.groups or self.filters % self.groups:
+            raise LayoutError(
+                f"{where}: groups={self.groups} must divide input_size ({self.input_size}) and filters ({self.filters})"
+            )
+        if self.activation not in CONV_ACTIVATIONS:
+            raise LayoutError(
+                f"{where} has activation {self.activation!r}; a conv1d layer uses one of {CONV_ACTIVATIONS}"
+            )
+        return Port(True, self.filters, False, "")
+
+
+@dataclass(frozen=True)
+class Pooling1DSpec(Spec):
+    """Keras ``MaxPooling1D`` / ``AveragePooling1D`` (channels_last): (B, T, F) -> (B, T', F).
+
+    Max: winner takes all in each window (ties split equally); average: the mean over the window's
+    real (unpadded) steps, relevance proportional (ε-rule). The rule is fixed by the kind. Keras
+    drops the mask here.
+    """
+
+    kinds: ClassVar[tuple[str, ...]] = ("max_pooling1d", "average_pooling1d")
+    kind: str  # "max_pooling1d" or "average_pooling1d"
+    features: int
+    pool_size: int = 2
+    strides: int = 2
+    padding: str = "valid"
+    name: str = ""
+
+    @property
+    def input_size(self) -> int:
+        """Width of the layer's input."""
+        return self.features
+
+    @property
+    def output_size(self) -> int:
+        """Width of the layer's output."""
+        return self.features
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> Pooling1DSpec:
+        """The spec of a manifest entry (strides default to pool_size, as in Keras)."""
+        size = entry.get("pool_size", 2)
+        return cls(
+            entry["kind"], entry["features"], size, entry.get("strides", size), entry.get("padding", "valid"),
+            entry.get("name", ""),
+        )  # fmt: skip
+
+    def to_entry(self) -> dict[str, Any]:
+        """The normalised manifest entry."""
+        return {
+            "kind": self.kind, "features": self.features, "pool_size": self.pool_size, "strides": self.strides,
+            "padding": self.padding,
+        }  # fmt: skip
+
+    def describe(self, reads: str) -> str:
+        """The ``info`` line."""
+        title = "MaxPooling1D" if self.kind == "max_pooling1d" else "AveragePooling1D"
+        options = f"pool_size={self.pool_size}, strides={self.strides}, padding={self.padding}"
+        return f"{title}({options}){reads}: {self.features} -> {self.features}"
+
+    def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
+        """Pooling reads a sequence and outputs a (shorter) one."""
+        _one_input(parts, where, self.features, want="sequence")
+        if self.padding == "causal":
+            raise LayoutError(f"{where}: padding 'causal' is for conv1d; pooling uses 'valid' or 'same'")
+        return Port(True, self.features, False, "")
+
+
+@dataclass(frozen=True)
+class RepeatVectorSpec(Spec):
+    """Keras ``RepeatVector(n)``: one vector (B, F) -> the sequence (B, n, F) of n copies."""
+
+    kinds: ClassVar[tuple[str, ...]] = ("repeat_vector",)
+    n: int
+    features: int
+    name: str = ""
+    kind: str = "repeat_vector"
+
+    @property
+    def output_size(self) -> int:
+        """Width of the layer's output."""
+        return self.features
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> RepeatVectorSpec:
+        """The spec of a manifest entry."""
+        return cls(entry["n"], entry["features"], entry.get("name", ""))
+
+    def to_entry(self) -> dict[str, Any]:
+        """The normalised manifest entry."""
+        return {"kind": "repeat_vector", "n": self.n, "features": self.features}
+
+    def describe(self, reads: str) -> str:
+        """The ``info`` line."""
+        return f"RepeatVector(n={self.n}){reads}: {self.features} -> {self.n} x {self.features}"
+
+    def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
+        """It reads one vector per sample and outputs a sequence."""
+        part = _one_input(parts, where, self.features)
+        if part.sequence:
+            raise LayoutError(f"{where} reads {part.what}, a sequence; repeat_vector reads one vector per sample")
+        return Port(True, self.features, False, "")
+
+
 LayerSpec = Spec
+_SPEC_CLASSES: tuple[type[Spec], ...] = (EmbeddingSpec, RecurrentSpec, DenseSpec, ConcatenateSpec, PoolingSpec)
+_SPEC_CLASSES += (ConvSpec, Pooling1DSpec, RepeatVectorSpec, SliceSpec, Seq2SeqSpec)
 #: manifest kind -> spec class (the registry the manifest reader, the writer and the shape check read)
 SPEC_TYPES: Mapping[str, type[Spec]] = MappingProxyType(
     {
         kind: cls
-        for cls in (EmbeddingSpec, RecurrentSpec, DenseSpec, ConcatenateSpec, PoolingSpec, SliceSpec, Seq2SeqSpec)
+        for cls in _SPEC_CLASSES
         for kind in cls.kinds
     }
 )
@@ -979,6 +1158,7 @@ def _array_specs(layers: Sequence[LayerSpec]) -> tuple[ArraySpec, ...]:
 
 def _layer_attrs(layer: LayerSpec) -> dict[str, Any]:
     attrs = dict(layer.__dict__)
+    attrs.update(getattr(layer, "derived_sizes", {}))  # e.g. conv1d's group_size
     attrs["kind"] = layer.kind
     return attrs
 

@@ -12,11 +12,14 @@ from types import MappingProxyType
 
 from .base import NodeContext, NodeType
 from .concatenate import ConcatenateNode
+from .conv import ConvNode
 from .dense import DenseNode
 from .embedding import EmbeddingNode
 from .forecaster import ForecasterNode
 from .pooling import PoolingNode
+from .pooling1d import Pooling1DNode
 from .recurrent import RecurrentNode
+from .repeat_vector import RepeatVectorNode
 from .slice import SliceNode
 
 _TYPES: tuple[NodeType, ...] = (
@@ -27,6 +30,9 @@ _TYPES: tuple[NodeType, ...] = (
     PoolingNode(),
     SliceNode(),
     ForecasterNode(),
+    ConvNode(),
+    Pooling1DNode(),
+    RepeatVectorNode(),
 )
 
 #: manifest kind -> node type.

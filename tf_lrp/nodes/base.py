@@ -51,6 +51,9 @@ class NodeType(ABC):
     takes_mask: ClassVar[bool] = False
     #: whether its relevance step conserves at bias_factor = 1 (the invariants harness checks it)
     conserves: ClassVar[bool] = True
+    #: whether its output depends on steps masked in every sample (it drops the mask and reads them
+    #: as data, e.g. a convolution): ``explain_dataset`` then never crops a chunk's padding
+    reads_padding: ClassVar[bool] = False
 
     def params(self, spec: Any, arrays: Sequence[Tensor]) -> Any:
         """Group this node's weight arrays (Keras ``get_weights()`` order) for the step functions."""

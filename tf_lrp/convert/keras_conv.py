@@ -1,0 +1,97 @@
+"""Handlers for Keras's windowed sequence layers (``Conv1D``, ``Max/AveragePooling1D``) and ``RepeatVector``.
+
+See :mod:`tf_lrp.convert.keras_nodes` for the handler contract. Keras drops the mask at all of
+them (none supports masking): their outputs carry no mask. Reading a padded input right after
+``Masking`` / ``Embedding(mask_zero=True)`` they would take the padding as data, so the
+converter refuses that (as for ``GlobalMaxPooling1D``); after a masked recurrent layer the
+padded steps hold its carried state, which Keras reads and tf_lrp reproduces.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+from ..layout import CONV_ACTIVATIONS, ConvSpec, EmbeddingSpec, Pooling1DSpec, RepeatVectorSpec
+from .keras_nodes import Call, Emitted, Handler, Incoming, activation_name, one_input, refuse, to_numpy
+
+_L = keras.layers
+#: Keras windowed pooling classes -> tf_lrp node kinds.
+POOLING1D: dict[type, str] = {_L.MaxPooling1D: "max_pooling1d", _L.AveragePooling1D: "average_pooling1d"}
+
+
+def _not_after_padding(layer: Any, incoming: Incoming) -> None:
+    """Refuse a layer that would read padded steps as data (Keras drops the mask at it)."""
+    right_after_padding = incoming.producer is None or isinstance(incoming.producer, EmbeddingSpec)
+    if incoming.masked and right_after_padding:
+        raise refuse(
+            layer,
+            "reads padded steps as data (Keras drops the mask at this layer), so it would explain padding; "
+            "remove Masking / mask_zero before it (pad with a neutral value), or put a recurrent layer first",
+        )
+
+
+def _channels_last(layer: Any) -> None:
+    if getattr(layer, "data_format", "channels_last") != "channels_last":
+        raise refuse(layer, "data_format='channels_first' is not supported; use channels_last (B, T, F)")
+
+
+def conv1d(call: Call) -> Emitted:
+    """``Conv1D``: kernel size, strides, dilation, padding valid/same/causal, groups, relu or linear."""
+    layer = call.layer
+    incoming = one_input(call, want_sequence=True)
+    _channels_last(layer)
+    _not_after_padding(layer, incoming)
+    activation = activation_name(layer.activation, CONV_ACTIVATIONS)
+    if activation is None:
+        shown = getattr(layer.activation, "__name__", repr(layer.activation))
+        raise refuse(
+            layer,
+            f"activation {shown!r} on a Conv1D is not supported; relevance passes through "
+            f"{' and '.join(CONV_ACTIVATIONS)} only (build it with activation=None and a separate Activation layer "
+            "once tf_lrp reads one)",
+        )
+    if call.is_last:
+        raise refuse(layer, "is the model's output; the explained score must come from a Dense layer")
+    kernel = to_numpy(layer.kernel)
+    spec = ConvSpec(
+        filters=int(layer.filters),
+        input_size=int(incoming.port.width),
+        kernel_size=int(layer.kernel_size[0]),
+        strides=int(layer.strides[0]),
+        dilation_rate=int(layer.dilation_rate[0]),
+        padding=str(layer.padding),
+        groups=int(layer.groups),
+        activation=activation,
+        use_bias=bool(layer.use_bias),
+        name=layer.name,
+    )
+    return Emitted((spec,), (kernel,) + ((to_numpy(layer.bias),) if layer.use_bias else ()), masked=False)
+
+
+def pooling1d(call: Call) -> Emitted:
+    """``MaxPooling1D`` / ``AveragePooling1D``: pool size, strides, padding valid/same."""
+    layer = call.layer
+    incoming = one_input(call, want_sequence=True)
+    _channels_last(layer)
+    _not_after_padding(layer, incoming)
+    spec = Pooling1DSpec(
+        POOLING1D[type(layer)], int(incoming.port.width), int(layer.pool_size[0]), int(layer.strides[0]),
+        str(layer.padding), name=layer.name,
+    )  # fmt: skip
+    return Emitted((spec,), masked=False)
+
+
+def repeat_vector(call: Call) -> Emitted:
+    """``RepeatVector(n)``: one vector per sample -> n copies."""
+    layer = call.layer
+    incoming = one_input(call, want_sequence=False)
+    return Emitted((RepeatVectorSpec(int(layer.n), int(incoming.port.width), name=layer.name),), masked=False)
+
+
+HANDLERS: dict[type, Handler] = {
+    _L.Conv1D: conv1d,
+    **dict.fromkeys(POOLING1D, pooling1d),
+    _L.RepeatVector: repeat_vector,
+}
