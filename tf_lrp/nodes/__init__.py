@@ -10,14 +10,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from .activation import ActivationNode
 from .base import NodeContext, NodeType
 from .concatenate import ConcatenateNode
 from .dense import DenseNode
 from .embedding import EmbeddingNode
+from .merge import MergeNode, MultiplyNode
+from .normalization import NormalizationNode
 from .pooling import PoolingNode
 from .recurrent import RecurrentNode
 
-_TYPES: tuple[NodeType, ...] = (EmbeddingNode(), RecurrentNode(), DenseNode(), ConcatenateNode(), PoolingNode())
+_TYPES: tuple[NodeType, ...] = (
+    EmbeddingNode(), RecurrentNode(), DenseNode(), ConcatenateNode(), PoolingNode(), ActivationNode(),
+    NormalizationNode(), MergeNode(), MultiplyNode(),
+)  # fmt: skip
 
 #: manifest kind -> node type.
 NODES: Mapping[str, NodeType] = MappingProxyType({kind: node for node in _TYPES for kind in node.kinds})
