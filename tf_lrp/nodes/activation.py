@@ -5,6 +5,10 @@ follows a linear node, whose rule explains the pre-activation); conserving. Grad
 activation's derivative at the cached input, written once below in ``keras.ops``
 (:data:`ELEMENTWISE`, one entry per name of :data:`tf_lrp.layout.ELEMENTWISE_ACTIVATIONS`, with
 Keras 3's default parameters).
+
+GELU (both forms) is computed from its formula with ``erf`` / ``tanh``, not by ``ops.gelu``:
+TensorFlow's float64 GELU kernel (and so its autodiff) is accurate to only about 5e-9, so the
+forward pass then differs from a TensorFlow Keras model by that much (the derivative is exact).
 """
 
 from __future__ import annotations
@@ -39,6 +43,14 @@ def _inside(x: Tensor, low: float, high: float) -> Tensor:
     """1 where ``low < x < high`` else 0, in x's dtype."""
     return ops.cast(ops.logical_and(x > low, x < high), x.dtype)
 
+
+
+def _gelu(x: Tensor) -> Tensor:
+    return 0.5 * x * (1 + ops.erf(x / math.sqrt(2.0)))
+
+
+def _gelu_tanh(x: Tensor) -> Tensor:
+    return 0.5 * x * (1 + ops.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x * x * x)))
 
 
 def _gelu_derivative(x: Tensor) -> Tensor:
@@ -87,13 +99,14 @@ ELEMENTWISE: Mapping[str, tuple[Function, Function]] = MappingProxyType(
         "relu6": (ops.relu6, lambda x: _inside(x, 0.0, 6.0)),
         "leaky_relu": (
             lambda x: ops.leaky_relu(x, negative_slope=_LEAKY_SLOPE),
-            lambda x: _where(x > 0, x, 1.0, _LEAKY_SLOPE),
+            # the slope the backend applies (TensorFlow keeps it as a float32 attribute)
+            lambda x: _where(x > 0, x, 1.0, -ops.leaky_relu(-ops.ones_like(x), negative_slope=_LEAKY_SLOPE)),
         ),
         "elu": (ops.elu, lambda x: _where(x > 0, x, 1.0, ops.exp(x))),
         "selu": (ops.selu, lambda x: _SELU_SCALE * _where(x > 0, x, 1.0, _SELU_ALPHA * ops.exp(x))),
         "celu": (ops.celu, lambda x: _where(x > 0, x, 1.0, ops.exp(x))),
-        "gelu": (lambda x: ops.gelu(x, approximate=False), _gelu_derivative),
-        "gelu_approximate": (lambda x: ops.gelu(x, approximate=True), _gelu_tanh_derivative),
+        "gelu": (_gelu, _gelu_derivative),
+        "gelu_approximate": (_gelu_tanh, _gelu_tanh_derivative),
         "sigmoid": (ops.sigmoid, lambda x: ops.sigmoid(x) * (1 - ops.sigmoid(x))),
         "hard_sigmoid": (ops.hard_sigmoid, lambda x: _inside(x, -3.0, 3.0) / 6),
         "log_sigmoid": (ops.log_sigmoid, lambda x: ops.sigmoid(-x)),
