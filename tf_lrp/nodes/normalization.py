@@ -81,7 +81,7 @@ class NormalizationNode(NodeType):
         """Keras's own arithmetic: ``x · inv + (β - μ · inv)`` with ``inv = γ / sqrt(var + epsilon)``."""
         x = inputs[0]
         gamma, beta = _vector(params.gamma, x, 1.0), _vector(params.beta, x, 0.0)
-        epsilon = ops.cast(spec.epsilon, x.dtype)
+        epsilon = ops.convert_to_tensor(spec.epsilon, dtype=x.dtype)
         if spec.kind == "batch_normalization":
             a = gamma * ops.rsqrt(params.moving_variance + epsilon)
             b = beta - params.moving_mean * a
