@@ -101,33 +101,28 @@ def batch_normalization(call: Call) -> Emitted:
 
 
 def _merged(call: Call) -> int:
-    """The common width of a merge's inputs; refuses mixed masking (tf_lrp keeps the first input's mask)."""
+    """The common width of a merge's inputs (checked)."""
     layer = call.layer
     widths = {incoming.port.width for incoming in call.inputs}
     sequences = {incoming.port.sequence for incoming in call.inputs}
     if len(call.inputs) < 2 or len(widths) > 1 or len(sequences) > 1:
         shapes = ", ".join(f"{'sequence' if i.port.sequence else 'vector'} of {i.port.width}" for i in call.inputs)
         raise refuse(layer, f"merges {shapes}; tf_lrp merges two or more inputs of the same shape (no broadcasting)")
-    masked = {incoming.masked for incoming in call.inputs}
-    if len(masked) > 1:
-        raise refuse(
-            layer,
-            "merges masked with unmasked sequences (Keras then keeps the masked input's mask); tf_lrp keeps the "
-            "first input's mask: mask every branch, or none",
-        )
     return widths.pop()
 
 
 def merge(call: Call) -> Emitted:
     """``Add`` / ``Subtract`` / ``Average`` of inputs of one shape."""
-    return Emitted((MergeSpec(MERGES[type(call.layer)], _merged(call), name=call.layer.name),))
+    spec = MergeSpec(MERGES[type(call.layer)], _merged(call), name=call.layer.name)
+    return Emitted((spec,), masked=all(incoming.masked for incoming in call.inputs))
 
 
 def multiply(call: Call) -> Emitted:
     """``Multiply`` of two inputs of one shape."""
     if len(call.inputs) != 2:
         raise refuse(call.layer, f"multiplies {len(call.inputs)} tensors; tf_lrp reads two (nest Multiply layers)")
-    return Emitted((MultiplySpec(_merged(call), name=call.layer.name),))
+    spec = MultiplySpec(_merged(call), name=call.layer.name)
+    return Emitted((spec,), masked=all(incoming.masked for incoming in call.inputs))
 
 
 HANDLERS: dict[type, Handler] = {

@@ -13,14 +13,16 @@
   :class:`~tf_lrp.rules.SignalTakesAll` the input ``gate`` names (1 by default, the second) is
   the gate and gets nothing. Gradient: ``g ⊙ x_other``.
 
-Keras ANDs the inputs' masks; here a merged sequence carries the first input's step mask (the
-converter refuses inputs of which only some carry a mask). Neither node reads the mask.
+Masks as Keras 3 merges them (``Merge.compute_mask``): no mask if an input has none, else the OR
+of the inputs' step masks. Neither node reads the mask.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any, ClassVar
+
+from keras import ops
 
 from .._typing import Tensor
 from ..layout import MergeSpec, MultiplySpec
@@ -37,10 +39,24 @@ def coefficients(operation: str, count: int) -> tuple[float, ...]:
     return (1.0,) * count
 
 
+def merged_mask(masks: Sequence[Tensor | None]) -> Tensor | None:
+    """Keras's merged step mask: None if an input has none, else a step is valid where any input's is."""
+    if any(mask is None for mask in masks):
+        return None
+    merged = masks[0]
+    for mask in masks[1:]:
+        merged = ops.logical_or(merged, mask)
+    return merged
+
+
 class MergeNode(NodeType):
     """Keras ``Add`` / ``Subtract`` / ``Average``: relevance in proportion to ``c_k x_k`` (ε-rule, no bias)."""
 
     kinds: ClassVar[tuple[str, ...]] = ("merge",)
+
+    def merge_masks(self, spec: MergeSpec, masks: Sequence[Tensor | None]) -> Tensor | None:
+        """Keras's merge: None if an input has none, else the OR."""
+        return merged_mask(masks)
 
     def cache_floats(self, spec: MergeSpec, steps: int) -> int:
         """The output, per step read (the inputs are their producers')."""
@@ -83,6 +99,10 @@ class MultiplyNode(NodeType):
     """Keras ``Multiply`` of two tensors: a product node split by the node's product rule."""
 
     kinds: ClassVar[tuple[str, ...]] = ("multiply",)
+
+    def merge_masks(self, spec: MultiplySpec, masks: Sequence[Tensor | None]) -> Tensor | None:
+        """Keras's merge: None if an input has none, else the OR."""
+        return merged_mask(masks)
 
     def cache_floats(self, spec: MultiplySpec, steps: int) -> int:
         """Nothing beyond the inputs, which are their producers'."""
