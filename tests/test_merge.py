@@ -196,3 +196,12 @@ def test_converter_refusals() -> None:
     broadcast = keras.Model([a, b], L.Dense(2, **f64)(L.GlobalAveragePooling1D(**f64)(L.Add(**f64)([left, vector]))))
     with pytest.raises(ConversionError, match="same shape"):
         Explainer.from_keras(broadcast)
+
+
+def test_saved_and_loaded(tmp_path) -> None:
+    model, x = _gated_model()
+    ex = Explainer.from_keras(model, sample=x, dtype="float64", tolerance=1e-10)
+    ex.save(tmp_path / "gated.npz")
+    loaded = Explainer.load(tmp_path / "gated.npz", dtype="float64")
+    assert loaded.layout.manifest == ex.layout.manifest
+    np.testing.assert_array_equal(loaded.explain(x).relevance, ex.explain(x).relevance)
