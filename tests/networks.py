@@ -284,6 +284,45 @@ def repeated_encoder(rng: np.random.Generator) -> Case:
     return _chain(rng, layers, 2, {"lstm", "repeat_vector", "gru", "dense"})
 
 
+def _positive_variances(model: keras.Model) -> None:
+    """BatchNormalization's moving variances must be positive (randomised weights are not)."""
+    model.set_weights([np.abs(w) + 0.5 if "moving_variance" in v.path else w
+                       for w, v in zip(model.get_weights(), model.weights, strict=True)])  # fmt: skip
+
+
+def normalized_residual(rng: np.random.Generator) -> Case:
+    """Bi-LSTM -> LayerNormalization, GRU -> BatchNormalization, Add, LSTM, Dense(tanh) (split), Dense."""
+    f64 = {"dtype": "float64"}
+    inputs = keras.Input((STEPS, 3), dtype="float64")
+    masked = L.Masking(0.0, **f64)(inputs)
+    left = L.LayerNormalization(**f64)(L.Bidirectional(L.LSTM(2, return_sequences=True, **f64), **f64)(masked))
+    right = L.BatchNormalization(**f64)(L.GRU(4, return_sequences=True, **f64)(masked))
+    tensor = L.LSTM(3, **f64)(L.Add(**f64)([left, right]))
+    model = keras.Model(inputs, L.Dense(2, **f64)(L.Dense(4, activation="tanh", **f64)(tensor)))
+    _randomise(model, rng)
+    _positive_variances(model)
+    x, lengths = _floats(rng, 3)
+    explainer = Explainer.from_keras(model, sample=x, dtype="float64", tolerance=KERAS_TOLERANCE)
+    return Case(explainer, model, x, lengths, KINDS["normalized_residual"])
+
+
+def gated_average(rng: np.random.Generator) -> Case:
+    """GRU (sequences) gated per step by Dense(sigmoid) (Multiply), Average with a SimpleRNN, pooled, Dense."""
+    f64 = {"dtype": "float64"}
+    inputs = keras.Input((STEPS, 2), dtype="float64")
+    masked = L.Masking(0.0, **f64)(inputs)
+    states = L.GRU(3, return_sequences=True, **f64)(masked)
+    gate = L.Dense(3, activation="sigmoid", **f64)(states)
+    gated = L.Multiply(**f64)([states, gate])
+    other = L.SimpleRNN(3, return_sequences=True, **f64)(masked)
+    tensor = L.GlobalAveragePooling1D(**f64)(L.Subtract(**f64)([L.Average(**f64)([gated, other, states]), other]))
+    model = keras.Model(inputs, L.Dense(2, **f64)(L.Activation("swish", **f64)(tensor)))
+    _randomise(model, rng)
+    x, lengths = _floats(rng, 2)
+    explainer = Explainer.from_keras(model, sample=x, dtype="float64", tolerance=KERAS_TOLERANCE)
+    return Case(explainer, model, x, lengths, KINDS["gated_average"])
+
+
 #: name -> factory; the invariants harness runs every method on each.
 NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "stacked_lstm_gru": stacked_lstm_gru,
@@ -299,6 +338,8 @@ NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "conv_max_pooled": conv_max_pooled,
     "conv_average_pooled": conv_average_pooled,
     "repeated_encoder": repeated_encoder,
+    "normalized_residual": normalized_residual,
+    "gated_average": gated_average,
 }
 #: the node kinds each network uses (static, so the coverage check needs no Keras model)
 KINDS: dict[str, frozenset[str]] = {
@@ -315,4 +356,10 @@ KINDS: dict[str, frozenset[str]] = {
     "conv_max_pooled": frozenset({"lstm", "conv1d", "max_pooling1d", "gru", "dense"}),
     "conv_average_pooled": frozenset({"gru", "conv1d", "average_pooling1d", "simple_rnn", "dense"}),
     "repeated_encoder": frozenset({"lstm", "repeat_vector", "gru", "dense"}),
+    "normalized_residual": frozenset(
+        {"lstm", "gru", "layer_normalization", "batch_normalization", "merge", "activation", "dense"}
+    ),
+    "gated_average": frozenset(
+        {"gru", "simple_rnn", "dense", "activation", "multiply", "merge", "global_average_pooling"}
+    ),
 }

@@ -380,9 +380,9 @@ REFUSALS = {
         lambda: _sequential(L.LSTM(3, activation="softsign", name="soft"), L.Dense(2)),
         r"'soft' \(LSTM\): activation='softsign' is not supported; use one of tanh",
     ),
-    "hidden_dense_tanh": (
-        lambda: _sequential(L.LSTM(3), L.Dense(4, activation="tanh", name="mid"), L.Dense(2)),
-        r"'mid' \(Dense\): activation 'tanh'",
+    "hidden_dense_softmax": (  # tanh & co. convert to Dense(linear) + an activation node (tests/test_activation.py)
+        lambda: _sequential(L.LSTM(3), L.Dense(4, activation="softmax", name="mid"), L.Dense(2)),
+        r"'mid' \(Dense\): activation 'softmax'",
     ),
     "time_distributed_other": (
         lambda: _sequential(L.LSTM(3, return_sequences=True), L.TimeDistributed(L.Flatten(), name="td"), L.Dense(2)),

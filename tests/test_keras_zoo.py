@@ -208,6 +208,38 @@ def lstm_encoder_decoder() -> tuple[keras.Model, Any]:
     return model, _features(13)
 
 
+def text_bilstm_layer_norm() -> tuple[keras.Model, Any]:
+    inputs = keras.Input((None,), dtype="int32", name="ids")
+    h = L.Embedding(VOCAB, 6, mask_zero=True)(inputs)
+    h = L.Bidirectional(L.LSTM(4, return_sequences=True))(h)
+    h = L.LayerNormalization()(h)
+    h = L.LSTM(5)(h)
+    h = L.Dense(4, activation="tanh")(h)  # a hidden Dense(tanh): Dense(linear) + an activation node
+    return keras.Model(inputs, L.Dense(3, activation="softmax")(h), name="text_bilstm_layer_norm"), _ids(11)
+
+
+def residual_recurrent_add() -> tuple[keras.Model, Any]:
+    inputs = keras.Input((None, 3))
+    masked = L.Masking(0.0)(inputs)
+    left = L.GRU(5, return_sequences=True)(masked)
+    right = L.Bidirectional(L.LSTM(3, return_sequences=True), merge_mode="concat")(masked)
+    right = L.Dense(5)(right)
+    h = L.BatchNormalization()(L.Add()([left, right]))
+    h = L.GlobalAveragePooling1D()(h)
+    h = L.Dense(4, activation="swish")(h)
+    return keras.Model(inputs, L.Dense(2)(h), name="residual_add"), _features(12, mask_value=0.0)
+
+
+def multiply_gated() -> tuple[keras.Model, Any]:
+    inputs = keras.Input((None, 4))
+    states = L.LSTM(5, return_sequences=True)(inputs)
+    gate = L.Dense(5, activation="sigmoid")(L.GRU(5, return_sequences=True)(inputs))
+    h = L.Multiply()([states, gate])
+    h = L.Subtract()([h, L.Average()([states, gate])])
+    h = L.GlobalMaxPooling1D()(h)
+    return keras.Model(inputs, L.Dense(2)(L.Activation("relu")(h)), name="multiply_gated"), _features(13, 4)
+
+
 ZOO: dict[str, Entry] = {
     # max pooling after a masked bidirectional layer: a masked step's output is 0 and what reaches it is absorbed
     "text_bilstm_max": Entry(text_bilstm_max_pool, conserves=False),
@@ -224,6 +256,9 @@ ZOO: dict[str, Entry] = {
     "cnn_lstm": Entry(cnn_lstm_time_series),
     "text_cnn_bigru": Entry(text_cnn_bigru),
     "lstm_encoder_decoder": Entry(lstm_encoder_decoder, step=2),
+    "text_bilstm_layer_norm": Entry(text_bilstm_layer_norm),
+    "residual_add": Entry(residual_recurrent_add),
+    "multiply_gated": Entry(multiply_gated),
 }
 
 

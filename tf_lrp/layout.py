@@ -911,9 +911,213 @@ class RepeatVectorSpec(Spec):
         return Port(True, self.features, False, "")
 
 
+#: Elementwise activations an ``activation`` node computes (Keras 3 names with their default
+#: parameters; ``gelu_approximate`` is Keras's ``gelu(approximate=True)``). Relevance passes them
+#: unchanged; the node module holds each one's derivative.
+ELEMENTWISE_ACTIVATIONS: tuple[str, ...] = (
+    "linear", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "gelu_approximate", "sigmoid",
+    "hard_sigmoid", "log_sigmoid", "sparse_sigmoid", "tanh", "hard_tanh", "tanh_shrink", "softplus", "sparse_plus",
+    "squareplus", "softsign", "silu", "hard_silu", "mish", "exponential", "soft_shrink", "hard_shrink",
+)  # fmt: skip
+
+
+def _same_shape(parts: Sequence[Port], where: str, features: int, count: int | None) -> Port:
+    """The ports of an elementwise merge: all of one width and time axis (``count``: how many, or None: >= 2)."""
+    if count is not None and len(parts) != count:
+        raise LayoutError(f"{where} reads {len(parts)} inputs; it takes {count}")
+    if len(parts) < 2:
+        raise LayoutError(f"{where} reads {len(parts)} input; it merges two or more")
+    for part in parts:
+        if part.tokens:
+            raise LayoutError(f"{where} reads the token ids of {part.what}: put an embedding layer in between")
+        if part.width != features:
+            raise LayoutError(f"{where}: {part.what} outputs width {part.width} but features says {features}")
+    if len({part.sequence for part in parts}) > 1:
+        raise LayoutError(f"{where} merges sequences with vectors; its inputs must have the same shape")
+    return parts[0]
+
+
+@dataclass(frozen=True)
+class ActivationSpec(Spec):
+    """Keras ``Activation`` (and a hidden ``Dense``'s own activation): an elementwise function.
+
+    Relevance passes it unchanged (the identity rule); the gradient is the activation's derivative.
+    """
+
+    kinds: ClassVar[tuple[str, ...]] = ("activation",)
+    activation: str
+    features: int
+    name: str = ""
+    kind: str = "activation"
+
+    @property
+    def input_size(self) -> int:
+        """Width of the layer's input."""
+        return self.features
+
+    @property
+    def output_size(self) -> int:
+        """Width of the layer's output."""
+        return self.features
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> ActivationSpec:
+        """The spec of a manifest entry."""
+        return cls(entry["activation"], entry["features"], entry.get("name", ""))
+
+    def to_entry(self) -> dict[str, Any]:
+        """The normalised manifest entry."""
+        return {"kind": "activation", "activation": self.activation, "features": self.features}
+
+    def describe(self, reads: str) -> str:
+        """The ``info`` line."""
+        return f"Activation({self.activation}){reads}: {self.features} -> {self.features}"
+
+    def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
+        """Elementwise: the input's shape."""
+        part = _one_input(parts, where, self.features)
+        if self.activation not in ELEMENTWISE_ACTIVATIONS:
+            raise LayoutError(
+                f"{where}: activation {self.activation!r} is not elementwise or not supported; "
+                f"use one of {ELEMENTWISE_ACTIVATIONS}"
+            )
+        return Port(part.sequence, self.features, False, "")
+
+
+@dataclass(frozen=True)
+class NormalizationSpec(Spec):
+    """Keras ``LayerNormalization`` / ``BatchNormalization`` (inference) over the last (feature) axis.
+
+    ``layer_normalization``: ``y = (x - mean(x)) / sqrt(var(x) + epsilon) * gamma + beta`` per
+    sample (and step); LRP treats the scale ``1/σ`` as a constant (CP-LRP, Ali et al. 2022) and
+    applies the ε-rule with bias share to the linear map that remains. ``batch_normalization``:
+    ``y = (x - moving_mean) / sqrt(moving_variance + epsilon) * gamma + beta``, an elementwise
+    affine map, ε-rule per unit. The rule is fixed by the kind.
+    """
+
+    kinds: ClassVar[tuple[str, ...]] = ("layer_normalization", "batch_normalization")
+    kind: str
+    features: int
+    epsilon: float = 1e-3
+    center: bool = True
+    scale: bool = True
+    name: str = ""
+
+    @property
+    def input_size(self) -> int:
+        """Width of the layer's input."""
+        return self.features
+
+    @property
+    def output_size(self) -> int:
+        """Width of the layer's output."""
+        return self.features
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> NormalizationSpec:
+        """The spec of a manifest entry."""
+        return cls(
+            entry["kind"], entry["features"], float(entry.get("epsilon", 1e-3)), entry.get("center", True),
+            entry.get("scale", True), entry.get("name", ""),
+        )  # fmt: skip
+
+    def to_entry(self) -> dict[str, Any]:
+        """The normalised manifest entry."""
+        return {
+            "kind": self.kind, "features": self.features, "epsilon": self.epsilon, "center": self.center,
+            "scale": self.scale,
+        }  # fmt: skip
+
+    def describe(self, reads: str) -> str:
+        """The ``info`` line."""
+        title = "LayerNormalization" if self.kind == "layer_normalization" else "BatchNormalization"
+        return (
+            f"{title}(epsilon={self.epsilon:g}, center={self.center}, scale={self.scale}){reads}: "
+            f"{self.features} -> {self.features}"
+        )
+
+    def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
+        """Over the feature axis: the input's shape."""
+        part = _one_input(parts, where, self.features)
+        return Port(part.sequence, self.features, False, "")
+
+
+@dataclass(frozen=True)
+class MergeSpec(Spec):
+    """Keras ``Add`` / ``Subtract`` / ``Average``: ``z = Σ_k c_k x_k`` with ``c_k`` = 1, ±1 or 1/K.
+
+    Relevance in proportion to each input's contribution ``c_k x_k`` (ε-rule without bias; the
+    stabiliser's share spread over the K inputs, so bias_factor = 1 conserves). Fixed rule.
+    """
+
+    kinds: ClassVar[tuple[str, ...]] = ("merge",)
+    operation: str  # "add", "subtract" or "average"
+    features: int
+    name: str = ""
+    kind: str = "merge"
+
+    @property
+    def output_size(self) -> int:
+        """Width of the layer's output."""
+        return self.features
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> MergeSpec:
+        """The spec of a manifest entry."""
+        return cls(entry["operation"], entry["features"], entry.get("name", ""))
+
+    def to_entry(self) -> dict[str, Any]:
+        """The normalised manifest entry."""
+        return {"kind": "merge", "operation": self.operation, "features": self.features}
+
+    def describe(self, reads: str) -> str:
+        """The ``info`` line."""
+        return f"{self.operation.capitalize()}{reads}: {self.features} -> {self.features}"
+
+    def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
+        """Inputs of one shape; the output has it too (``subtract`` takes exactly two)."""
+        part = _same_shape(parts, where, self.features, 2 if self.operation == "subtract" else None)
+        return Port(part.sequence, self.features, False, "")
+
+
+@dataclass(frozen=True)
+class MultiplySpec(Spec):
+    """Keras ``Multiply`` of two tensors of one shape: a product node, split by the rule map's product rule."""
+
+    kinds: ClassVar[tuple[str, ...]] = ("multiply",)
+    rule_kind: ClassVar[str | None] = "product"
+    features: int
+    name: str = ""
+    kind: str = "multiply"
+
+    @property
+    def output_size(self) -> int:
+        """Width of the layer's output."""
+        return self.features
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> MultiplySpec:
+        """The spec of a manifest entry."""
+        return cls(entry["features"], entry.get("name", ""))
+
+    def to_entry(self) -> dict[str, Any]:
+        """The normalised manifest entry."""
+        return {"kind": "multiply", "features": self.features}
+
+    def describe(self, reads: str) -> str:
+        """The ``info`` line."""
+        return f"Multiply{reads}: {self.features} -> {self.features}"
+
+    def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
+        """Two inputs of one shape."""
+        part = _same_shape(parts, where, self.features, 2)
+        return Port(part.sequence, self.features, False, "")
+
+
 LayerSpec = Spec
 _SPEC_CLASSES: tuple[type[Spec], ...] = (EmbeddingSpec, RecurrentSpec, DenseSpec, ConcatenateSpec, PoolingSpec)
 _SPEC_CLASSES += (ConvSpec, Pooling1DSpec, RepeatVectorSpec, SliceSpec, Seq2SeqSpec)
+_SPEC_CLASSES += (ActivationSpec, NormalizationSpec, MergeSpec, MultiplySpec)
 #: manifest kind -> spec class (the registry the manifest reader, the writer and the shape check read)
 SPEC_TYPES: Mapping[str, type[Spec]] = MappingProxyType(
     {

@@ -150,7 +150,8 @@ def forward(
         node_mask = in_mask if node.takes_mask else None  # the node declares whether it reads the mask
         spec = node_spec(layout, index)
         output, cache = node.forward(spec, params[index], [values[e] for e in reads], node_mask)
-        values[index], masks[index] = output, node.output_mask(spec, in_mask) if sequences[index] else None
+        passed = node.merge_masks(spec, [masks[e] for e in reads]) if len(reads) > 1 else in_mask
+        values[index], masks[index] = output, node.output_mask(spec, passed) if sequences[index] else None
         caches.append(cache)
     last = len(layout.layers) - 1
     scores = values[last]

@@ -16,11 +16,14 @@ import keras
 import numpy as np
 
 from ..layout import (
+    ELEMENTWISE_ACTIVATIONS,
     HIDDEN_DENSE_ACTIVATIONS,
     RECURRENT_ACTIVATIONS,
+    ActivationSpec,
     ConcatenateSpec,
     DenseSpec,
     EmbeddingSpec,
+    LayerSpec,
     PoolingSpec,
     RecurrentSpec,
     SliceSpec,
@@ -45,6 +48,8 @@ POOLING: dict[type, str] = {
     _L.GlobalAveragePooling1D: "global_average_pooling",
 }
 MERGE_MODES = ("concat", "sum", "ave")
+#: Keras activation names (default parameters) the ``activation`` node computes
+KERAS_ELEMENTWISE: tuple[str, ...] = tuple(name for name in ELEMENTWISE_ACTIVATIONS if name != "gelu_approximate")
 
 
 def identity(call: Call) -> Emitted:
@@ -201,20 +206,7 @@ def bidirectional(call: Call) -> Emitted:
     return Emitted((spec,), tuple(weights))
 
 
-def dense_spec(layer: Any, is_last: bool) -> tuple[DenseSpec, tuple[np.ndarray, ...]]:
-    """A Keras ``Dense`` as a :class:`~tf_lrp.layout.DenseSpec` and its weights."""
-    if is_last:
-        activation = getattr(layer.activation, "__name__", None) or "custom"
-    else:
-        name = activation_name(layer.activation, HIDDEN_DENSE_ACTIVATIONS)
-        if name is None:
-            shown = getattr(layer.activation, "__name__", repr(layer.activation))
-            raise refuse(
-                layer,
-                f"activation {shown!r} on a Dense layer before the last one is not supported; relevance passes "
-                f"through {' and '.join(HIDDEN_DENSE_ACTIVATIONS)} only",
-            )
-        activation = name
+def _dense(layer: Any, activation: str) -> tuple[DenseSpec, tuple[np.ndarray, ...]]:
     kernel = to_numpy(layer.kernel)  # LoRA (if enabled) is merged in by Keras
     spec = DenseSpec(
         units=int(kernel.shape[1]),
@@ -226,11 +218,41 @@ def dense_spec(layer: Any, is_last: bool) -> tuple[DenseSpec, tuple[np.ndarray, 
     return spec, (kernel,) + ((to_numpy(layer.bias),) if layer.use_bias else ())
 
 
+def dense_spec(layer: Any, is_last: bool) -> tuple[DenseSpec, tuple[np.ndarray, ...]]:
+    """A Keras ``Dense`` as a :class:`~tf_lrp.layout.DenseSpec` and its weights (hidden: relu / linear)."""
+    if is_last:
+        return _dense(layer, getattr(layer.activation, "__name__", None) or "custom")
+    name = activation_name(layer.activation, HIDDEN_DENSE_ACTIVATIONS)
+    if name is None:
+        shown = getattr(layer.activation, "__name__", repr(layer.activation))
+        raise refuse(
+            layer,
+            f"activation {shown!r} on a Dense layer before the last one is not supported; relevance passes "
+            f"through elementwise activations only ({', '.join(KERAS_ELEMENTWISE)})",
+        )
+    return _dense(layer, name)
+
+
+def dense_specs(layer: Any, is_last: bool) -> tuple[tuple[LayerSpec, ...], tuple[np.ndarray, ...]]:
+    """A Keras ``Dense`` as specs: one DenseSpec, or ``Dense(linear)`` + an ``activation`` node.
+
+    A hidden Dense with an elementwise activation other than relu / linear is split in two; relu
+    and linear stay on the DenseSpec (the manifests, and so the fingerprints, of earlier releases).
+    """
+    if not is_last:
+        name = activation_name(layer.activation, KERAS_ELEMENTWISE)
+        if name is not None and name not in HIDDEN_DENSE_ACTIVATIONS:
+            spec, arrays = _dense(layer, "linear")
+            return (spec, ActivationSpec(name, spec.units, name=f"{layer.name}_{name}")), arrays
+    spec, arrays = dense_spec(layer, is_last)
+    return (spec,), arrays
+
+
 def dense(call: Call) -> Emitted:
     """``Dense`` on vectors, or on every step of a sequence (a per-step output)."""
     one_input(call)
-    spec, arrays = dense_spec(call.layer, call.is_last)
-    return Emitted((spec,), arrays)
+    specs, arrays = dense_specs(call.layer, call.is_last)
+    return Emitted(specs, arrays)
 
 
 def time_distributed(call: Call) -> Emitted:
@@ -239,8 +261,8 @@ def time_distributed(call: Call) -> Emitted:
     if type(layer.layer) is not _L.Dense:
         raise refuse(layer, f"wraps {type(layer.layer).__name__}; tf_lrp reads TimeDistributed(Dense) only")
     one_input(call, want_sequence=True)
-    spec, arrays = dense_spec(layer.layer, call.is_last)
-    return Emitted((spec,), arrays)
+    specs, arrays = dense_specs(layer.layer, call.is_last)
+    return Emitted(specs, arrays)
 
 
 def pooling(call: Call) -> Emitted:

@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from .activation import ActivationNode
 from .base import NodeContext, NodeType
 from .concatenate import ConcatenateNode
 from .conv import ConvNode
 from .dense import DenseNode
 from .embedding import EmbeddingNode
 from .forecaster import ForecasterNode
+from .merge import MergeNode, MultiplyNode
+from .normalization import NormalizationNode
 from .pooling import PoolingNode
 from .pooling1d import Pooling1DNode
 from .recurrent import RecurrentNode
@@ -33,6 +36,10 @@ _TYPES: tuple[NodeType, ...] = (
     ConvNode(),
     Pooling1DNode(),
     RepeatVectorNode(),
+    ActivationNode(),
+    NormalizationNode(),
+    MergeNode(),
+    MultiplyNode(),
 )
 
 #: manifest kind -> node type.

@@ -63,6 +63,14 @@ class NodeType(ABC):
     def cache_floats(self, spec: Any, steps: int) -> int:
         """Floats per sample the forward keeps for the backward passes, for ``steps`` time steps."""
 
+    def merge_masks(self, spec: Any, masks: Sequence[Tensor | None]) -> Tensor | None:
+        """The (T, B, 1) step mask a node of several inputs passes on (default: the first input's).
+
+        ``masks`` holds each input's mask (None: unmasked); :meth:`output_mask` then reads the
+        result. Keras's elementwise merges override this.
+        """
+        return masks[0]
+
     def output_mask(self, spec: Any, mask: Tensor | None) -> Tensor | None:
         """The (T', B, 1) step mask of a sequence output, from the first input's (default: the same).
 

@@ -17,6 +17,10 @@ from .linear import LINEAR_RULES, Epsilon, LinearRule, ZPlus, as_linear_rule
 from .numerics import SumSpread, check_fixed_eps
 from .product import PRODUCT_RULES, Absolute, Half, ProductRule, Proportional, SignalTakesAll, as_product_rule
 
+#: the product rule of a multiply node when no entry names one: exact and conserving without a
+#: designated gate or a denominator (proportional's ``x_0 + x_1`` can vanish)
+MULTIPLY_DEFAULT: ProductRule = Half()
+
 
 @dataclass(frozen=True)
 class Recurrent:
@@ -224,7 +228,7 @@ class IsOutput:
 
 Matcher = ByIndex | ByName | ByKind | ByRuleKind | IsOutput
 #: node kind names a ``RuleSet(kinds=...)`` key may take (rule kind of each).
-RULE_KINDS = {"linear", "recurrent"}
+RULE_KINDS = {"linear", "recurrent", "product"}
 
 
 def _kind_map(kinds: Any) -> tuple[tuple[str, LayerRule], ...]:
@@ -276,7 +280,9 @@ class RuleSet:
             :meth:`check` (the explainer does it at construction).
         kinds: per-kind overrides (like zennit's ``LayerMapComposite``): ``{node kind: rule}``,
             e.g. ``{"gru": Recurrent(product="half"), "dense": ZPlus()}``; after ``layers``,
-            before the defaults.
+            before the defaults. A ``multiply`` node (Keras ``Multiply``) takes a product rule
+            (``{"multiply": "proportional"}``, ``SignalTakesAll(gate=0)``); its default is
+            :class:`Half` (:data:`MULTIPLY_DEFAULT`), whatever ``product`` says.
 
     Example::
 
@@ -325,6 +331,7 @@ class RuleSet:
             entries.append((IsOutput(), self.output))
         entries.append((ByRuleKind("linear"), self.head))
         entries.append((ByRuleKind("recurrent"), Recurrent(self.product, self.sum_spread)))
+        entries.append((ByRuleKind("product"), Recurrent(MULTIPLY_DEFAULT, self.sum_spread)))
         return tuple(entries)
 
     def resolve(self, layout: NetworkLayout) -> dict[int, LayerRule]:
@@ -391,7 +398,8 @@ class RuleSet:
                 r for matcher, r in entries if matcher.matches(index, spec, index == output) and _fits(spec, r)
             )
             if isinstance(rule, Recurrent):
-                product = self.product if rule.product is None else as_product_rule(rule.product)
+                fallback = self.product if spec.rule_kind == "recurrent" else MULTIPLY_DEFAULT
+                product = fallback if rule.product is None else as_product_rule(rule.product)
                 spread = self.sum_spread if rule.sum_spread is None else rule.sum_spread
                 resolved.append(NodeRules(product, spread, self.head, rule.eps, self.output))
             else:
@@ -401,18 +409,25 @@ class RuleSet:
 
 def _fits(spec: Any, rule: LayerRule) -> bool:
     """Whether ``rule`` is of the kind node ``spec`` takes."""
-    return isinstance(rule, Recurrent) == (spec.rule_kind == "recurrent")
+    return isinstance(rule, Recurrent) == (spec.rule_kind in ("recurrent", "product"))
 
 
 def _check_fits(where: str, spec: Any, rule: LayerRule) -> None:
     if spec.rule_kind is None:
         what = "an embedding" if spec.kind == "embedding" else f"a {spec.kind} node"
         raise InputError(
-            f"{where} is {what}: it has no LRP rule (relevance passes it unchanged); remove it from the rules"
+            f"{where} is {what}: its rule is fixed by its kind (no rule to choose); remove it from the rules"
             if spec.kind != "embedding"
             else f"{where} is an embedding: it has no LRP rule (relevance stops at the embedded vectors); "
             "remove it from layers"
         )
+    if spec.rule_kind == "product" and not isinstance(rule, Recurrent):
+        raise InputError(
+            f"{where} is a product node (multiply) and takes a product rule (a name in {sorted(PRODUCT_RULES)}, "
+            f"an instance such as SignalTakesAll(gate=0), or Recurrent(product=...)); got the dense rule {rule!r}"
+        )
+    if spec.rule_kind == "product" and isinstance(rule, Recurrent):
+        return
     if spec.rule_kind == "recurrent" and not isinstance(rule, Recurrent):
         raise InputError(
             f"{where} is recurrent and takes Recurrent(product=..., sum_spread=..., eps=...) or a "

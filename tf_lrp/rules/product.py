@@ -22,9 +22,19 @@ class SignalTakesAll:
 
     The default of Arras et al. 2017 ("LRP-all" in Arras et al. 2019). Gates then never
     receive relevance, so their pre-activations need no ε-node.
+
+    Attributes:
+        gate: on a ``multiply`` node (Keras ``Multiply``), which of its two inputs is the gate
+            (0 or 1; default 1, the second: ``Multiply()([signal, gate])``). The gating cells
+            know their gates and ignore it.
     """
 
     name: str = "signal_takes_all"
+    gate: int = 1
+
+    def __post_init__(self) -> None:
+        if self.gate not in (0, 1) or isinstance(self.gate, bool):
+            raise InputError(f"SignalTakesAll(gate=...) names a multiply node's gate input, 0 or 1; got {self.gate!r}")
 
     def weigh(self, gate: Tensor, signal: Tensor) -> tuple[Tensor, Tensor] | None:
         """Slot: the two shares' weights; None means "all to the signal".
