@@ -150,5 +150,21 @@ def test_a_vector_input_refuses_what_needs_time_steps(with_static, tmp_path) -> 
     explainer, x = with_static.explainer, list(with_static.x)
     with pytest.raises(InputError, match="takes networks with one input"):
         explainer.explain(x, method="occlusion")
-    with pytest.raises(InputError, match=r"explain_dataset reads sequence inputs; input\(s\) \['static'\]"):
-        explainer.explain_dataset(x, out=tmp_path / "rel.npy")
+    with pytest.raises(InputError, match=r"input\(s\) \['static'\] are one vector per sample: explain_dataset takes"):
+        explainer.explain_dataset(iter([x]), out=tmp_path / "rel.npy")  # a stream: no vector inputs
+
+
+def test_explain_dataset_carries_a_vector_input_as_one_step(with_static, tmp_path) -> None:
+    explainer, (series, static) = with_static.explainer, with_static.x
+    lengths = with_static.lengths[0]
+    direct = explainer.explain([series, static], lengths=[lengths, None], bias_factor=1.0)
+    memory = explainer.explain_dataset([series, static], lengths=[lengths, None], batch_size=3, progress=False,
+                                       bias_factor=1.0)  # fmt: skip
+    assert memory.relevance[1].shape == static.shape
+    for got, want in zip(memory.relevance, direct.relevance, strict=True):
+        np.testing.assert_allclose(got, want, rtol=0, atol=1e-12)
+    files = explainer.explain_dataset(
+        {"series": series, "static": static}, lengths={"series": lengths, "static": None}, batch_size=3,
+        progress=False, bias_factor=1.0, out=tmp_path / "rel.npy",
+    )  # fmt: skip
+    np.testing.assert_allclose(files.load()["relevance/static"][:, 0, :], direct.relevance[1], rtol=0, atol=1e-12)
