@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from .attention import AttentionNode
 from .base import NodeContext, NodeType
 from .concatenate import ConcatenateNode
 from .dense import DenseNode
@@ -17,7 +18,9 @@ from .embedding import EmbeddingNode
 from .pooling import PoolingNode
 from .recurrent import RecurrentNode
 
-_TYPES: tuple[NodeType, ...] = (EmbeddingNode(), RecurrentNode(), DenseNode(), ConcatenateNode(), PoolingNode())
+_TYPES: tuple[NodeType, ...] = (
+    EmbeddingNode(), RecurrentNode(), DenseNode(), ConcatenateNode(), PoolingNode(), AttentionNode(),
+)  # fmt: skip
 
 #: manifest kind -> node type.
 NODES: Mapping[str, NodeType] = MappingProxyType({kind: node for node in _TYPES for kind in node.kinds})
