@@ -15,11 +15,13 @@ from .base import NodeContext, NodeType
 from .concatenate import ConcatenateNode
 from .dense import DenseNode
 from .embedding import EmbeddingNode
+from .multi_head_attention import MultiHeadAttentionNode
 from .pooling import PoolingNode
 from .recurrent import RecurrentNode
 
 _TYPES: tuple[NodeType, ...] = (
     EmbeddingNode(), RecurrentNode(), DenseNode(), ConcatenateNode(), PoolingNode(), AttentionNode(),
+    MultiHeadAttentionNode(),
 )  # fmt: skip
 
 #: manifest kind -> node type.
