@@ -535,6 +535,8 @@ class AttentionSpec(Spec):
     def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
         """Query, value (and key: as wide as the query) are sequences; the output has the query's steps."""
         _attention_parts(parts, where, (self.query_size, self.value_size, self.query_size), self.has_key)
+        if not self.has_key and self.value_size != self.query_size:
+            raise LayoutError(f"{where}: without a key input the key is the value, so value_size must equal query_size")
         return Port(True, self.value_size, False, "")
 
 

@@ -96,6 +96,13 @@ def multi_head_attention(call: Call) -> Emitted:
                 "(and use_causal_mask): drop the explicit mask",
             )
         index[keyword] = i
+    for name in ("attention_mask", "query_mask", "value_mask", "key_mask"):
+        if call.kwargs.get(name) is not None:
+            raise refuse(
+                layer,
+                f"is called with {name}=...; tf_lrp derives the attention mask from the inputs' Keras masks "
+                "(and use_causal_mask): drop the explicit mask",
+            )
     if "query" not in index or "value" not in index:
         raise refuse(layer, "needs a query and a value")
     if _flag(call, "return_attention_scores"):
