@@ -314,6 +314,6 @@ def test_toy_task_relevance_finds_the_deciding_token() -> None:
     result = ex.explain(test_ids, target=test_labels, bias_factor=1.0)
     per_token = result.relevance.sum(axis=-1)
     top = np.argmax(np.where(test_ids > 0, per_token, -np.inf), axis=1)
-    assert np.mean(top == where) > 0.8
+    assert np.mean(top == where) > 0.9  # the marker is the most relevant token (1.0 when written)
     np.testing.assert_allclose(result.relevance_sum + result.initial_state_relevance, result.explained_score,
                                rtol=1e-9, atol=1e-12)  # fmt: skip
