@@ -137,7 +137,9 @@ def test_attention_forward_relevance_gradient(mode: str, use_scale: bool, causal
     np.testing.assert_allclose(np.einsum("bts,bsj->btj", weights, v), theirs, rtol=0, atol=1e-12)
     relevance = rng.normal(size=(B, TQ, spec.value_size)) * q_valid[..., None]  # none reaches a masked query step
     messages, leftover = node.relevance(spec, params, cache, _tm(relevance), _ctx(eps, bf))
-    assert leftover is None and messages[0] is None and (not has_key or messages[2] is None)
+    assert leftover is None
+    assert messages[0] is None
+    assert (not has_key or messages[2] is None)
     ours = _bm(messages[1])
     np.testing.assert_allclose(ours, _attention_oracle(weights, v, relevance, eps, bf), rtol=0, atol=1e-10)
     assert np.all(ours[~v_valid] == 0.0)
@@ -230,7 +232,8 @@ def test_multi_head_attention(causal: bool, has_key: bool, use_bias: bool, cross
     out, expected = _mha_oracle(arrays, q, v, k if has_key else v, allowed, relevance, eps, bf)
     np.testing.assert_allclose(out, theirs, rtol=0, atol=1e-12)
     messages, leftover = node.relevance(spec, params, cache, _tm(relevance), _ctx(eps, bf))
-    assert leftover is None and messages[0] is None
+    assert leftover is None
+    assert messages[0] is None
     got = _bm(messages[1])
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10)
     assert np.all(got[~v_valid] == 0.0)
@@ -277,7 +280,8 @@ def test_cp_lrp_gives_query_and_key_nothing() -> None:
     x = [rng.normal(size=(2, TQ, 2)), rng.normal(size=(2, TV, 3))]
     ex = Explainer.from_keras(model, sample=x, dtype="float64")
     result = ex.explain(x, bias_factor=1.0)
-    assert np.all(result.relevance[0] == 0.0) and np.abs(result.relevance[1]).sum() > 0
+    assert np.all(result.relevance[0] == 0.0)
+    assert np.abs(result.relevance[1]).sum() > 0
     gradient = ex.explain(x, method="gradient_x_input")
     assert np.abs(gradient.relevance[0]).sum() > 0  # the gradient does flow through the scores
 
