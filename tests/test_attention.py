@@ -12,6 +12,7 @@ import pytest
 from tf_lrp import ConversionError, Explainer
 from tf_lrp.layout import AttentionSpec, MultiHeadAttentionSpec
 from tf_lrp.nodes import NODES, NodeContext
+from tf_lrp.rules import NodeRules, RuleSet
 
 L = keras.layers
 F64 = {"dtype": "float64"}
@@ -37,6 +38,11 @@ def _padded(rng: np.random.Generator, steps: int, width: int, lengths: np.ndarra
     x = rng.normal(size=(B, steps, width))
     x[~_mask(lengths, steps)] = 0.0  # Masking(0.0)
     return x
+
+
+def _rules(attention: str) -> NodeRules:
+    base = RuleSet(attention=attention)
+    return NodeRules(base.product, base.sum_spread, base.head, None, attention)
 
 
 def _ctx(eps: float, bf: float) -> NodeContext:
@@ -77,6 +83,50 @@ def _keras_attention(mode: str, use_scale: bool, causal: bool, has_key: bool, rn
     model.set_weights([rng.normal(scale=0.8, size=w.shape) + 0.5 for w in model.get_weights()])
     spec = AttentionSpec(DQ, dv, mode, use_scale, causal, has_key)
     return model, layer, spec
+
+
+def _numpy_scores(spec: AttentionSpec, arrays, q, k) -> tuple[np.ndarray, np.ndarray]:
+    """(B, Tq, Tv) raw scores and (B, Tq, Tv, D) their terms over d (the dot's products q_td k_sd · c)."""
+    arrays = list(arrays)
+    scale = arrays.pop(0) if spec.use_scale else 1.0
+    weight = arrays.pop(0) if spec.score_mode == "concat" else 1.0
+    pairs = q[:, :, None, :] + k[:, None, :, :]
+    if spec.score_mode == "dot":
+        terms = scale * q[:, :, None, :] * k[:, None, :, :]
+    elif spec.score_mode == "concat":
+        terms = weight * np.tanh(scale * pairs)
+    else:
+        terms = scale * np.tanh(pairs)
+    return terms.sum(-1), terms
+
+
+def _attnlrp_oracle(spec, arrays, q, k, v, weights, relevance, eps, bf):
+    """AttnLRP per connection: products (uniform split), softmax rule, score terms, q + k sums."""
+    raw, terms = _numpy_scores(spec, arrays, q, k)
+    r_v, r_a = np.zeros_like(v), np.zeros_like(weights)
+    for b, t, j in np.ndindex(B, TQ, v.shape[2]):
+        o = sum(weights[b, t, s] * v[b, s, j] for s in range(v.shape[1]))
+        stab = eps if o >= 0 else -eps
+        for s in range(v.shape[1]):
+            r = (weights[b, t, s] * v[b, s, j] + bf * weights[b, t, s] * stab) * relevance[b, t, j] / (o + stab)
+            r_v[b, s, j] += r / 2
+            r_a[b, t, s] += r / 2
+    r_s = raw * (r_a - weights * r_a.sum(-1, keepdims=True))
+    r_q, r_k = np.zeros_like(q), np.zeros_like(k)
+    width = q.shape[2]
+    for b, t, s in np.ndindex(raw.shape):
+        stab = eps if raw[b, t, s] >= 0 else -eps
+        for d in range(width):
+            r = (terms[b, t, s, d] + bf * stab / width) * r_s[b, t, s] / (raw[b, t, s] + stab)
+            if spec.score_mode == "dot":
+                r_q[b, t, d] += r / 2
+                r_k[b, s, d] += r / 2
+                continue
+            x = q[b, t, d] + k[b, s, d]
+            stab_x = eps if x >= 0 else -eps
+            r_q[b, t, d] += (q[b, t, d] + bf * stab_x / 2) * r / (x + stab_x)
+            r_k[b, s, d] += (k[b, s, d] + bf * stab_x / 2) * r / (x + stab_x)
+    return r_q, r_v, r_k
 
 
 def _numpy_weights(spec: AttentionSpec, arrays, q, k, q_valid, v_valid) -> np.ndarray:
@@ -145,6 +195,18 @@ def test_attention_forward_relevance_gradient(mode: str, use_scale: bool, causal
     assert np.all(ours[~v_valid] == 0.0)
     if bf == 1.0:
         np.testing.assert_allclose(ours.sum(axis=(1, 2)), relevance.sum(axis=(1, 2)), rtol=1e-12)
+
+    attn = NodeContext(_ctx(eps, bf).eps, _ctx(eps, bf).bias_factor, _rules("attnlrp"), False)
+    messages, _ = node.relevance(spec, params, cache, _tm(relevance), attn)
+    r_q, r_v, r_k = _attnlrp_oracle(spec, layer.get_weights(), q, k if has_key else v, v, weights, relevance, eps, bf)
+    if not has_key:
+        r_v = r_v + r_k
+    np.testing.assert_allclose(_bm(messages[0]), r_q, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(_bm(messages[1]), r_v, rtol=0, atol=1e-10)
+    if has_key:
+        np.testing.assert_allclose(_bm(messages[2]), r_k, rtol=0, atol=1e-10)
+    for message, valid in zip(messages, (q_valid, v_valid, v_valid), strict=False):
+        assert np.all(_bm(message)[~valid] == 0.0)
 
     seed = rng.normal(size=(B, TQ, spec.value_size))
     tensors = [tf.Variable(x) for x in feeds]

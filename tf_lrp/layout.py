@@ -488,11 +488,12 @@ def _attention_parts(parts: Sequence[Port], where: str, sizes: tuple[int, int, i
 class AttentionSpec(Spec):
     """Keras ``Attention`` (score_mode dot / concat) and ``AdditiveAttention``: (query, value[, key]) -> (Tq, Dv).
 
-    The attention weights are constants under CP-LRP (the rule is fixed by the kind): the relevance
-    of the output goes to the values by the ε-rule of the weighted sum; query and key get none.
+    The attention weights are constants under CP-LRP (the default rule, ``RuleSet(attention=...)``):
+    the output's relevance goes to the values by the ε-rule of the weighted sum; query and key get none.
     """
 
     kinds: ClassVar[tuple[str, ...]] = ("attention",)
+    rule_kind: ClassVar[str | None] = "attention"
     query_size: int
     value_size: int
     score_mode: str = "dot"  # "dot", "concat" (Attention) or "additive" (AdditiveAttention)
@@ -544,11 +545,12 @@ class AttentionSpec(Spec):
 class MultiHeadAttentionSpec(Spec):
     """Keras ``MultiHeadAttention`` on sequences (B, T, F) (attention over the time axis).
 
-    CP-LRP: the ε-rule through the value projection, the weighted sum (the attention weights are
-    constants) and the output projection, with bias share; the rule is fixed by the kind.
+    CP-LRP (default, ``RuleSet(attention=...)``): the ε-rule through the value projection, the weighted
+    sum (the attention weights are constants) and the output projection, with bias share.
     """
 
     kinds: ClassVar[tuple[str, ...]] = ("multi_head_attention",)
+    rule_kind: ClassVar[str | None] = "attention"
     num_heads: int
     key_dim: int
     value_dim: int

@@ -17,8 +17,15 @@ propagation"): the attention weights are constants, like the gates of an LSTM un
 signal-take-all. ``o = â v`` is then a linear node without bias in the values; its ε-rule gives
 ``R_sj = Σ_t â_ts (v_sj + bias_factor · ε_tj) · R_tj / (o_tj + ε_tj)`` with ``ε_tj = ε·sign(o_tj)``
 (the stabiliser's share of output t spread over the values in proportion to the weights), so
-bias_factor = 1 conserves exactly; query and key receive no relevance. AttnLRP (Achtibat et al.
-2024: relevance through the softmax and the query–key bilinear form) is planned, see docs/keras.md.
+bias_factor = 1 conserves exactly; query and key receive no relevance.
+
+**LRP: AttnLRP** (Achtibat et al. 2024; ``RuleSet(attention="attnlrp")``): the same ε-rule over
+the products ``â_ts v_sj``, each split half and half between value and weight (the uniform rule);
+the softmax passes ``R_s = s ⊙ (R_a − a Σ_s R_a)`` to its input scores (the rest is absorbed, as
+by a bias); a dot score ``c Σ_d q_td k_sd`` is an ε-node over its D products, each split half and
+half between query and key; a concat / additive score ``Σ_d w_d tanh(c (q_td + k_sd))`` is an
+ε-node over d, relevance passes tanh unchanged (identity rule) and each ``q_td + k_sd`` splits by
+the ε-rule of a sum. The stabiliser shares (times bias_factor) are spread as in the ε-rule.
 
 **Gradient**: the true gradient, through the softmax into the scores and from them into query
 and key (Gradient×Input equals autodiff).
@@ -111,12 +118,89 @@ def weighted_sum_relevance(
     return values * ops.matmul(back, q) + bias_factor * ops.matmul(back, stabiliser * q)
 
 
+def attnlrp_weighted_sum(
+    weights: Tensor, values: Tensor, out: Tensor, relevance: Tensor, eps: Tensor, bias_factor: Tensor
+) -> tuple[Tensor, Tensor]:
+    """AttnLRP on ``out = weights @ values``: the ε-rule over the products, each split half and half.
+
+    ``R_(ts j) = (w_ts v_sj + bias_factor · w_ts ε_tj) R_tj / (o_tj + ε_tj)``; the uniform rule
+    gives half of each to ``v_sj`` and half to ``w_ts`` (conserving at bias_factor = 1).
+
+    Args:
+        weights: (..., Tq, Tv).
+        values: (..., Tv, F).
+        out: (..., Tq, F).
+        relevance: (..., Tq, F) at ``out``.
+        eps: 0-d stabiliser.
+        bias_factor: 0-d share factor.
+
+    Returns:
+        The relevance of the values (..., Tv, F) and of the weights (..., Tq, Tv).
+    """
+    stabiliser = signed_eps(out, eps)
+    q = relevance / (out + stabiliser)
+    back = swap(weights)
+    r_values = (values * ops.matmul(back, q) + bias_factor * ops.matmul(back, stabiliser * q)) / 2
+    per_row = bias_factor * ops.sum(stabiliser * q, axis=-1, keepdims=True)
+    r_weights = weights * (ops.matmul(q, swap(values)) + per_row) / 2
+    return r_values, r_weights
+
+
+def attnlrp_softmax(raw: Tensor, weights: Tensor, relevance: Tensor) -> Tensor:
+    """AttnLRP's softmax rule (Achtibat et al. 2024, Prop. 3.1): ``R_s = s ⊙ (R_a − a Σ R_a)`` over the last axis."""
+    return raw * (relevance - weights * ops.sum(relevance, axis=-1, keepdims=True))
+
+
+def attnlrp_dot(
+    query: Tensor, key: Tensor, scores: Tensor, relevance: Tensor, scale: Any, eps: Tensor, bias_factor: Tensor
+) -> tuple[Tensor, Tensor]:
+    """AttnLRP on ``s_ts = c Σ_d q_td k_sd``: the ε-rule over d, each product split half and half.
+
+    The stabiliser's share (times bias_factor) is spread evenly over the D products.
+
+    Returns:
+        The relevance of the query (..., Tq, D) and of the key (..., Tv, D).
+    """
+    stabiliser = signed_eps(scores, eps)
+    q = relevance / (scores + stabiliser)
+    width = ops.cast(ops.shape(query)[-1], scores.dtype)
+    share = bias_factor * stabiliser * q / width  # (..., Tq, Tv) per product
+    r_query = (scale * query * ops.matmul(q, key) + ops.sum(share, axis=-1, keepdims=True)) / 2
+    r_key = (scale * key * ops.matmul(swap(q), query) + ops.expand_dims(ops.sum(share, axis=-2), -1)) / 2
+    return r_query, r_key
+
+
+def _attnlrp_tanh_scores(
+    spec: AttentionSpec, params: AttentionParams, query: Tensor, key: Tensor, scores: Tensor, relevance: Tensor,
+    eps: Tensor, bias_factor: Tensor,
+) -> tuple[Tensor, Tensor]:  # fmt: skip
+    """AttnLRP on ``s = Σ_d w_d tanh(c (q_td + k_sd))``: ε over d, identity through tanh, ε on the sum q + k."""
+    pairs = _pairs(query, key)  # (B, Tq, Tv, D)
+    if spec.score_mode == "concat":
+        c = params.scale if spec.use_scale else ops.ones((), dtype=query.dtype)
+        terms = params.concat_weight * ops.tanh(c * pairs)
+    else:
+        terms = ops.tanh(pairs)
+        terms = params.scale * terms if spec.use_scale else terms
+    stabiliser = signed_eps(scores, eps)
+    q = ops.expand_dims(relevance / (scores + stabiliser), -1)
+    width = ops.cast(ops.shape(query)[-1], scores.dtype)
+    r_terms = (terms + bias_factor * ops.expand_dims(stabiliser, -1) / width) * q  # identity through tanh
+    pair_stabiliser = signed_eps(pairs, eps)
+    qp = r_terms / (pairs + pair_stabiliser)
+    half = bias_factor * pair_stabiliser * qp / 2
+    r_query = ops.sum(ops.expand_dims(query, 2) * qp + half, axis=2)
+    r_key = ops.sum(ops.expand_dims(key, 1) * qp + half, axis=1)
+    return r_query, r_key
+
+
 class AttentionCache(NamedTuple):
     """What the backward steps read (batch-major)."""
 
     query: Tensor  # (B, Tq, Dq)
     key: Tensor  # (B, Tv, Dq)
     value: Tensor  # (B, Tv, Dv)
+    raw: Tensor  # (B, Tq, Tv) the scores before masking
     weights: Tensor  # (B, Tq, Tv) softmax of the scores
     effective: Tensor  # (B, Tq, Tv) the weights times the query mask
     rows: Tensor  # (B, Tq, 1) the query mask as 0 / 1
@@ -183,8 +267,8 @@ class AttentionNode(NodeType):
         return AttentionParams(scale, weight)
 
     def cache_floats(self, spec: AttentionSpec, steps: int) -> int:
-        """Query, key, value, output per step and two (Tq, Tv) weight matrices."""
-        return steps * (2 * spec.query_size + 2 * spec.value_size) + 2 * steps * steps
+        """Query, key, value, output per step and three (Tq, Tv) matrices (scores, weights, effective weights)."""
+        return steps * (2 * spec.query_size + 2 * spec.value_size) + 3 * steps * steps
 
     def forward(
         self, spec: AttentionSpec, params: AttentionParams, inputs: Sequence[Tensor], mask: Any
@@ -195,24 +279,40 @@ class AttentionNode(NodeType):
         masks = tuple(mask) if mask is not None else (None,) * len(inputs)
         q_mask, v_mask = masks[0], masks[1]
         raw = scores(spec, params, query, key)
+        shifted = raw
         allowed = allowed_keys(q_mask, v_mask, spec.causal, ops.shape(query)[1], ops.shape(key)[1], False)
         if allowed is not None:
-            raw = ops.where(allowed, raw, raw - MASKED_SCORE)
-        weights = ops.softmax(raw, axis=-1)
+            shifted = ops.where(allowed, raw, raw - MASKED_SCORE)
+        weights = ops.softmax(shifted, axis=-1)
         rows = ops.ones_like(weights[..., :1]) if q_mask is None else ops.cast(batch_major(q_mask), weights.dtype)
         effective = weights * rows
         output = ops.matmul(effective, value)
-        return batch_major(output), AttentionCache(query, key, value, weights, effective, rows, output)
+        return batch_major(output), AttentionCache(query, key, value, raw, weights, effective, rows, output)
 
     def relevance(
         self, spec: AttentionSpec, params: AttentionParams, cache: AttentionCache, relevance: Tensor, ctx: NodeContext
     ) -> tuple[tuple[Tensor | None, ...], Tensor | None]:
-        """CP-LRP: all relevance to the values (ε-rule of the weighted sum); query and key get none."""
-        r_value = weighted_sum_relevance(
-            cache.effective, cache.value, cache.output, batch_major(relevance), ctx.eps, ctx.bias_factor
+        """CP-LRP (all relevance to the values; query and key get none) or AttnLRP (see the module)."""
+        r_out = batch_major(relevance)
+        if ctx.rules is None or ctx.rules.attention == "cp_lrp":
+            r_value = weighted_sum_relevance(
+                cache.effective, cache.value, cache.output, r_out, ctx.eps, ctx.bias_factor
+            )
+            return ((None, batch_major(r_value), None) if spec.has_key else (None, batch_major(r_value))), None
+        r_value, r_weights = attnlrp_weighted_sum(
+            cache.effective, cache.value, cache.output, r_out, ctx.eps, ctx.bias_factor
         )
-        r_value = batch_major(r_value)
-        return ((None, r_value, None) if spec.has_key else (None, r_value)), None
+        r_scores = attnlrp_softmax(cache.raw, cache.weights, r_weights)
+        if spec.score_mode == "dot":
+            scale = params.scale if spec.use_scale else ops.ones((), dtype=r_out.dtype)
+            r_query, r_key = attnlrp_dot(cache.query, cache.key, cache.raw, r_scores, scale, ctx.eps, ctx.bias_factor)
+        else:
+            r_query, r_key = _attnlrp_tanh_scores(
+                spec, params, cache.query, cache.key, cache.raw, r_scores, ctx.eps, ctx.bias_factor
+            )
+        if spec.has_key:
+            return (batch_major(r_query), batch_major(r_value), batch_major(r_key)), None
+        return (batch_major(r_query), batch_major(r_value + r_key)), None
 
     def gradient(
         self, spec: AttentionSpec, params: AttentionParams, cache: AttentionCache, grad: Tensor, ctx: NodeContext

@@ -26,7 +26,17 @@ from keras import ops
 from .._typing import Tensor
 from ..layout import MultiHeadAttentionSpec
 from ..rules import epsilon_node
-from .attention import MASKED_SCORE, allowed_keys, batch_major, softmax_gradient, swap, weighted_sum_relevance
+from .attention import (
+    MASKED_SCORE,
+    allowed_keys,
+    attnlrp_dot,
+    attnlrp_softmax,
+    attnlrp_weighted_sum,
+    batch_major,
+    softmax_gradient,
+    swap,
+    weighted_sum_relevance,
+)
 from .base import NodeContext, NodeType
 
 
@@ -52,6 +62,7 @@ class MhaCache(NamedTuple):
     q_heads: Tensor  # (B, H, Tq, Kd) projected query (unscaled)
     k_heads: Tensor  # (B, H, Tk, Kd)
     v_heads: Tensor  # (B, H, Tk, Vd)
+    raw: Tensor  # (B, H, Tq, Tk) the scaled scores before masking
     weights: Tensor  # (B, H, Tq, Tk)
     allowed: Tensor  # (B or 1, 1, Tq, Tk) 0 / 1: pairs that may attend
     context: Tensor  # (B, H, Tq, Vd)
@@ -83,6 +94,22 @@ def _split_heads(x: Tensor, heads: int) -> Tensor:
     """(B, T, H·K) -> (B, H, T, K)."""
     shape = ops.shape(x)
     return ops.transpose(ops.reshape(x, (shape[0], shape[1], heads, shape[2] // heads)), (0, 2, 1, 3))
+
+
+def _projection_relevance(
+    inputs: Tensor, heads: Tensor, kernel: Tensor, bias: Tensor, relevance: Tensor, ctx: NodeContext,
+    sizes: tuple[int, int, int],
+) -> Tensor:  # fmt: skip
+    """The ε-rule with bias share of a projection ``heads = inputs @ kernel + bias``: (B, H, T, K) -> (B, T, D).
+
+    ``sizes`` is the kernel's shape (D, H, K).
+    """
+    width, count, size = sizes
+    flat_kernel = ops.reshape(kernel, (width, count * size))
+    q, share = epsilon_node(
+        _flat_heads(heads), _flat_heads(relevance), ops.reshape(bias, (count * size,)), ctx.eps, ctx.bias_factor, width
+    )
+    return inputs * ops.matmul(q, ops.transpose(flat_kernel)) + share
 
 
 class MultiHeadAttentionNode(NodeType):
@@ -123,17 +150,18 @@ class MultiHeadAttentionNode(NodeType):
         v_heads = _project(value, params.value_kernel, params.value_bias)
         scale = _scale(spec)
         raw = ops.matmul(q_heads, swap(k_heads)) * scale
+        shifted = raw
         allowed = allowed_keys(q_mask, v_mask, spec.causal, ops.shape(query)[1], ops.shape(key)[1], True)
         if allowed is None:
             allowed_f = ops.ones((1, 1, 1, 1), dtype=raw.dtype)
         else:
             allowed = ops.expand_dims(allowed, 1)
             allowed_f = ops.cast(allowed, raw.dtype)
-            raw = ops.where(allowed, raw, -MASKED_SCORE * ops.ones_like(raw))
-        weights = ops.softmax(raw, axis=-1)
+            shifted = ops.where(allowed, raw, -MASKED_SCORE * ops.ones_like(raw))
+        weights = ops.softmax(shifted, axis=-1)
         context = ops.matmul(weights, v_heads)
         output = ops.einsum("bhtv,hvo->bto", context, params.output_kernel) + params.output_bias
-        cache = MhaCache(query, key, value, q_heads, k_heads, v_heads, weights, allowed_f, context, output)
+        cache = MhaCache(query, key, value, q_heads, k_heads, v_heads, raw, weights, allowed_f, context, output)
         return batch_major(output), cache
 
     def relevance(
@@ -146,15 +174,33 @@ class MultiHeadAttentionNode(NodeType):
         width = heads * spec.value_dim
         q, share = epsilon_node(cache.output, r_out, params.output_bias, ctx.eps, ctx.bias_factor, width)
         r_context = _flat_heads(cache.context) * ops.matmul(q, ops.transpose(out_kernel)) + share
-        r_v_heads = weighted_sum_relevance(
-            cache.weights, cache.v_heads, cache.context, _split_heads(r_context, heads), ctx.eps, ctx.bias_factor
+        r_context = _split_heads(r_context, heads)
+        v_sizes = (spec.value_size, heads, spec.value_dim)
+        if ctx.rules is None or ctx.rules.attention == "cp_lrp":
+            r_v_heads = weighted_sum_relevance(
+                cache.weights, cache.v_heads, cache.context, r_context, ctx.eps, ctx.bias_factor
+            )
+            r_value = batch_major(_projection_relevance(cache.value, cache.v_heads, params.value_kernel,
+                                                        params.value_bias, r_v_heads, ctx, v_sizes))  # fmt: skip
+            return ((None, r_value, None) if spec.has_key else (None, r_value)), None
+        r_v_heads, r_weights = attnlrp_weighted_sum(
+            cache.weights, cache.v_heads, cache.context, r_context, ctx.eps, ctx.bias_factor
         )
-        value_kernel = ops.reshape(params.value_kernel, (spec.value_size, heads * spec.value_dim))
-        v_pre = _flat_heads(cache.v_heads)
-        v_bias = ops.reshape(params.value_bias, (heads * spec.value_dim,))
-        q, share = epsilon_node(v_pre, _flat_heads(r_v_heads), v_bias, ctx.eps, ctx.bias_factor, spec.value_size)
-        r_value = batch_major(cache.value * ops.matmul(q, ops.transpose(value_kernel)) + share)
-        return ((None, r_value, None) if spec.has_key else (None, r_value)), None
+        r_scores = attnlrp_softmax(cache.raw, cache.weights, r_weights) * cache.allowed
+        r_q_heads, r_k_heads = attnlrp_dot(
+            cache.q_heads, cache.k_heads, cache.raw, r_scores, _scale(spec), ctx.eps, ctx.bias_factor
+        )
+        q_sizes = (spec.query_size, heads, spec.key_dim)
+        k_sizes = (spec.key_size, heads, spec.key_dim)
+        r_value = _projection_relevance(cache.value, cache.v_heads, params.value_kernel, params.value_bias, r_v_heads,
+                                        ctx, v_sizes)  # fmt: skip
+        r_query = _projection_relevance(cache.query, cache.q_heads, params.query_kernel, params.query_bias, r_q_heads,
+                                        ctx, q_sizes)  # fmt: skip
+        r_key = _projection_relevance(cache.key, cache.k_heads, params.key_kernel, params.key_bias, r_k_heads,
+                                      ctx, k_sizes)  # fmt: skip
+        if spec.has_key:
+            return (batch_major(r_query), batch_major(r_value), batch_major(r_key)), None
+        return (batch_major(r_query), batch_major(r_value + r_key)), None
 
     def gradient(
         self, spec: MultiHeadAttentionSpec, params: MhaParams, cache: MhaCache, grad: Tensor, ctx: NodeContext

@@ -107,12 +107,14 @@ class NodeRules:
         sum_spread: how its sum nodes spread the stabiliser share.
         linear: the rule of a linear node.
         eps: a fixed ε for this node, or None for the ε given to ``explain``.
+        attention: the rule of an attention node: ``"cp_lrp"`` or ``"attnlrp"``.
     """
 
     product: ProductRule
     sum_spread: SumSpread
     linear: LinearRule
     eps: float | None = None
+    attention: str = "cp_lrp"
 
     def dense_rule(self, is_last: bool) -> LinearRule:
         """The node's linear rule (the same signature as :meth:`RuleSet.dense_rule`)."""
@@ -218,6 +220,8 @@ class IsOutput:
 
 
 Matcher = ByIndex | ByName | ByKind | ByRuleKind | IsOutput
+#: the rules of the attention nodes (``RuleSet(attention=...)``)
+ATTENTION_RULES = ("cp_lrp", "attnlrp")
 #: node kind names a ``RuleSet(kinds=...)`` key may take (rule kind of each).
 RULE_KINDS = {"linear", "recurrent"}
 
@@ -272,6 +276,10 @@ class RuleSet:
         kinds: per-kind overrides (like zennit's ``LayerMapComposite``): ``{node kind: rule}``,
             e.g. ``{"gru": Recurrent(product="half"), "dense": ZPlus()}``; after ``layers``,
             before the defaults.
+        attention: the rule of every attention node (``Attention``, ``AdditiveAttention``,
+            ``MultiHeadAttention``): ``"cp_lrp"`` (default; Ali et al. 2022: the attention weights
+            are constants, conserving) or ``"attnlrp"`` (Achtibat et al. 2024: relevance also
+            through the softmax into query and key; the softmax absorbs a part).
 
     Example::
 
@@ -284,8 +292,11 @@ class RuleSet:
     output: LinearRule | None = None
     layers: tuple[tuple[LayerKey, LayerRule], ...] = ()
     kinds: tuple[tuple[str, LayerRule], ...] = ()
+    attention: str = "cp_lrp"
 
     def __post_init__(self) -> None:
+        if self.attention not in ATTENTION_RULES:
+            raise InputError(f"RuleSet(attention=...) must be one of {ATTENTION_RULES}; got {self.attention!r}")
         object.__setattr__(self, "product", as_product_rule(self.product))
         object.__setattr__(self, "head", as_linear_rule(self.head))
         if self.output is not None:
@@ -320,6 +331,7 @@ class RuleSet:
             entries.append((IsOutput(), self.output))
         entries.append((ByRuleKind("linear"), self.head))
         entries.append((ByRuleKind("recurrent"), Recurrent(self.product, self.sum_spread)))
+        entries.append((ByRuleKind("attention"), self.head))  # the attention rule is RuleSet.attention
         return tuple(entries)
 
     def resolve(self, layout: NetworkLayout) -> dict[int, LayerRule]:
@@ -390,7 +402,7 @@ class RuleSet:
                 spread = self.sum_spread if rule.sum_spread is None else rule.sum_spread
                 resolved.append(NodeRules(product, spread, self.head, rule.eps))
             else:
-                resolved.append(NodeRules(self.product, self.sum_spread, rule, None))
+                resolved.append(NodeRules(self.product, self.sum_spread, rule, None, self.attention))
         return tuple(resolved)
 
 
@@ -407,6 +419,10 @@ def _check_fits(where: str, spec: Any, rule: LayerRule) -> None:
             if spec.kind != "embedding"
             else f"{where} is an embedding: it has no LRP rule (relevance stops at the embedded vectors); "
             "remove it from layers"
+        )
+    if spec.rule_kind == "attention":
+        raise InputError(
+            f"{where} is an attention node: choose its rule with RuleSet(attention='cp_lrp' or 'attnlrp')"
         )
     if spec.rule_kind == "recurrent" and not isinstance(rule, Recurrent):
         raise InputError(
