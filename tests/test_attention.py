@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from tf_lrp import ConversionError, Explainer
+from tf_lrp import ConversionError, Explainer, InputError
 from tf_lrp.layout import AttentionSpec, MultiHeadAttentionSpec
 from tf_lrp.nodes import NODES, NodeContext
 from tf_lrp.rules import NodeRules, RuleSet
@@ -221,16 +221,31 @@ def test_attention_forward_relevance_gradient(mode: str, use_scale: bool, causal
 # -- MultiHeadAttention -----------------------------------------------------------------------
 
 
-def _mha_oracle(arrays, q, v, k, allowed, relevance, eps, bf):
-    """Per connection through output projection, weighted sum (per head) and value projection."""
+def _projection_oracle(x, kernel, bias, pre, relevance, eps, bf):
+    """ε-rule with bias share of ``pre[b,h,t,j] = Σ_d x[b,t,d] kernel[d,h,j] + bias[h,j]``, per connection."""
+    out = np.zeros_like(x)
+    for b, h, t, j in np.ndindex(pre.shape):
+        stab = eps if pre[b, h, t, j] >= 0 else -eps
+        for d in range(x.shape[2]):
+            z = x[b, t, d] * kernel[d, h, j] + bf * (bias[h, j] + stab) / x.shape[2]
+            out[b, t, d] += z * relevance[b, h, t, j] / (pre[b, h, t, j] + stab)
+    return out
+
+
+def _mha_oracle(arrays, q, v, k, allowed, relevance, eps, bf, rule="cp_lrp"):
+    """Per connection through output projection, weighted sum (per head) and value projection.
+
+    With ``rule="attnlrp"`` also the products split half and half, the softmax rule, the score's
+    products q·k half and half, and the query and key projections; returns (out, (R_q, R_v, R_k)).
+    """
     wq, bq, wk, bk, wv, bv, wo, bo = arrays
     heads, vd = wv.shape[1], wv.shape[2]
     qh = np.einsum("btd,dhk->bhtk", q, wq) + bq[None, :, None]
     kh = np.einsum("btd,dhk->bhtk", k, wk) + bk[None, :, None]
     vh = np.einsum("btd,dhk->bhtk", v, wv) + bv[None, :, None]
     scores = np.einsum("bhtk,bhsk->bhts", qh, kh) * np.float32(1 / np.sqrt(wq.shape[2]))
-    scores = np.where(allowed[:, None], scores, -1e9)
-    a = np.exp(scores - scores.max(-1, keepdims=True))
+    shifted = np.where(allowed[:, None], scores, -1e9)
+    a = np.exp(shifted - shifted.max(-1, keepdims=True))
     a /= a.sum(-1, keepdims=True)
     ctx = np.einsum("bhts,bhsv->bhtv", a, vh)
     out = np.einsum("bhtv,hvo->bto", ctx, wo) + bo
@@ -241,19 +256,31 @@ def _mha_oracle(arrays, q, v, k, allowed, relevance, eps, bf):
         for h, j in np.ndindex(heads, vd):
             z = ctx[b, h, t, j] * wo[h, j, o] + bf * (bo[o] + stab) / n_out
             r_ctx[b, h, t, j] += z * relevance[b, t, o] / (out[b, t, o] + stab)
-    r_vh = np.zeros_like(vh)
+    r_vh, r_a = np.zeros_like(vh), np.zeros_like(a)
+    share = 0.5 if rule == "attnlrp" else 1.0
     for b, h, t, j in np.ndindex(ctx.shape):
         stab = eps if ctx[b, h, t, j] >= 0 else -eps
         for s in range(vh.shape[2]):
             z = a[b, h, t, s] * vh[b, h, s, j] + bf * a[b, h, t, s] * stab
-            r_vh[b, h, s, j] += z * r_ctx[b, h, t, j] / (ctx[b, h, t, j] + stab)
-    r_v = np.zeros_like(v)
-    for b, h, s, j in np.ndindex(vh.shape):
-        stab = eps if vh[b, h, s, j] >= 0 else -eps
-        for d in range(v.shape[2]):
-            z = v[b, s, d] * wv[d, h, j] + bf * (bv[h, j] + stab) / v.shape[2]
-            r_v[b, s, d] += z * r_vh[b, h, s, j] / (vh[b, h, s, j] + stab)
-    return out, r_v
+            r = z * r_ctx[b, h, t, j] / (ctx[b, h, t, j] + stab)
+            r_vh[b, h, s, j] += share * r
+            r_a[b, h, t, s] += share * r
+    r_v = _projection_oracle(v, wv, bv, vh, r_vh, eps, bf)
+    if rule == "cp_lrp":
+        return out, r_v
+    r_s = scores * (r_a - a * r_a.sum(-1, keepdims=True)) * allowed[:, None]
+    c = np.float32(1 / np.sqrt(wq.shape[2]))
+    r_qh, r_kh = np.zeros_like(qh), np.zeros_like(kh)
+    for b, h, t, s in np.ndindex(r_s.shape):
+        raw = c * qh[b, h, t] @ kh[b, h, s]
+        stab = eps if raw >= 0 else -eps
+        for d in range(qh.shape[3]):
+            r = (c * qh[b, h, t, d] * kh[b, h, s, d] + bf * stab / qh.shape[3]) * r_s[b, h, t, s] / (raw + stab)
+            r_qh[b, h, t, d] += r / 2
+            r_kh[b, h, s, d] += r / 2
+    r_q = _projection_oracle(q, wq, bq, qh, r_qh, eps, bf)
+    r_k = _projection_oracle(k, wk, bk, kh, r_kh, eps, bf)
+    return out, (r_q, r_v, r_k)
 
 
 @pytest.mark.parametrize(("causal", "has_key", "use_bias", "cross"),
@@ -302,6 +329,16 @@ def test_multi_head_attention(causal: bool, has_key: bool, use_bias: bool, cross
     if bf == 1.0:
         np.testing.assert_allclose(got.sum(axis=(1, 2)), relevance.sum(axis=(1, 2)), rtol=1e-10)
 
+    _, (r_q, r_v, r_k) = _mha_oracle(arrays, q, v, k if has_key else v, allowed, relevance, eps, bf, "attnlrp")
+    attn = NodeContext(_ctx(eps, bf).eps, _ctx(eps, bf).bias_factor, _rules("attnlrp"), False)
+    messages, _ = node.relevance(spec, params, cache, _tm(relevance), attn)
+    np.testing.assert_allclose(_bm(messages[0]), r_q, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(_bm(messages[1]), r_v if has_key else r_v + r_k, rtol=0, atol=1e-10)
+    if has_key:
+        np.testing.assert_allclose(_bm(messages[2]), r_k, rtol=0, atol=1e-10)
+    for message, valid in zip(messages, (q_valid, v_valid, v_valid), strict=False):
+        assert np.all(_bm(message)[~valid] == 0.0)
+
     seed = rng.normal(size=(B, TQ, 4)) * q_valid[..., None]
     tensors = [tf.Variable(x) for x in feeds]
     with tf.GradientTape() as tape:
@@ -346,6 +383,20 @@ def test_cp_lrp_gives_query_and_key_nothing() -> None:
     assert np.abs(result.relevance[1]).sum() > 0
     gradient = ex.explain(x, method="gradient_x_input")
     assert np.abs(gradient.relevance[0]).sum() > 0  # the gradient does flow through the scores
+    attn = Explainer.from_keras(model, sample=x, dtype="float64", rules=RuleSet(attention="attnlrp"))
+    relevant = attn.explain(x, bias_factor=1.0)
+    assert np.abs(relevant.relevance[0]).sum() > 0  # AttnLRP: the query is credited too
+    np.testing.assert_allclose(relevant.explained_score, result.explained_score)
+
+
+def test_attention_rule_is_chosen_by_ruleset_attention() -> None:
+    with pytest.raises(InputError, match="attention"):
+        RuleSet(attention="softmax")
+    inputs = keras.Input((TQ, 2))
+    h = L.LSTM(3, return_sequences=True)(inputs)
+    model = keras.Model(inputs, L.Dense(2)(L.GlobalAveragePooling1D()(L.Attention(name="att")([h, h]))))
+    with pytest.raises(InputError, match=r"RuleSet\(attention="):
+        Explainer.from_keras(model, rules=RuleSet(layers={"att": "zplus"}))
 
 
 # -- a toy task with known ground truth ----------------------------------------------------------
