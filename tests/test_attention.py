@@ -434,3 +434,17 @@ def test_toy_task_relevance_finds_the_deciding_token() -> None:
     assert np.mean(top == where) > 0.9  # the marker is the most relevant token (1.0 when written)
     np.testing.assert_allclose(result.relevance_sum + result.initial_state_relevance, result.explained_score,
                                rtol=1e-9, atol=1e-12)  # fmt: skip
+
+
+def test_save_and_load_keep_the_attention_nodes(tmp_path) -> None:
+    inputs = keras.Input((TQ, 2))
+    h = L.LSTM(3, return_sequences=True)(L.Masking(0.0)(inputs))
+    h = L.Attention(use_scale=True, score_mode="concat")([h, h])
+    h = L.MultiHeadAttention(2, 3)(h, h)
+    model = keras.Model(inputs, L.Dense(2)(L.GlobalAveragePooling1D()(h)))
+    x = np.random.default_rng(3).normal(size=(3, TQ, 2))
+    x[1, 2:] = 0.0
+    ex = Explainer.from_keras(model, sample=x, dtype="float64")
+    ex.save(tmp_path / "attention.npz")
+    again = Explainer.load(tmp_path / "attention.npz")
+    np.testing.assert_array_equal(again.explain(x).relevance, ex.explain(x).relevance)

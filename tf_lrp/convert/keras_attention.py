@@ -66,10 +66,10 @@ def attention(call: Call) -> Emitted:
         name=layer.name,
     )
     arrays: list[np.ndarray] = []
-    if layer.use_scale:
-        arrays.append(to_numpy(layer.scale))
+    if layer.use_scale:  # Keras's scalars are stored with shape (1,) (the additive scale is a vector)
+        arrays.append(to_numpy(layer.scale).reshape(-1))
     if mode == "concat":
-        arrays.append(to_numpy(layer.concat_score_weight))
+        arrays.append(to_numpy(layer.concat_score_weight).reshape(-1))
     return Emitted((spec,), tuple(arrays), masked=call.inputs[0].masked)
 
 

@@ -210,8 +210,8 @@ class AttentionCache(NamedTuple):
 class AttentionParams(NamedTuple):
     """The learned scalars (or the additive scale vector); ones where the layer has none."""
 
-    scale: Tensor  # () dot / concat, (Dq,) additive
-    concat_weight: Tensor  # () concat, else 1
+    scale: Tensor  # (1,) dot / concat, (Dq,) additive
+    concat_weight: Tensor  # (1,) concat, else 1
 
 
 def _pairs(query: Tensor, key: Tensor) -> Tensor:
