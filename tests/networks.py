@@ -323,6 +323,32 @@ def gated_average(rng: np.random.Generator) -> Case:
     return Case(explainer, model, x, lengths, KINDS["gated_average"])
 
 
+def attention_pooled(rng: np.random.Generator) -> Case:
+    """Bi-LSTM (sequences) -> Attention([h, h], use_scale) self-attention -> GlobalAveragePooling1D -> Dense."""
+    f64 = {"dtype": "float64"}
+    inputs = keras.Input((STEPS, 2), dtype="float64")
+    h = L.Bidirectional(L.LSTM(3, return_sequences=True, **f64), **f64)(L.Masking(0.0, **f64)(inputs))
+    h = L.Attention(use_scale=True, **f64)([h, h])
+    model = keras.Model(inputs, L.Dense(2, **f64)(L.GlobalAveragePooling1D(**f64)(h)))
+    _randomise(model, rng)
+    x, lengths = _floats(rng, 2)
+    explainer = Explainer.from_keras(model, sample=x, dtype="float64", tolerance=KERAS_TOLERANCE)
+    return Case(explainer, model, x, lengths, KINDS["attention_pooled"])
+
+
+def multi_head_block(rng: np.random.Generator) -> Case:
+    """GRU (sequences) -> MultiHeadAttention(2 heads, causal) self-attention -> GlobalAveragePooling1D -> Dense."""
+    f64 = {"dtype": "float64"}
+    inputs = keras.Input((STEPS, 2), dtype="float64")
+    h = L.GRU(4, return_sequences=True, **f64)(L.Masking(0.0, **f64)(inputs))
+    h = L.MultiHeadAttention(num_heads=2, key_dim=3, **f64)(h, h, use_causal_mask=True)
+    model = keras.Model(inputs, L.Dense(2, **f64)(L.GlobalAveragePooling1D(**f64)(h)))
+    _randomise(model, rng)
+    x, lengths = _floats(rng, 2)
+    explainer = Explainer.from_keras(model, sample=x, dtype="float64", tolerance=KERAS_TOLERANCE)
+    return Case(explainer, model, x, lengths, KINDS["multi_head_block"])
+
+
 #: name -> factory; the invariants harness runs every method on each.
 NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "stacked_lstm_gru": stacked_lstm_gru,
@@ -340,6 +366,8 @@ NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "repeated_encoder": repeated_encoder,
     "normalized_residual": normalized_residual,
     "gated_average": gated_average,
+    "attention_pooled": attention_pooled,
+    "multi_head_block": multi_head_block,
 }
 #: the node kinds each network uses (static, so the coverage check needs no Keras model)
 KINDS: dict[str, frozenset[str]] = {
@@ -362,4 +390,6 @@ KINDS: dict[str, frozenset[str]] = {
     "gated_average": frozenset(
         {"gru", "simple_rnn", "dense", "activation", "multiply", "merge", "global_average_pooling"}
     ),
+    "attention_pooled": frozenset({"lstm", "attention", "global_average_pooling", "dense"}),
+    "multi_head_block": frozenset({"gru", "multi_head_attention", "global_average_pooling", "dense"}),
 }

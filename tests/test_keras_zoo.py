@@ -240,6 +240,23 @@ def multiply_gated() -> tuple[keras.Model, Any]:
     return keras.Model(inputs, L.Dense(2)(L.Activation("relu")(h)), name="multiply_gated"), _features(13, 4)
 
 
+def text_bilstm_attention() -> tuple[keras.Model, Any]:
+    inputs = keras.Input((None,), dtype="int32", name="ids")
+    h = L.Embedding(VOCAB, 6, mask_zero=True, name="embed")(inputs)
+    h = L.Bidirectional(L.LSTM(5, return_sequences=True), name="bilstm")(h)
+    h = L.Attention(use_scale=True, score_mode="concat", name="attend")([h, h])
+    h = L.GlobalAveragePooling1D(name="pool")(h)
+    return keras.Model(inputs, L.Dense(3, activation="softmax", name="head")(h), name="text_bilstm_attention"), _ids(11)
+
+
+def lstm_multi_head_block() -> tuple[keras.Model, Any]:
+    inputs = keras.Input((None, 3))
+    h = L.LSTM(6, return_sequences=True)(L.Masking(0.0)(inputs))
+    h = L.MultiHeadAttention(num_heads=2, key_dim=4, name="mha")(h, h)  # no residual: tf_lrp has no add node yet
+    h = L.Dense(4, activation="relu")(L.GlobalAveragePooling1D()(h))
+    return keras.Model(inputs, L.Dense(2)(h), name="lstm_multi_head_block"), _features(12, mask_value=0.0)
+
+
 ZOO: dict[str, Entry] = {
     # max pooling after a masked bidirectional layer: a masked step's output is 0 and what reaches it is absorbed
     "text_bilstm_max": Entry(text_bilstm_max_pool, conserves=False),
@@ -259,6 +276,8 @@ ZOO: dict[str, Entry] = {
     "text_bilstm_layer_norm": Entry(text_bilstm_layer_norm),
     "residual_add": Entry(residual_recurrent_add),
     "multiply_gated": Entry(multiply_gated),
+    "text_bilstm_attention": Entry(text_bilstm_attention),
+    "lstm_multi_head_block": Entry(lstm_multi_head_block),
 }
 
 

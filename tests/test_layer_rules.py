@@ -416,8 +416,9 @@ def test_rule_map_orders_user_entries_before_defaults() -> None:
 
     rules = RuleSet(layers={1: "half", "out": ZPlus()}, kinds={"gru": Recurrent(eps=0.1)}, output=Epsilon(0.2))
     matchers = [type(matcher) for matcher, _ in rules.rule_map()]
-    assert matchers == [ByIndex, ByName, ByKind, IsOutput, ByRuleKind, ByRuleKind, ByRuleKind]
-    assert [m.rule_kind for m, _ in rules.rule_map()[-3:]] == ["linear", "recurrent", "product"]
+    # the defaults: linear, recurrent, product, attention
+    assert matchers == [ByIndex, ByName, ByKind, IsOutput, ByRuleKind, ByRuleKind, ByRuleKind, ByRuleKind]
+    assert [m.rule_kind for m, _ in rules.rule_map()[-4:]] == ["linear", "recurrent", "product", "attention"]
 
 
 def test_kinds_apply_to_every_node_of_the_kind_and_names_beat_kinds() -> None:

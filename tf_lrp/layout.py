@@ -1114,10 +1114,154 @@ class MultiplySpec(Spec):
         return Port(part.sequence, self.features, False, "")
 
 
+ATTENTION_SCORES: tuple[str, ...] = ("dot", "concat", "additive")
+
+
+def _attention_parts(parts: Sequence[Port], where: str, sizes: tuple[int, int, int], has_key: bool) -> None:
+    """Check the (query, value[, key]) sequences an attention layer reads against its sizes."""
+    want = 3 if has_key else 2
+    if len(parts) != want:
+        roles = "query, value, key" if has_key else "query, value"
+        raise LayoutError(f"{where} reads {len(parts)} inputs; it takes {want} ({roles})")
+    for part, size, role in zip(parts, sizes, ("query", "value", "key"), strict=False):
+        if part.tokens:
+            raise LayoutError(f"{where} reads the token ids of {part.what}: put an embedding layer in between")
+        if not part.sequence:
+            raise LayoutError(f"{where}: its {role} {part.what} is one vector per sample; attention reads sequences")
+        if part.width != size:
+            raise LayoutError(f"{where}: its {role} {part.what} outputs width {part.width} but {role}_size is {size}")
+
+
+@dataclass(frozen=True)
+class AttentionSpec(Spec):
+    """Keras ``Attention`` (score_mode dot / concat) and ``AdditiveAttention``: (query, value[, key]) -> (Tq, Dv).
+
+    The attention weights are constants under CP-LRP (the default rule, ``RuleSet(attention=...)``):
+    the output's relevance goes to the values by the ε-rule of the weighted sum; query and key get none.
+    """
+
+    kinds: ClassVar[tuple[str, ...]] = ("attention",)
+    rule_kind: ClassVar[str | None] = "attention"
+    query_size: int
+    value_size: int
+    score_mode: str = "dot"  # "dot", "concat" (Attention) or "additive" (AdditiveAttention)
+    use_scale: bool = False
+    causal: bool = False
+    has_key: bool = False
+    name: str = ""
+    kind: str = "attention"
+
+    @property
+    def output_size(self) -> int:
+        """Width of the layer's output: the value's."""
+        return self.value_size
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> AttentionSpec:
+        """The spec of a manifest entry."""
+        return cls(
+            entry["query_size"], entry["value_size"], entry.get("score_mode", "dot"), entry.get("use_scale", False),
+            entry.get("causal", False), entry.get("has_key", False), entry.get("name", ""),
+        )  # fmt: skip
+
+    def to_entry(self) -> dict[str, Any]:
+        """The normalised manifest entry."""
+        return {
+            "kind": "attention",
+            "query_size": self.query_size,
+            "value_size": self.value_size,
+            "score_mode": self.score_mode,
+            "use_scale": self.use_scale,
+            "causal": self.causal,
+            "has_key": self.has_key,
+        }
+
+    def describe(self, reads: str) -> str:
+        """The ``info`` line."""
+        title = "AdditiveAttention" if self.score_mode == "additive" else f"Attention(score_mode={self.score_mode})"
+        return f"{title}{reads}: query {self.query_size}, value {self.value_size} -> {self.value_size}"
+
+    def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
+        """Query, value (and key: as wide as the query) are sequences; the output has the query's steps."""
+        _attention_parts(parts, where, (self.query_size, self.value_size, self.query_size), self.has_key)
+        if not self.has_key and self.value_size != self.query_size:
+            raise LayoutError(f"{where}: without a key input the key is the value, so value_size must equal query_size")
+        return Port(True, self.value_size, False, "")
+
+
+@dataclass(frozen=True)
+class MultiHeadAttentionSpec(Spec):
+    """Keras ``MultiHeadAttention`` on sequences (B, T, F) (attention over the time axis).
+
+    CP-LRP (default, ``RuleSet(attention=...)``): the ε-rule through the value projection, the weighted
+    sum (the attention weights are constants) and the output projection, with bias share.
+    """
+
+    kinds: ClassVar[tuple[str, ...]] = ("multi_head_attention",)
+    rule_kind: ClassVar[str | None] = "attention"
+    num_heads: int
+    key_dim: int
+    value_dim: int
+    query_size: int
+    value_size: int
+    key_size: int
+    out_size: int
+    use_bias: bool = True
+    causal: bool = False
+    has_key: bool = False
+    name: str = ""
+    kind: str = "multi_head_attention"
+
+    @property
+    def output_size(self) -> int:
+        """Width of the layer's output."""
+        return self.out_size
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> MultiHeadAttentionSpec:
+        """The spec of a manifest entry."""
+        return cls(
+            entry["num_heads"], entry["key_dim"], entry["value_dim"], entry["query_size"], entry["value_size"],
+            entry["key_size"], entry["out_size"], entry.get("use_bias", True), entry.get("causal", False),
+            entry.get("has_key", False), entry.get("name", ""),
+        )  # fmt: skip
+
+    def to_entry(self) -> dict[str, Any]:
+        """The normalised manifest entry."""
+        return {
+            "kind": "multi_head_attention",
+            "num_heads": self.num_heads,
+            "key_dim": self.key_dim,
+            "value_dim": self.value_dim,
+            "query_size": self.query_size,
+            "value_size": self.value_size,
+            "key_size": self.key_size,
+            "out_size": self.out_size,
+            "use_bias": self.use_bias,
+            "causal": self.causal,
+            "has_key": self.has_key,
+        }
+
+    def describe(self, reads: str) -> str:
+        """The ``info`` line."""
+        return (
+            f"MultiHeadAttention(num_heads={self.num_heads}, key_dim={self.key_dim}, value_dim={self.value_dim})"
+            f"{reads}: query {self.query_size}, value {self.value_size} -> {self.out_size}"
+        )
+
+    def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
+        """Query, value (and key) are sequences of the declared widths; the output has the query's steps."""
+        _attention_parts(parts, where, (self.query_size, self.value_size, self.key_size), self.has_key)
+        if not self.has_key and self.key_size != self.value_size:
+            raise LayoutError(f"{where}: without a key input the key is the value: set key_size to {self.value_size}")
+        return Port(True, self.out_size, False, "")
+
+
 LayerSpec = Spec
 _SPEC_CLASSES: tuple[type[Spec], ...] = (EmbeddingSpec, RecurrentSpec, DenseSpec, ConcatenateSpec, PoolingSpec)
 _SPEC_CLASSES += (ConvSpec, Pooling1DSpec, RepeatVectorSpec, SliceSpec, Seq2SeqSpec)
 _SPEC_CLASSES += (ActivationSpec, NormalizationSpec, MergeSpec, MultiplySpec)
+_SPEC_CLASSES += (AttentionSpec, MultiHeadAttentionSpec)
 #: manifest kind -> spec class (the registry the manifest reader, the writer and the shape check read)
 SPEC_TYPES: Mapping[str, type[Spec]] = MappingProxyType(
     {

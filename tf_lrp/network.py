@@ -147,7 +147,9 @@ def forward(
             continue
         node = NODES[layout.layers[index].kind]
         in_mask = masks[reads[0]]
-        node_mask = in_mask if node.takes_mask else None  # the node declares whether it reads the mask
+        node_mask: Any = in_mask if node.takes_mask else None  # the node declares whether it reads the mask
+        if node.takes_masks:  # attention: the masks of query, value (and key)
+            node_mask = tuple(masks[e] for e in reads)
         spec = node_spec(layout, index)
         output, cache = node.forward(spec, params[index], [values[e] for e in reads], node_mask)
         passed = node.merge_masks(spec, [masks[e] for e in reads]) if len(reads) > 1 else in_mask

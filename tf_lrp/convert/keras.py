@@ -39,12 +39,17 @@ from ..layout import (
     validate_manifest,
 )
 from ..text import SPLIT, STANDARDIZE, TextVectorizer
-from . import Converted, keras_conv, keras_core, keras_layers
+from . import Converted, keras_attention, keras_conv, keras_core, keras_layers
 from .keras_nodes import Call, Emitted, Handler, Incoming, describe, refuse
 
 _L = keras.layers
 #: Every Keras class the walker converts -> its handler (one dict per family module, merged).
-HANDLERS: Mapping[type, Handler] = {**keras_core.HANDLERS, **keras_conv.HANDLERS, **keras_layers.HANDLERS}
+HANDLERS: Mapping[type, Handler] = {
+    **keras_core.HANDLERS,
+    **keras_conv.HANDLERS,
+    **keras_layers.HANDLERS,
+    **keras_attention.HANDLERS,
+}
 #: Layers skipped after the score layer (the score is the pre-activation before them).
 _OUTPUT_ACTIVATIONS: tuple[type, ...] = (_L.Activation, _L.Softmax)
 #: Class names :func:`from_keras` reads (for error messages).

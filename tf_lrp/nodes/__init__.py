@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from .activation import ActivationNode
+from .attention import AttentionNode
 from .base import NodeContext, NodeType
 from .concatenate import ConcatenateNode
 from .conv import ConvNode
@@ -18,6 +19,7 @@ from .dense import DenseNode
 from .embedding import EmbeddingNode
 from .forecaster import ForecasterNode
 from .merge import MergeNode, MultiplyNode
+from .multi_head_attention import MultiHeadAttentionNode
 from .normalization import NormalizationNode
 from .pooling import PoolingNode
 from .pooling1d import Pooling1DNode
@@ -40,6 +42,8 @@ _TYPES: tuple[NodeType, ...] = (
     NormalizationNode(),
     MergeNode(),
     MultiplyNode(),
+    AttentionNode(),
+    MultiHeadAttentionNode(),
 )
 
 #: manifest kind -> node type.

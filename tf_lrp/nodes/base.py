@@ -49,6 +49,8 @@ class NodeType(ABC):
     kinds: ClassVar[tuple[str, ...]] = ()
     #: whether :meth:`forward` reads the step mask of its input
     takes_mask: ClassVar[bool] = False
+    #: whether :meth:`forward` reads the step masks of all its inputs (a tuple, one per input edge)
+    takes_masks: ClassVar[bool] = False
     #: whether its relevance step conserves at bias_factor = 1 (the invariants harness checks it)
     conserves: ClassVar[bool] = True
     #: whether its output depends on steps masked in every sample (it drops the mask and reads them

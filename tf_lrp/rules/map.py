@@ -111,6 +111,7 @@ class NodeRules:
         sum_spread: how its sum nodes spread the stabiliser share.
         linear: the rule of a linear node.
         eps: a fixed ε for this node, or None for the ε given to ``explain``.
+        attention: the rule of an attention node: ``"cp_lrp"`` or ``"attnlrp"``.
     """
 
     product: ProductRule
@@ -118,6 +119,7 @@ class NodeRules:
     linear: LinearRule
     eps: float | None = None
     output: LinearRule | None = None
+    attention: str = "cp_lrp"
 
     def dense_rule(self, is_last: bool) -> LinearRule:
         """The rule of a dense map inside the node (the same signature as :meth:`RuleSet.dense_rule`).
@@ -227,6 +229,8 @@ class IsOutput:
 
 
 Matcher = ByIndex | ByName | ByKind | ByRuleKind | IsOutput
+#: the rules of the attention nodes (``RuleSet(attention=...)``)
+ATTENTION_RULES = ("cp_lrp", "attnlrp")
 #: node kind names a ``RuleSet(kinds=...)`` key may take (rule kind of each).
 RULE_KINDS = {"linear", "recurrent", "product"}
 
@@ -283,6 +287,10 @@ class RuleSet:
             before the defaults. A ``multiply`` node (Keras ``Multiply``) takes a product rule
             (``{"multiply": "proportional"}``, ``SignalTakesAll(gate=0)``); its default is
             :class:`Half` (:data:`MULTIPLY_DEFAULT`), whatever ``product`` says.
+        attention: the rule of every attention node (``Attention``, ``AdditiveAttention``,
+            ``MultiHeadAttention``): ``"cp_lrp"`` (default; Ali et al. 2022: the attention weights
+            are constants, conserving) or ``"attnlrp"`` (Achtibat et al. 2024: relevance also
+            through the softmax into query and key; the softmax absorbs a part).
 
     Example::
 
@@ -295,8 +303,11 @@ class RuleSet:
     output: LinearRule | None = None
     layers: tuple[tuple[LayerKey, LayerRule], ...] = ()
     kinds: tuple[tuple[str, LayerRule], ...] = ()
+    attention: str = "cp_lrp"
 
     def __post_init__(self) -> None:
+        if self.attention not in ATTENTION_RULES:
+            raise InputError(f"RuleSet(attention=...) must be one of {ATTENTION_RULES}; got {self.attention!r}")
         object.__setattr__(self, "product", as_product_rule(self.product))
         object.__setattr__(self, "head", as_linear_rule(self.head))
         if self.output is not None:
@@ -332,6 +343,7 @@ class RuleSet:
         entries.append((ByRuleKind("linear"), self.head))
         entries.append((ByRuleKind("recurrent"), Recurrent(self.product, self.sum_spread)))
         entries.append((ByRuleKind("product"), Recurrent(MULTIPLY_DEFAULT, self.sum_spread)))
+        entries.append((ByRuleKind("attention"), self.head))  # the attention rule is RuleSet.attention
         return tuple(entries)
 
     def resolve(self, layout: NetworkLayout) -> dict[int, LayerRule]:
@@ -403,7 +415,7 @@ class RuleSet:
                 spread = self.sum_spread if rule.sum_spread is None else rule.sum_spread
                 resolved.append(NodeRules(product, spread, self.head, rule.eps, self.output))
             else:
-                resolved.append(NodeRules(self.product, self.sum_spread, rule, None))
+                resolved.append(NodeRules(self.product, self.sum_spread, rule, None, self.output, self.attention))
         return tuple(resolved)
 
 
@@ -420,6 +432,10 @@ def _check_fits(where: str, spec: Any, rule: LayerRule) -> None:
             if spec.kind != "embedding"
             else f"{where} is an embedding: it has no LRP rule (relevance stops at the embedded vectors); "
             "remove it from layers"
+        )
+    if spec.rule_kind == "attention":
+        raise InputError(
+            f"{where} is an attention node: choose its rule with RuleSet(attention='cp_lrp' or 'attnlrp')"
         )
     if spec.rule_kind == "product" and not isinstance(rule, Recurrent):
         raise InputError(
