@@ -169,6 +169,18 @@ def two_inputs(rng: np.random.Generator) -> Case:
     return Case(explainer, model, (xa, xb), (la, lb), frozenset({"lstm", "gru", "concatenate", "dense"}))
 
 
+def last_step(rng: np.random.Generator) -> Case:
+    """LSTM (sequences) -> x[:, -1] (select_step; padded steps hold the carried state) -> Dense."""
+    f64 = {"dtype": "float64"}
+    inputs = keras.Input((STEPS, 2), dtype="float64")
+    tensor = L.LSTM(3, return_sequences=True, **f64)(L.Masking(0.0, **f64)(inputs))
+    model = keras.Model(inputs, L.Dense(2, **f64)(tensor[:, -1, :]))
+    _randomise(model, rng)
+    x, lengths = _floats(rng, 2)
+    explainer = Explainer.from_keras(model, sample=x, dtype="float64", tolerance=KERAS_TOLERANCE)
+    return Case(explainer, model, x, lengths, frozenset({"lstm", "select_step", "dense"}))
+
+
 #: name -> factory; the invariants harness runs every method on each.
 NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "stacked_lstm_gru": stacked_lstm_gru,
@@ -178,6 +190,7 @@ NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "average_pooled": average_pooled,
     "token_classifier": token_classifier,
     "two_inputs": two_inputs,
+    "last_step": last_step,
 }
 #: the node kinds each network uses (static, so the coverage check needs no Keras model)
 KINDS: dict[str, frozenset[str]] = {
@@ -188,4 +201,5 @@ KINDS: dict[str, frozenset[str]] = {
     "average_pooled": frozenset({"gru", "simple_rnn", "global_average_pooling", "dense"}),
     "token_classifier": frozenset({"embedding", "gru", "dense"}),
     "two_inputs": frozenset({"lstm", "gru", "concatenate", "dense"}),
+    "last_step": frozenset({"lstm", "select_step", "dense"}),
 }

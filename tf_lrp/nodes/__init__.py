@@ -16,8 +16,11 @@ from .dense import DenseNode
 from .embedding import EmbeddingNode
 from .pooling import PoolingNode
 from .recurrent import RecurrentNode
+from .select_step import SelectStepNode
 
-_TYPES: tuple[NodeType, ...] = (EmbeddingNode(), RecurrentNode(), DenseNode(), ConcatenateNode(), PoolingNode())
+_TYPES: tuple[NodeType, ...] = (
+    EmbeddingNode(), RecurrentNode(), DenseNode(), ConcatenateNode(), PoolingNode(), SelectStepNode()
+)
 
 #: manifest kind -> node type.
 NODES: Mapping[str, NodeType] = MappingProxyType({kind: node for node in _TYPES for kind in node.kinds})
