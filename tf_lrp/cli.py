@@ -672,7 +672,9 @@ def cmd_convert(args: argparse.Namespace, stdout: TextIO) -> int:
             options["bidirectional"] = args.bidirectional
         if args.nonlinearity is not None:
             options["nonlinearity"] = args.nonlinearity
-        explainer = from_torch(str(source), dtype=args.dtype, **options)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", UserWarning)  # the state_dict's head assumption: shown, not raised
+            explainer = from_torch(str(source), dtype=args.dtype, **options)
     else:
         raise InputError(
             f"unsupported model file {args.model!r}: expected .keras, or a PyTorch state_dict (.pt, .pth, .npz)"
