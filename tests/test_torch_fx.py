@@ -18,8 +18,8 @@ import torch
 from torch import nn
 
 from tf_lrp import ConversionError, Explainer, InputError
-from tf_lrp.errors import TfLrpWarning
 from tf_lrp.convert import torch_fx
+from tf_lrp.errors import TfLrpWarning
 
 pytestmark = pytest.mark.torch
 
