@@ -399,3 +399,14 @@ def test_torch_is_imported_lazily() -> None:
     code = "import sys; sys.modules['torch'] = None\nimport tf_lrp.convert.torch_fx\nprint('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_a_traced_explainer_saves_and_loads(tmp_path) -> None:
+    model = _init(CatDirections("gru"), 0)
+    ex = Explainer.from_torch(model, dtype="float64")
+    ex.save(tmp_path / "net.npz")
+    loaded = Explainer.load(tmp_path / "net.npz")
+    x = _data(Entry(lambda: model))
+    assert loaded.fingerprint == ex.fingerprint
+    np.testing.assert_array_equal(loaded.score(x), ex.score(x))
+    assert "select_step" in {layer.kind for layer in loaded.layout.layers}
