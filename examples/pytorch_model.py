@@ -63,7 +63,7 @@ def main(out_dir: Path) -> None:
         loss.backward()
         optimiser.step()
 
-    explainer = Explainer.from_torch(model.state_dict())  # gates reordered, biases merged, once
+    explainer = Explainer.from_torch(model)  # forward traced with torch.fx, checked against the module
     test_x, test_labels, where = marked(300, rng)
     result = explainer.explain(test_x)  # LRP of the predicted class
     with torch.no_grad():

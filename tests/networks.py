@@ -349,6 +349,18 @@ def multi_head_block(rng: np.random.Generator) -> Case:
     return Case(explainer, model, x, lengths, KINDS["multi_head_block"])
 
 
+def last_step(rng: np.random.Generator) -> Case:
+    """LSTM (sequences) -> x[:, -1] (select_step; padded steps hold the carried state) -> Dense."""
+    f64 = {"dtype": "float64"}
+    inputs = keras.Input((STEPS, 2), dtype="float64")
+    tensor = L.LSTM(3, return_sequences=True, **f64)(L.Masking(0.0, **f64)(inputs))
+    model = keras.Model(inputs, L.Dense(2, **f64)(tensor[:, -1, :]))
+    _randomise(model, rng)
+    x, lengths = _floats(rng, 2)
+    explainer = Explainer.from_keras(model, sample=x, dtype="float64", tolerance=KERAS_TOLERANCE)
+    return Case(explainer, model, x, lengths, frozenset({"lstm", "select_step", "dense"}))
+
+
 #: name -> factory; the invariants harness runs every method on each.
 NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "stacked_lstm_gru": stacked_lstm_gru,
@@ -368,6 +380,7 @@ NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "gated_average": gated_average,
     "attention_pooled": attention_pooled,
     "multi_head_block": multi_head_block,
+    "last_step": last_step,
 }
 #: the node kinds each network uses (static, so the coverage check needs no Keras model)
 KINDS: dict[str, frozenset[str]] = {
@@ -392,4 +405,5 @@ KINDS: dict[str, frozenset[str]] = {
     ),
     "attention_pooled": frozenset({"lstm", "attention", "global_average_pooling", "dense"}),
     "multi_head_block": frozenset({"gru", "multi_head_attention", "global_average_pooling", "dense"}),
+    "last_step": frozenset({"lstm", "select_step", "dense"}),
 }

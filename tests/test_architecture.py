@@ -51,7 +51,8 @@ FRAMEWORKS = {"tensorflow", "jax", "torch", "matplotlib", "apache_beam"}
 FRAMEWORK_OWNERS = {
     "tensorflow": {"backend"},
     "jax": {"backend"},
-    "torch": {"convert.torch", "backend"},  # backend: the float32 matmul switch on the PyTorch backend
+    # backend: the float32 matmul switch on the PyTorch backend
+    "torch": {"convert.torch", "convert.torch_fx", "backend"},
     "matplotlib": {"viz"},
     "apache_beam": {"beam"},
 }

@@ -71,15 +71,22 @@ def test_scores_and_gradient_match_torch(case: tuple[str, int, bool, bool]) -> N
     model = _model(case)
     x = np.random.default_rng(1).normal(size=(B, T, D))
     # float32: the converted network's scores equal the torch module's
-    ex32 = Explainer.from_torch(model, batch_first=batch_first, dtype="float32")
+    ex32 = Explainer.from_torch(model, dtype="float32")  # traced with torch.fx: the module describes itself
     with torch.no_grad():
         expected32 = model(torch.tensor(x, dtype=torch.float32)).numpy()
     np.testing.assert_allclose(ex32.score(x.astype(np.float32)), expected32, rtol=1e-6, atol=1e-6)
     # float64: scores, and Gradient×Input against autograd
     model64 = model.double()
-    ex64 = Explainer.from_torch(
-        model64, dtype="float64", cell=KIND[cell], num_layers=num_layers, bidirectional=bidirectional
-    )
+    ex64 = Explainer.from_torch(model64, dtype="float64")
+    assert {layer.kind for layer in ex64.layout.recurrent} == {KIND[cell]}
+    assert len(ex64.layout.recurrent) == num_layers * (2 if bidirectional else 1)  # one node per direction
+    # the state_dict converter (its options checked) gives the same scores, with its warning
+    with pytest.warns(UserWarning, match="final state"):
+        from_dict = Explainer.from_torch(
+            model64.state_dict(), dtype="float64", cell=KIND[cell], num_layers=num_layers,
+            bidirectional=bidirectional, batch_first=batch_first, nonlinearity=model64.rnn.__dict__.get("nonlinearity"),
+        )  # fmt: skip
+    np.testing.assert_allclose(from_dict.score(x), ex64.score(x), rtol=0, atol=1e-12)
     target = np.arange(B) % C
     xt = torch.tensor(x, requires_grad=True)
     scores = model64(xt)
@@ -237,7 +244,8 @@ def test_load_state_dict_errors(tmp_path) -> None:
 def test_explainer_from_path(tmp_path) -> None:
     model = _model(("gru", 1, False, True))
     torch.save(model.state_dict(), tmp_path / "model.pt")
-    ex = Explainer.from_torch(tmp_path / "model.pt", dtype="float64")
+    with pytest.warns(UserWarning, match="final state"):  # a state_dict cannot show what the head reads
+        ex = Explainer.from_torch(tmp_path / "model.pt", dtype="float64")
     assert ex.layout.recurrent[0].cell == "gru"
     assert ex.layout.num_outputs == C
 

@@ -672,7 +672,11 @@ def cmd_convert(args: argparse.Namespace, stdout: TextIO) -> int:
             options["bidirectional"] = args.bidirectional
         if args.nonlinearity is not None:
             options["nonlinearity"] = args.nonlinearity
-        explainer = from_torch(str(source), dtype=args.dtype, **options)
+        with warnings.catch_warnings(record=True) as notes:  # the state_dict's head assumption: shown, not raised
+            warnings.simplefilter("always", UserWarning)
+            explainer = from_torch(str(source), dtype=args.dtype, **options)
+        for note in notes:
+            _say(sys.stderr, f"tf-lrp convert: note: {note.message}")
     else:
         raise InputError(
             f"unsupported model file {args.model!r}: expected .keras, or a PyTorch state_dict (.pt, .pth, .npz)"
@@ -1102,7 +1106,7 @@ def in_flags(message: str) -> str:
 
 def _report_warnings(caught: list[warnings.WarningMessage], command: str, stderr: TextIO) -> None:
     """tf_lrp's warnings as one line each; any other warning as Python shows it."""
-    for item in caught:
+    for item in list(caught):  # showwarning appends to ``caught`` while it is being recorded
         if issubclass(item.category, TfLrpWarning):
             _say(stderr, f"tf-lrp {command}: warning: {in_flags(str(item.message))}")
         else:

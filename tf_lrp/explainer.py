@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -472,34 +473,93 @@ class Explainer:
     @classmethod
     def from_torch(
         cls,
-        state_dict: Any,
+        model: Any,
         dtype: str = "float32",
         rules: RuleSet | str | None = None,
         jit_compile: bool = False,
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
+        *,
+        sample: Any = None,
+        tolerance: float | None = None,
         **convert_options: Any,
     ) -> Explainer:
-        """Build from a PyTorch ``nn.LSTM`` / ``nn.GRU`` + ``nn.Linear`` state_dict.
+        """Build from a PyTorch module (traced with ``torch.fx``), or from a state_dict.
+
+        **A module** (``torch.nn.Module``) is traced: its ``forward`` is captured with
+        ``torch.fx`` and every operation between its input and the last ``nn.Linear`` becomes a
+        tf_lrp node (see :mod:`tf_lrp.convert.torch_fx` and ``docs/pytorch.md`` for the modules
+        and tensor ops read; anything else is refused naming the op and its source line). So
+        the head reads exactly what the module's head reads (``h_n[-1]``, ``out[:, -1]``, a
+        mean over time, ...). The converted network's scores are then checked against the
+        module's own score layer (its pre-activation) on ``sample``, or on a random probe batch.
+
+        **A state_dict** (or a ``.pt`` / ``.pth`` / ``.npz`` path) holds no forward: it is
+        converted by :func:`tf_lrp.convert.torch.from_torch` under its documented assumption
+        that the head reads the top layer's *final state* (for a bidirectional RNN
+        ``[h_n[-2] ; h_n[-1]]``), and nothing can check that assumption: a ``UserWarning``
+        says so. Pass the module itself when you have it.
 
         Args:
-            state_dict: ``model.state_dict()``, the module itself, or a ``.pt`` / ``.pth`` /
+            model: a ``torch.nn.Module``; or ``model.state_dict()``, or a ``.pt`` / ``.pth`` /
                 ``.npz`` path (read without unpickling code).
             dtype: ``"float32"`` or ``"float64"``.
             rules: see :class:`Explainer`.
             jit_compile: see :class:`Explainer`.
             memory_budget: see :class:`Explainer`.
-            **convert_options: passed to :func:`tf_lrp.convert.torch.from_torch` (``head``,
-                ``cell``, ``num_layers``, ``bidirectional``, ``batch_first``, ``rnn_prefix``,
-                ``head_activation``).
+            sample: module only: (B, T, D) features or (B, T) token ids, batch-major, for the
+                forward check (default: a random probe batch).
+            tolerance: module only: largest accepted ``max|ours - torch| / max(1, max|torch|)``;
+                default 1e-4.
+            **convert_options: state_dict only: passed to :func:`tf_lrp.convert.torch.from_torch`
+                (``head``, ``cell``, ``num_layers``, ``bidirectional``, ``batch_first``,
+                ``rnn_prefix``, ``head_activation``, ``nonlinearity``). A module describes itself.
 
         Returns:
             The explainer; its ``explain`` takes (batch, time, features) whatever ``batch_first``.
+
+        Raises:
+            ConversionError: an op or option tf_lrp cannot reproduce, or (module) scores that
+                differ from the module's beyond ``tolerance`` (with the max difference).
+            InputError: state_dict options given with a module, or an invalid ``tolerance``.
         """
+        from .convert import torch_fx
+
+        if torch_fx._is_module(model):
+            if convert_options:
+                raise InputError(
+                    f"{sorted(convert_options)}: options of the state_dict converter; a module is traced and "
+                    "describes itself: drop them (or pass module.state_dict() to use the state_dict converter)"
+                )
+            if tolerance is None:
+                tolerance = 1e-4
+            elif isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or not tolerance >= 0:
+                raise InputError(f"tolerance must be a number >= 0 or None; got {tolerance!r}")
+            traced = torch_fx.from_torch_module(model)
+            explainer = cls.from_manifest(
+                *traced.converted, dtype=dtype, rules=rules, jit_compile=jit_compile, memory_budget=memory_budget
+            )
+            probe = torch_fx.probe_batch(traced.converted.manifest) if sample is None else sample
+            probe = np.asarray(explainer._check_x(probe))[:256]
+            ours = explainer.score(probe)
+            theirs = torch_fx.torch_scores(traced, probe)
+            torch_fx.check_equivalence(ours, theirs, float(tolerance), type(model).__name__)
+            return explainer
         from .convert.torch import from_torch, load_state_dict
 
-        if isinstance(state_dict, (str, os.PathLike)):
-            state_dict = load_state_dict(state_dict)
-        manifest, weights = from_torch(state_dict, **convert_options)
+        if sample is not None or tolerance is not None:
+            raise InputError("sample= and tolerance= check a traced module's forward; a state_dict has none")
+        warnings.warn(
+            "Explainer.from_torch got a state_dict, not the module: the converter assumes the head reads the top "
+            "recurrent layer's final state (h_n[-1], or [h_n[-2] ; h_n[-1]] when bidirectional) and cannot check "
+            "it. If the forward reads out[:, -1] of a bidirectional RNN, pools over time or does anything else, "
+            "the explanations are of a different network: pass the module itself (it is traced with torch.fx "
+            "and checked against its own outputs)",
+            UserWarning,
+            stacklevel=2,
+        )
+        if isinstance(model, (str, os.PathLike)):
+            model = load_state_dict(model)
+        manifest, weights = from_torch(model, **convert_options)
         return cls.from_manifest(
             manifest, weights, dtype=dtype, rules=rules, jit_compile=jit_compile, memory_budget=memory_budget
         )

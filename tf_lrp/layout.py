@@ -1257,11 +1257,55 @@ class MultiHeadAttentionSpec(Spec):
         return Port(True, self.out_size, False, "")
 
 
+@dataclass(frozen=True)
+class SelectStepSpec(Spec):
+    """One time step of a sequence (B, T, F) -> (B, F): Keras ``x[:, t, :]``, PyTorch ``out[:, t]``.
+
+    ``step`` counts from the start (0, 1, ...) or, when negative, from the end (-1 is the last
+    step). Relevance goes to the selected step only: no rule.
+    """
+
+    kinds: ClassVar[tuple[str, ...]] = ("select_step",)
+    step: int
+    features: int
+    name: str = ""
+    kind: str = "select_step"
+
+    @property
+    def input_size(self) -> int:
+        """Width of the layer's input."""
+        return self.features
+
+    @property
+    def output_size(self) -> int:
+        """Width of the layer's output."""
+        return self.features
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> SelectStepSpec:
+        """The spec of a manifest entry."""
+        return cls(entry["step"], entry["features"], entry.get("name", ""))
+
+    def to_entry(self) -> dict[str, Any]:
+        """The normalised manifest entry."""
+        return {"kind": "select_step", "step": self.step, "features": self.features}
+
+    def describe(self, reads: str) -> str:
+        """The ``info`` line."""
+        return f"SelectStep(step={self.step}){reads}: {self.features} -> {self.features}"
+
+    def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
+        """It reads a sequence and outputs one vector."""
+        _one_input(parts, where, self.features, want="sequence")
+        return Port(False, self.features, False, "")
+
+
 LayerSpec = Spec
 _SPEC_CLASSES: tuple[type[Spec], ...] = (EmbeddingSpec, RecurrentSpec, DenseSpec, ConcatenateSpec, PoolingSpec)
 _SPEC_CLASSES += (ConvSpec, Pooling1DSpec, RepeatVectorSpec, SliceSpec, Seq2SeqSpec)
 _SPEC_CLASSES += (ActivationSpec, NormalizationSpec, MergeSpec, MultiplySpec)
 _SPEC_CLASSES += (AttentionSpec, MultiHeadAttentionSpec)
+_SPEC_CLASSES += (SelectStepSpec,)
 #: manifest kind -> spec class (the registry the manifest reader, the writer and the shape check read)
 SPEC_TYPES: Mapping[str, type[Spec]] = MappingProxyType(
     {

@@ -1,7 +1,8 @@
 """Handlers for the core Keras layers.
 
 Embedding, LSTM / GRU / SimpleRNN (plain or Bidirectional), Dense (also ``TimeDistributed(Dense)``
-and Dense on a sequence), global pooling over time, Concatenate, and the layers that are the identity at inference.
+and Dense on a sequence), global pooling over time, Concatenate, one time step (``x[:, -1]``), and
+the layers that are the identity at inference.
 
 See :mod:`tf_lrp.convert.keras_nodes` for the handler contract. ``Masking`` is read by the walker
 itself (it sets the mask value of the network input it reads).
@@ -26,6 +27,7 @@ from ..layout import (
     LayerSpec,
     PoolingSpec,
     RecurrentSpec,
+    SelectStepSpec,
     SliceSpec,
 )
 from .keras_nodes import IDENTITY, Call, Emitted, Handler, activation_name, one_input, refuse, to_numpy
@@ -50,6 +52,8 @@ POOLING: dict[type, str] = {
 MERGE_MODES = ("concat", "sum", "ave")
 #: Keras activation names (default parameters) the ``activation`` node computes
 KERAS_ELEMENTWISE: tuple[str, ...] = tuple(name for name in ELEMENTWISE_ACTIVATIONS if name != "gelu_approximate")
+#: the Keras operation behind ``tensor[...]`` in a functional model (``keras.ops.get_item``)
+GET_ITEM: type = keras.src.ops.numpy.GetItem
 
 
 def identity(call: Call) -> Emitted:
@@ -289,6 +293,33 @@ def concatenate(call: Call) -> Emitted:
     return Emitted((ConcatenateSpec(tuple(i.port.width for i in call.inputs), name=layer.name),))
 
 
+def _full(item: Any) -> bool:
+    return item is Ellipsis or (isinstance(item, slice) and item == slice(None))
+
+
+def get_item(call: Call) -> Emitted:
+    """``x[:, t]`` / ``x[:, t, :]`` on a sequence: one time step (``t < 0`` counts from the end)."""
+    layer = call.layer
+    incoming = one_input(call, want_sequence=True)
+    key = call.args[1] if len(call.args) > 1 else call.kwargs.get("key")
+    items = key if isinstance(key, tuple) else (key,)
+    step = items[1] if len(items) >= 2 else None
+    if (
+        len(items) < 2
+        or len(items) > 3
+        or not (isinstance(items[0], slice) and items[0] == slice(None))
+        or isinstance(step, bool)
+        or not isinstance(step, int)
+        or not all(_full(item) for item in items[2:])
+    ):
+        raise refuse(
+            layer,
+            f"indexes a sequence with {key!r}; tf_lrp reads one time step of every sample, x[:, t] or x[:, t, :] "
+            "(an integer t, negative from the end)",
+        )
+    return Emitted((SelectStepSpec(step, incoming.port.width, name=layer.name),), masked=False)
+
+
 HANDLERS: dict[type, Handler] = {
     **dict.fromkeys(IDENTITY_LAYERS, identity),
     _L.Embedding: embedding,
@@ -298,4 +329,5 @@ HANDLERS: dict[type, Handler] = {
     _L.TimeDistributed: time_distributed,
     **dict.fromkeys(POOLING, pooling),
     _L.Concatenate: concatenate,
+    GET_ITEM: get_item,
 }

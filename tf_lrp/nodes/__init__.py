@@ -25,6 +25,7 @@ from .pooling import PoolingNode
 from .pooling1d import Pooling1DNode
 from .recurrent import RecurrentNode
 from .repeat_vector import RepeatVectorNode
+from .select_step import SelectStepNode
 from .slice import SliceNode
 
 _TYPES: tuple[NodeType, ...] = (
@@ -44,6 +45,7 @@ _TYPES: tuple[NodeType, ...] = (
     MultiplyNode(),
     AttentionNode(),
     MultiHeadAttentionNode(),
+    SelectStepNode(),
 )
 
 #: manifest kind -> node type.
