@@ -93,7 +93,23 @@ def check_sequence_tagger(text: str, out: Path) -> None:
     assert "tagged as a name" in page
 
 
+def check_cnn_lstm(text: str, out: Path) -> None:
+    assert percent(r"test accuracy ([\d.]+)%", text) > 90
+    assert percent(r"([\d.]+)% of the positive relevance lies in the pulse", text) > 50  # in 2% of the cells
+    page = (out / "cnn_lstm_heatmap.html").read_text(encoding="utf-8")
+    assert page.count('class="tok"') == 6 * 48
+
+
+def check_attention_classifier(text: str, out: Path) -> None:
+    assert percent(r"test accuracy ([\d.]+)%", text) > 90
+    assert percent(r"cp_lrp: the keyword is the most relevant token in ([\d.]+)%", text) > 90
+    assert percent(r"attnlrp: the keyword is the most relevant token in ([\d.]+)%", text) > 80
+    assert 'class="tok"' in (out / "attention_heatmap.html").read_text(encoding="utf-8")
+
+
 CHECKS = {
+    "cnn_lstm": check_cnn_lstm,
+    "attention_classifier": check_attention_classifier,
     "sequence_tagger": check_sequence_tagger,
     "text_classifier": check_text_classifier,
     "raw_text_pooling": check_raw_text_pooling,
