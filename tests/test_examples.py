@@ -107,7 +107,14 @@ def check_attention_classifier(text: str, out: Path) -> None:
     assert 'class="tok"' in (out / "attention_heatmap.html").read_text(encoding="utf-8")
 
 
+def check_keras_seq2seq(text: str, out: Path) -> None:
+    assert percent(r"mean absolute copy error ([\d.]+)", text) < 0.1
+    assert percent(r"reading t is the most relevant reading in ([\d.]+)%", text) > 40  # chance: 16.7%
+    assert (out / "seq2seq_heatmap.html").read_text(encoding="utf-8").count('class="tok"') == 36
+
+
 CHECKS = {
+    "keras_seq2seq": check_keras_seq2seq,
     "cnn_lstm": check_cnn_lstm,
     "attention_classifier": check_attention_classifier,
     "sequence_tagger": check_sequence_tagger,
