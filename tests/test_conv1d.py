@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from tf_lrp import ConversionError, Explainer
 from tf_lrp.layout import ConvSpec
 from tf_lrp.nodes import NODES, NodeContext
-from tf_lrp.rules import Epsilon, NodeRules, RuleSet, ZPlus
+from tf_lrp.rules import Epsilon, Gamma, NodeRules, RuleSet, ZPlus
 
 L = keras.layers
 B, C_IN = 2, 4
@@ -115,10 +115,11 @@ def test_forward_equals_keras_conv1d(geometry) -> None:
 
 
 RULES = {"eps-bf1": (Epsilon(), 1.0), "eps-bf0": (Epsilon(), 0.0), "eps0.5-bf0.5": (Epsilon(0.5), 0.5),
-         "zplus": (ZPlus(), 0.0)}  # fmt: skip
+         "zplus": (ZPlus(), 0.0), "gamma-bf1": (Gamma(0.5), 1.0)}  # fmt: skip
 #: every geometry with the conserving ε-rule, and with one of the other rules in turn
+OTHER_RULES = ["eps-bf0", "eps0.5-bf0.5", "zplus", "gamma-bf1"]
 ORACLE_CASES = [(g, "eps-bf1") for g in GEOMETRIES] + [
-    (g, name) for g, name in zip(GEOMETRIES, itertools.cycle(["eps-bf0", "eps0.5-bf0.5", "zplus"]), strict=False)
+    (g, name) for g, name in zip(GEOMETRIES, itertools.cycle(OTHER_RULES), strict=False)
 ]
 
 
@@ -134,8 +135,13 @@ def test_relevance_matches_the_per_connection_oracle(geometry, rule_name: str) -
     (ours,), leftover = node.relevance(spec, params, cache, keras.ops.convert_to_tensor(relevance), _ctx(rule, eps, bf))
     assert leftover is None
     fixed = rule.eps if isinstance(rule, Epsilon) and rule.eps is not None else eps
-    z, expected = _oracle(x.transpose(1, 0, 2), weights[0], bias, spec, relevance, rule, fixed, bf)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(cache.pre_activation), z, rtol=0, atol=1e-12)
+    kernel = weights[0]
+    if isinstance(rule, Gamma):  # the ε-rule's oracle on the γ-modified weights
+        kernel, bias = kernel + rule.gamma * np.maximum(kernel, 0), bias + rule.gamma * np.maximum(bias, 0)
+        rule = Epsilon()
+    z, expected = _oracle(x.transpose(1, 0, 2), kernel, bias, spec, relevance, rule, fixed, bf)
+    if rule_name != "gamma-bf1":
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(cache.pre_activation), z, rtol=0, atol=1e-12)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(ours), expected, rtol=0, atol=1e-10)
 
 

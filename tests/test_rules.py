@@ -23,6 +23,7 @@ from tf_lrp.rules import (
     PRESETS,
     Absolute,
     Epsilon,
+    Gamma,
     Half,
     Proportional,
     RuleSet,
@@ -236,6 +237,24 @@ def test_epsilon_rule_with_fixed_eps_matches_numpy(rng: np.random.Generator) -> 
     np.testing.assert_allclose(out.sum(axis=1), r.sum(axis=1), rtol=1e-12)
 
 
+def test_gamma_rule_matches_per_connection_formula(rng: np.random.Generator) -> None:
+    """R_i = Σ_j (a_i w'_ij + bf·(b'_j + ε_j)/D) / (z'_j + ε_j) · R_j with w' = w + γw⁺, b' = b + γb⁺."""
+    a, w, b = rng.normal(size=(2, 5)), rng.normal(size=(5, 3)), rng.normal(size=3)
+    r, gamma, eps, bf = rng.normal(size=(2, 3)), 0.4, 0.05, 0.7
+    out = np.asarray(Gamma(gamma).dense(a, w, b, a @ w + b, r, np.float64(eps), np.float64(bf)))
+    w_g, b_g = w + gamma * np.maximum(w, 0), b + gamma * np.maximum(b, 0)
+    expected = np.zeros_like(a)
+    for n, i, j in np.ndindex(2, 5, 3):
+        z_j = a[n] @ w_g[:, j] + b_g[j]
+        stab = eps if z_j >= 0 else -eps
+        expected[n, i] += (a[n, i] * w_g[i, j] + bf * (b_g[j] + stab) / 5) / (z_j + stab) * r[n, j]
+    np.testing.assert_allclose(out, expected, rtol=1e-10)
+    numbers = (np.float64(eps), np.float64(bf))
+    np.testing.assert_allclose(Gamma(0.0).dense(a, w, b, a @ w + b, r, *numbers),
+                               Epsilon().dense(a, w, b, a @ w + b, r, *numbers), rtol=1e-12)  # fmt: skip
+    assert as_linear_rule("gamma") == Gamma()
+
+
 def test_zplus_rule_matches_per_connection_formula(rng: np.random.Generator) -> None:
     a, w, b = rng.normal(size=(2, 5)), rng.normal(size=(5, 3)), rng.normal(size=3)
     r = rng.normal(size=(2, 3))
@@ -260,8 +279,10 @@ def test_rule_errors() -> None:
         Epsilon("big")
     with pytest.raises(InputError, match="must be a number > 0"):
         ZPlus(0.0)
-    with pytest.raises(InputError, match="unknown dense rule 'gamma'"):
-        as_linear_rule("gamma")
+    with pytest.raises(InputError, match="unknown dense rule 'alpha_beta'"):
+        as_linear_rule("alpha_beta")
+    with pytest.raises(InputError, match=r"Gamma\(gamma=...\) must be a number >= 0"):
+        Gamma(-0.5)
     with pytest.raises(InputError, match="unknown dense rule"):
         RuleSet(output=True)
     with pytest.raises(InputError, match="unknown rule preset 'x'"):

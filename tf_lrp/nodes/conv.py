@@ -31,7 +31,7 @@ from keras import ops
 from .._typing import Tensor
 from ..cells import ACTIVATIONS
 from ..layout import ConvSpec
-from ..rules import Epsilon, LinearRule, signed_eps
+from ..rules import Epsilon, Gamma, LinearRule, signed_eps
 from .base import NodeContext, NodeType
 from .windows import Window
 
@@ -76,13 +76,18 @@ def conv_relevance(
     x, z = cache.inputs, cache.pre_activation
     window = _window(spec, x)
     taps = window.taps(window.pad(x))
-    kernel_t = ops.transpose(params.kernel)  # (C_out, K·C_in)
+    kernel, bias = params.kernel, params.bias
+    if isinstance(rule, Gamma):  # the ε-rule on w + γw⁺, b + γb⁺ (its own pre-activation)
+        kernel, bias = rule.modified(kernel, bias)
+        z = ops.matmul(ops.concatenate(taps, axis=-1), kernel) + bias
+        rule = Epsilon(rule.eps)
+    kernel_t = ops.transpose(kernel)  # (C_out, K·C_in)
     if isinstance(rule, Epsilon):
         stabiliser = eps if rule.eps is None else ops.convert_to_tensor(rule.eps, dtype=z.dtype)
         absorbed = signed_eps(z, stabiliser)
         q = relevance / (z + absorbed)
         inputs = window.real_taps(z.dtype) * (spec.input_size // spec.groups)  # (T', 1, 1) real inputs per output
-        share = ops.matmul(bias_factor * (absorbed + params.bias) * q / inputs, ops.transpose(params.blocks))
+        share = ops.matmul(bias_factor * (absorbed + bias) * q / inputs, ops.transpose(params.blocks))
         back = _split(spec, ops.matmul(q, kernel_t))
         return window.transpose([tap * message + share for tap, message in zip(taps, back, strict=True)])
     zero = ops.zeros_like(params.kernel)

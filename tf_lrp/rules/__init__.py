@@ -19,7 +19,7 @@ References:
 
 from __future__ import annotations
 
-from .linear import LINEAR_RULES, Epsilon, LinearRule, ZPlus, as_linear_rule
+from .linear import LINEAR_RULES, Epsilon, Gamma, LinearRule, ZPlus, as_linear_rule
 from .map import (
     PRESETS,
     ByIndex,
@@ -68,6 +68,7 @@ __all__ = [
     "ByName",
     "ByRuleKind",
     "Epsilon",
+    "Gamma",
     "Half",
     "IsOutput",
     "LayerKey",

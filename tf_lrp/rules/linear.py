@@ -1,4 +1,4 @@
-"""Rules for linear nodes (Dense and the other maps linear in their relevant input): ε and z⁺."""
+"""Rules for linear nodes (Dense, Conv1D and the other maps linear in their relevant input): ε, γ and z⁺."""
 
 from __future__ import annotations
 
@@ -108,9 +108,58 @@ class ZPlus:
         return a_pos * ops.matmul(q, ops.transpose(w_pos)) + a_neg * ops.matmul(q, ops.transpose(w_neg))
 
 
-LinearRule = Epsilon | ZPlus
+@dataclass(frozen=True)
+class Gamma:
+    """The γ-rule (Montavon et al. 2019; zennit's ``Gamma``): the ε-rule on weights ``w + γ·w⁺``.
+
+    Positive weights (and a positive bias) are strengthened by the factor ``1 + γ``, which favours
+    the evidence for the output (γ = 0 is the ε-rule; γ → ∞ approaches z⁺ for positive inputs).
+    The modified pre-activation ``z_γ = a @ (w + γw⁺) + (b + γb⁺)`` is the denominator, stabilised
+    by ε; the bias share of ``b + γb⁺`` is redistributed by ``bias_factor`` as in :class:`Epsilon`,
+    so bias_factor = 1 conserves.
+
+    Attributes:
+        gamma: γ ≥ 0.
+        eps: a fixed stabiliser, or None for the ``eps`` given to ``explain``.
+    """
+
+    gamma: float = 0.25
+    eps: float | None = None
+    name: str = "gamma"
+
+    def __post_init__(self) -> None:
+        value = self.gamma
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+            raise InputError(f"Gamma(gamma=...) must be a number >= 0; got {self.gamma!r}")
+        check_fixed_eps(self.eps, "Gamma")
+
+    def modified(self, kernel: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
+        """``(w + γw⁺, b + γb⁺)``."""
+        gamma = ops.convert_to_tensor(self.gamma, dtype=kernel.dtype)
+        return (
+            kernel + gamma * ops.maximum(kernel, ops.zeros_like(kernel)),
+            bias + gamma * ops.maximum(bias, ops.zeros_like(bias)),
+        )
+
+    def dense(
+        self,
+        inputs: Tensor,
+        kernel: Tensor,
+        bias: Tensor,
+        z: Tensor,
+        relevance: Tensor,
+        eps: Tensor,
+        bias_factor: Tensor,
+    ) -> Tensor:
+        """Slot: relevance (B, D) of the inputs (B, D) of a dense layer; see the class (``z`` is recomputed)."""
+        kernel_g, bias_g = self.modified(kernel, bias)
+        z_g = ops.matmul(inputs, kernel_g) + bias_g
+        return Epsilon(self.eps).dense(inputs, kernel_g, bias_g, z_g, relevance, eps, bias_factor)
+
+
+LinearRule = Epsilon | ZPlus | Gamma
 #: Dense-layer rules by name.
-LINEAR_RULES: dict[str, type] = {"epsilon": Epsilon, "zplus": ZPlus}
+LINEAR_RULES: dict[str, type] = {"epsilon": Epsilon, "zplus": ZPlus, "gamma": Gamma}
 
 def as_linear_rule(rule: Any) -> LinearRule:
     """Coerce a dense-layer rule: an instance, a name (``"zplus"``) or a number (a fixed ε).
@@ -118,14 +167,14 @@ def as_linear_rule(rule: Any) -> LinearRule:
     Raises:
         InputError: for anything else.
     """
-    if isinstance(rule, (Epsilon, ZPlus)):
+    if isinstance(rule, (Epsilon, ZPlus, Gamma)):
         return rule
     if isinstance(rule, str) and rule in LINEAR_RULES:
         return LINEAR_RULES[rule]()
     if isinstance(rule, (int, float)) and not isinstance(rule, bool):
         return Epsilon(float(rule))
     raise InputError(
-        f"unknown dense rule {rule!r}; pass tf_lrp.rules.Epsilon(eps), ZPlus(), a name in "
+        f"unknown dense rule {rule!r}; pass tf_lrp.rules.Epsilon(eps), Gamma(gamma), ZPlus(), a name in "
         f"{sorted(LINEAR_RULES)} or a number (a fixed ε)"
     )
 
