@@ -361,6 +361,13 @@ def last_step(rng: np.random.Generator) -> Case:
     return Case(explainer, model, x, lengths, frozenset({"lstm", "select_step", "dense"}))
 
 
+def flattened(rng: np.random.Generator) -> Case:
+    """GRU (sequences; padded steps hold the carried state) -> Flatten -> Dense: the time axis into the head."""
+    f64 = {"dtype": "float64"}
+    return _chain(rng, [L.GRU(3, return_sequences=True, **f64), L.Flatten(**f64), L.Dense(2, **f64)], 3,
+                  {"gru", "flatten", "dense"})  # fmt: skip
+
+
 #: name -> factory; the invariants harness runs every method on each.
 NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "stacked_lstm_gru": stacked_lstm_gru,
@@ -380,6 +387,7 @@ NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "gated_average": gated_average,
     "attention_pooled": attention_pooled,
     "multi_head_block": multi_head_block,
+    "flattened": flattened,
     "last_step": last_step,
 }
 #: the node kinds each network uses (static, so the coverage check needs no Keras model)
@@ -405,5 +413,6 @@ KINDS: dict[str, frozenset[str]] = {
     ),
     "attention_pooled": frozenset({"lstm", "attention", "global_average_pooling", "dense"}),
     "multi_head_block": frozenset({"gru", "multi_head_attention", "global_average_pooling", "dense"}),
+    "flattened": frozenset({"gru", "flatten", "dense"}),
     "last_step": frozenset({"lstm", "select_step", "dense"}),
 }

@@ -911,6 +911,44 @@ class RepeatVectorSpec(Spec):
         return Port(True, self.features, False, "")
 
 
+@dataclass(frozen=True)
+class FlattenSpec(Spec):
+    """Keras ``Flatten`` (or ``Reshape((-1,))``) of a sequence of fixed length: (B, T, F) -> (B, T·F).
+
+    Relevance and gradient go back to the step and feature they came from, so the time axis stays
+    readable. Keras drops the mask here.
+    """
+
+    kinds: ClassVar[tuple[str, ...]] = ("flatten",)
+    steps: int
+    features: int
+    name: str = ""
+    kind: str = "flatten"
+
+    @property
+    def output_size(self) -> int:
+        """``steps · features``."""
+        return self.steps * self.features
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> FlattenSpec:
+        """The spec of a manifest entry."""
+        return cls(entry["steps"], entry["features"], entry.get("name", ""))
+
+    def to_entry(self) -> dict[str, Any]:
+        """The normalised manifest entry."""
+        return {"kind": "flatten", "steps": self.steps, "features": self.features}
+
+    def describe(self, reads: str) -> str:
+        """The ``info`` line."""
+        return f"Flatten{reads}: {self.steps} x {self.features} -> {self.output_size}"
+
+    def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
+        """It reads a sequence (of ``steps`` steps, checked when run) and outputs one vector."""
+        _one_input(parts, where, self.features, want="sequence")
+        return Port(False, self.output_size, False, "")
+
+
 #: Elementwise activations an ``activation`` node computes (Keras 3 names with their default
 #: parameters; ``gelu_approximate`` is Keras's ``gelu(approximate=True)``). Relevance passes them
 #: unchanged; the node module holds each one's derivative.
@@ -1305,7 +1343,7 @@ _SPEC_CLASSES: tuple[type[Spec], ...] = (EmbeddingSpec, RecurrentSpec, DenseSpec
 _SPEC_CLASSES += (ConvSpec, Pooling1DSpec, RepeatVectorSpec, SliceSpec, Seq2SeqSpec)
 _SPEC_CLASSES += (ActivationSpec, NormalizationSpec, MergeSpec, MultiplySpec)
 _SPEC_CLASSES += (AttentionSpec, MultiHeadAttentionSpec)
-_SPEC_CLASSES += (SelectStepSpec,)
+_SPEC_CLASSES += (SelectStepSpec, FlattenSpec)
 #: manifest kind -> spec class (the registry the manifest reader, the writer and the shape check read)
 SPEC_TYPES: Mapping[str, type[Spec]] = MappingProxyType(
     {

@@ -39,7 +39,7 @@ from ..layout import (
     validate_manifest,
 )
 from ..text import SPLIT, STANDARDIZE, TextVectorizer
-from . import Converted, keras_attention, keras_conv, keras_core, keras_layers
+from . import Converted, keras_attention, keras_conv, keras_core, keras_layers, keras_shape
 from .keras_nodes import Call, Emitted, Handler, Incoming, describe, refuse
 
 _L = keras.layers
@@ -49,6 +49,7 @@ HANDLERS: Mapping[type, Handler] = {
     **keras_conv.HANDLERS,
     **keras_layers.HANDLERS,
     **keras_attention.HANDLERS,
+    **keras_shape.HANDLERS,
 }
 #: Layers skipped after the score layer (the score is the pre-activation before them).
 _OUTPUT_ACTIVATIONS: tuple[type, ...] = (_L.Activation, _L.Softmax)

@@ -13,23 +13,12 @@ from typing import Any
 
 import keras
 
-from ..layout import CONV_ACTIVATIONS, ConvSpec, EmbeddingSpec, Pooling1DSpec, RepeatVectorSpec
-from .keras_nodes import Call, Emitted, Handler, Incoming, activation_name, one_input, refuse, to_numpy
+from ..layout import CONV_ACTIVATIONS, ConvSpec, Pooling1DSpec, RepeatVectorSpec
+from .keras_nodes import Call, Emitted, Handler, activation_name, not_after_padding, one_input, refuse, to_numpy
 
 _L = keras.layers
 #: Keras windowed pooling classes -> tf_lrp node kinds.
 POOLING1D: dict[type, str] = {_L.MaxPooling1D: "max_pooling1d", _L.AveragePooling1D: "average_pooling1d"}
-
-
-def _not_after_padding(layer: Any, incoming: Incoming) -> None:
-    """Refuse a layer that would read padded steps as data (Keras drops the mask at it)."""
-    right_after_padding = incoming.producer is None or isinstance(incoming.producer, EmbeddingSpec)
-    if incoming.masked and right_after_padding:
-        raise refuse(
-            layer,
-            "reads padded steps as data (Keras drops the mask at this layer), so it would explain padding; "
-            "remove Masking / mask_zero before it (pad with a neutral value), or put a recurrent layer first",
-        )
 
 
 def _channels_last(layer: Any) -> None:
@@ -42,7 +31,7 @@ def conv1d(call: Call) -> Emitted:
     layer = call.layer
     incoming = one_input(call, want_sequence=True)
     _channels_last(layer)
-    _not_after_padding(layer, incoming)
+    not_after_padding(layer, incoming)
     activation = activation_name(layer.activation, CONV_ACTIVATIONS)
     if activation is None:
         shown = getattr(layer.activation, "__name__", repr(layer.activation))
@@ -75,7 +64,7 @@ def pooling1d(call: Call) -> Emitted:
     layer = call.layer
     incoming = one_input(call, want_sequence=True)
     _channels_last(layer)
-    _not_after_padding(layer, incoming)
+    not_after_padding(layer, incoming)
     spec = Pooling1DSpec(
         POOLING1D[type(layer)], int(incoming.port.width), int(layer.pool_size[0]), int(layer.strides[0]),
         str(layer.padding), name=layer.name,

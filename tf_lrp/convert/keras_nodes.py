@@ -21,7 +21,7 @@ import keras
 import numpy as np
 
 from ..errors import ConversionError
-from ..layout import LayerSpec, Port
+from ..layout import EmbeddingSpec, LayerSpec, Port
 
 
 class Incoming(NamedTuple):
@@ -138,6 +138,17 @@ def one_input(call: Call, want_sequence: bool | None = None) -> Incoming:
     return incoming
 
 
+def not_after_padding(layer: Any, incoming: Incoming) -> None:
+    """Refuse a layer that would read padded steps as data (Keras drops the mask at it)."""
+    right_after_padding = incoming.producer is None or isinstance(incoming.producer, EmbeddingSpec)
+    if incoming.masked and right_after_padding:
+        raise refuse(
+            layer,
+            "reads padded steps as data (Keras drops the mask at this layer), so it would explain padding; "
+            "remove Masking / mask_zero before it (pad with a neutral value), or put a recurrent layer first",
+        )
+
+
 __all__ = [
     "IDENTITY",
     "Call",
@@ -147,6 +158,7 @@ __all__ = [
     "Incoming",
     "activation_name",
     "describe",
+    "not_after_padding",
     "one_input",
     "refuse",
     "to_numpy",

@@ -17,6 +17,7 @@ from .concatenate import ConcatenateNode
 from .conv import ConvNode
 from .dense import DenseNode
 from .embedding import EmbeddingNode
+from .flatten import FlattenNode
 from .forecaster import ForecasterNode
 from .merge import MergeNode, MultiplyNode
 from .multi_head_attention import MultiHeadAttentionNode
@@ -46,6 +47,7 @@ _TYPES: tuple[NodeType, ...] = (
     AttentionNode(),
     MultiHeadAttentionNode(),
     SelectStepNode(),
+    FlattenNode(),
 )
 
 #: manifest kind -> node type.
