@@ -388,8 +388,8 @@ def test_rule_object_errors() -> None:
         RuleSet(layers=[(0, "half"), (0, "abs")])
     with pytest.raises(InputError, match=r"takes a dict \{layer index or name: rule\}; got int"):
         RuleSet(layers=5)
-    with pytest.raises(InputError, match=r"unknown layer rule 'gamma'; for a Dense layer pass .*Recurrent\(product"):
-        RuleSet(layers={0: "gamma"})
+    with pytest.raises(InputError, match=r"unknown layer rule 'alpha_beta'; for a Dense layer .*Recurrent\(product"):
+        RuleSet(layers={0: "alpha_beta"})
     with pytest.raises(InputError, match="unknown product rule 'nope'"):
         Recurrent(product="nope")
     with pytest.raises(InputError, match=r"Recurrent\(sum_spread=...\) must be 'all', 'per_unit' or None; got 'x'"):

@@ -134,7 +134,15 @@ class Gamma:
         check_fixed_eps(self.eps, "Gamma")
 
     def modified(self, kernel: Tensor, bias: Tensor) -> tuple[Tensor, Tensor]:
-        """``(w + γw⁺, b + γb⁺)``."""
+        """The γ-modified parameters ``(w + γw⁺, b + γb⁺)``.
+
+        Args:
+            kernel: the weights, any shape.
+            bias: the bias, any shape.
+
+        Returns:
+            The modified kernel and bias.
+        """
         gamma = ops.convert_to_tensor(self.gamma, dtype=kernel.dtype)
         return (
             kernel + gamma * ops.maximum(kernel, ops.zeros_like(kernel)),
@@ -151,7 +159,20 @@ class Gamma:
         eps: Tensor,
         bias_factor: Tensor,
     ) -> Tensor:
-        """Slot: relevance (B, D) of the inputs (B, D) of a dense layer; see the class (``z`` is recomputed)."""
+        """Slot: relevance (B, D) of the inputs (B, D) of a dense layer; see the class.
+
+        Args:
+            inputs: (B, D) the layer's inputs.
+            kernel: (D, C).
+            bias: (C,).
+            z: (B, C) the pre-activation (unused: the γ-modified one is recomputed).
+            relevance: (B, C) relevance arriving at the layer's outputs.
+            eps: the call's ε (replaced by this rule's own ε when it has one).
+            bias_factor: share of the modified bias and stabiliser redistributed, in [0, 1].
+
+        Returns:
+            (B, D) relevance of the inputs.
+        """
         kernel_g, bias_g = self.modified(kernel, bias)
         z_g = ops.matmul(inputs, kernel_g) + bias_g
         return Epsilon(self.eps).dense(inputs, kernel_g, bias_g, z_g, relevance, eps, bias_factor)
