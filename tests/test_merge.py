@@ -185,6 +185,27 @@ def test_merged_masks_follow_keras(masked_b: bool) -> None:
     assert np.all(result.relevance[0][2, 1:] == 0.0)
 
 
+@pytest.mark.parametrize("masked_b", [False, True])
+def test_concatenate_masks_follow_keras(masked_b: bool) -> None:
+    """Keras's Concatenate too: no mask if an input has none, else the OR (read by the LSTM after it)."""
+    f64 = {"dtype": "float64"}
+    a, b = keras.Input((T, 2), dtype="float64", name="a"), keras.Input((T, 2), dtype="float64", name="b")
+    left = L.LSTM(3, return_sequences=True, **f64)(L.Masking(0.0, **f64)(a))
+    right = L.GRU(3, return_sequences=True, **f64)(L.Masking(0.0, **f64)(b) if masked_b else b)
+    model = keras.Model([a, b], L.Dense(2, **f64)(L.LSTM(2, **f64)(L.Concatenate(**f64)([left, right]))))
+    rng = np.random.default_rng(13)
+    model.set_weights([rng.normal(scale=0.7, size=w.shape) for w in model.get_weights()])
+    xa, xb = rng.normal(size=(4, T, 2)), rng.normal(size=(4, T, 2))
+    xa[1, 2:] = 0.0
+    xb[1, 3:] = 0.0  # the OR keeps step 2 of sample 1; without b's mask every step counts
+    ex = Explainer.from_keras(model, sample=[xa, xb], dtype="float64", tolerance=1e-10)  # forward = Keras
+    np.testing.assert_allclose(ex.score([xa, xb]), keras.ops.convert_to_numpy(model([xa, xb])), rtol=0, atol=1e-10)
+    result = ex.explain([xa, xb], bias_factor=1.0, eps=1e-3)
+    total = sum(part.sum(axis=(1, 2)) for part in result.relevance) + result.initial_state_relevance
+    np.testing.assert_allclose(total, result.explained_score, rtol=1e-9, atol=1e-12)
+    assert np.all(result.relevance[0][1, 2:] == 0.0)
+
+
 def test_converter_refusals() -> None:
     f64 = {"dtype": "float64"}
     a, b = keras.Input((T, 2), dtype="float64"), keras.Input((T, 2), dtype="float64")

@@ -10,6 +10,7 @@ from keras import ops
 from .._typing import Tensor
 from ..layout import ConcatenateSpec
 from .base import NodeContext, NodeType
+from .merge import merged_mask
 
 
 def _split(spec: ConcatenateSpec, signal: Tensor) -> tuple[Tensor, ...]:
@@ -25,6 +26,10 @@ class ConcatenateNode(NodeType):
     """Keras ``Concatenate(axis=-1)``: each input's features keep their own relevance (conserving)."""
 
     kinds: ClassVar[tuple[str, ...]] = ("concatenate",)
+
+    def merge_masks(self, spec: ConcatenateSpec, masks: Sequence[Tensor | None]) -> Tensor | None:
+        """Keras's ``Concatenate``: no mask if an input has none, else the OR of the inputs' masks."""
+        return merged_mask(masks)
 
     def cache_floats(self, spec: ConcatenateSpec, steps: int) -> int:
         """Nothing is kept."""
