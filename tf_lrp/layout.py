@@ -156,6 +156,25 @@ class Spec:
         raise NotImplementedError
 
 
+class SameWidthSpec(Spec):
+    """Base of the specs whose input and output have the same width, ``features``.
+
+    Pooling, activation, normalization, the merges, step selection and repetition.
+    """
+
+    features: int
+
+    @property
+    def input_size(self) -> int:
+        """Width of the layer's input (each input's, for a merge)."""
+        return self.features
+
+    @property
+    def output_size(self) -> int:
+        """Width of the layer's output."""
+        return self.features
+
+
 def _one_input(parts: Sequence[Port], where: str, width: int | None, want: str = "") -> Port:
     """The one port of a single-input layer, checked (``width``: the width it must have, or None)."""
     if len(parts) != 1:
@@ -411,7 +430,7 @@ class DenseSpec(Spec):
 
 
 @dataclass(frozen=True)
-class PoolingSpec(Spec):
+class PoolingSpec(SameWidthSpec):
     """Keras ``GlobalMaxPooling1D`` / ``GlobalAveragePooling1D``: a sequence (B, T, F) -> one vector (B, F).
 
     Max: winner takes all (ties split equally), like Keras it ignores the mask; average: over the
@@ -423,16 +442,6 @@ class PoolingSpec(Spec):
     kind: str  # "global_max_pooling" or "global_average_pooling"
     features: int
     name: str = ""
-
-    @property
-    def input_size(self) -> int:
-        """Width of the layer's input."""
-        return self.features
-
-    @property
-    def output_size(self) -> int:
-        """Width of the layer's output."""
-        return self.features
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any]) -> PoolingSpec:
@@ -819,7 +828,7 @@ class ConvSpec(Spec):
 
 
 @dataclass(frozen=True)
-class Pooling1DSpec(Spec):
+class Pooling1DSpec(SameWidthSpec):
     """Keras ``MaxPooling1D`` / ``AveragePooling1D`` (channels_last): (B, T, F) -> (B, T', F).
 
     Max: winner takes all in each window (ties split equally); average: the mean over the window's
@@ -834,16 +843,6 @@ class Pooling1DSpec(Spec):
     strides: int = 2
     padding: str = "valid"
     name: str = ""
-
-    @property
-    def input_size(self) -> int:
-        """Width of the layer's input."""
-        return self.features
-
-    @property
-    def output_size(self) -> int:
-        """Width of the layer's output."""
-        return self.features
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any]) -> Pooling1DSpec:
@@ -876,7 +875,7 @@ class Pooling1DSpec(Spec):
 
 
 @dataclass(frozen=True)
-class RepeatVectorSpec(Spec):
+class RepeatVectorSpec(SameWidthSpec):
     """Keras ``RepeatVector(n)``: one vector (B, F) -> the sequence (B, n, F) of n copies."""
 
     kinds: ClassVar[tuple[str, ...]] = ("repeat_vector",)
@@ -884,11 +883,6 @@ class RepeatVectorSpec(Spec):
     features: int
     name: str = ""
     kind: str = "repeat_vector"
-
-    @property
-    def output_size(self) -> int:
-        """Width of the layer's output."""
-        return self.features
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any]) -> RepeatVectorSpec:
@@ -976,7 +970,7 @@ def _same_shape(parts: Sequence[Port], where: str, features: int, count: int | N
 
 
 @dataclass(frozen=True)
-class ActivationSpec(Spec):
+class ActivationSpec(SameWidthSpec):
     """Keras ``Activation`` (and a hidden ``Dense``'s own activation): an elementwise function.
 
     Relevance passes it unchanged (the identity rule); the gradient is the activation's derivative.
@@ -987,16 +981,6 @@ class ActivationSpec(Spec):
     features: int
     name: str = ""
     kind: str = "activation"
-
-    @property
-    def input_size(self) -> int:
-        """Width of the layer's input."""
-        return self.features
-
-    @property
-    def output_size(self) -> int:
-        """Width of the layer's output."""
-        return self.features
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any]) -> ActivationSpec:
@@ -1023,7 +1007,7 @@ class ActivationSpec(Spec):
 
 
 @dataclass(frozen=True)
-class NormalizationSpec(Spec):
+class NormalizationSpec(SameWidthSpec):
     """Keras ``LayerNormalization`` / ``BatchNormalization`` (inference) over the last (feature) axis.
 
     ``layer_normalization``: ``y = (x - mean(x)) / sqrt(var(x) + epsilon) * gamma + beta`` per
@@ -1040,16 +1024,6 @@ class NormalizationSpec(Spec):
     center: bool = True
     scale: bool = True
     name: str = ""
-
-    @property
-    def input_size(self) -> int:
-        """Width of the layer's input."""
-        return self.features
-
-    @property
-    def output_size(self) -> int:
-        """Width of the layer's output."""
-        return self.features
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any]) -> NormalizationSpec:
@@ -1081,7 +1055,7 @@ class NormalizationSpec(Spec):
 
 
 @dataclass(frozen=True)
-class MergeSpec(Spec):
+class MergeSpec(SameWidthSpec):
     """Keras ``Add`` / ``Subtract`` / ``Average``: ``z = Σ_k c_k x_k`` with ``c_k`` = 1, ±1 or 1/K.
 
     Relevance in proportion to each input's contribution ``c_k x_k`` (ε-rule without bias; the
@@ -1093,11 +1067,6 @@ class MergeSpec(Spec):
     features: int
     name: str = ""
     kind: str = "merge"
-
-    @property
-    def output_size(self) -> int:
-        """Width of the layer's output."""
-        return self.features
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any]) -> MergeSpec:
@@ -1119,7 +1088,7 @@ class MergeSpec(Spec):
 
 
 @dataclass(frozen=True)
-class MultiplySpec(Spec):
+class MultiplySpec(SameWidthSpec):
     """Keras ``Multiply`` of two tensors of one shape: a product node, split by the rule map's product rule."""
 
     kinds: ClassVar[tuple[str, ...]] = ("multiply",)
@@ -1127,11 +1096,6 @@ class MultiplySpec(Spec):
     features: int
     name: str = ""
     kind: str = "multiply"
-
-    @property
-    def output_size(self) -> int:
-        """Width of the layer's output."""
-        return self.features
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any]) -> MultiplySpec:
@@ -1296,7 +1260,7 @@ class MultiHeadAttentionSpec(Spec):
 
 
 @dataclass(frozen=True)
-class SelectStepSpec(Spec):
+class SelectStepSpec(SameWidthSpec):
     """One time step of a sequence (B, T, F) -> (B, F): Keras ``x[:, t, :]``, PyTorch ``out[:, t]``.
 
     ``step`` counts from the start (0, 1, ...) or, when negative, from the end (-1 is the last
@@ -1308,16 +1272,6 @@ class SelectStepSpec(Spec):
     features: int
     name: str = ""
     kind: str = "select_step"
-
-    @property
-    def input_size(self) -> int:
-        """Width of the layer's input."""
-        return self.features
-
-    @property
-    def output_size(self) -> int:
-        """Width of the layer's output."""
-        return self.features
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any]) -> SelectStepSpec:
