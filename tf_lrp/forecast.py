@@ -408,12 +408,7 @@ class Seq2SeqExplainer:
     ) -> tuple[np.ndarray, ...]:
         """Run a compiled function chunk by chunk; concatenate its (per-sample) outputs."""
         batch = per_sample[0].shape[0]
-        if batch_size is None:
-            chunk = batch
-        elif isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise InputError(f"batch_size must be a positive int or None; got {batch_size!r}")
-        else:
-            chunk = int(batch_size)
+        chunk = _check_batch_size(batch_size) or batch
         function = self._function(method)
         parts = []
         for start in range(0, batch, chunk):
@@ -433,11 +428,14 @@ class Seq2SeqExplainer:
         Returns:
             (B, T_out, O) forecasts.
         """
-        if batch_size is not None and (
-            isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1
-        ):
-            raise InputError(f"batch_size must be a positive int or None; got {batch_size!r}")
+        _check_batch_size(batch_size)
         return self.explainer.score(self._inputs(x, x_future, static), batch_size=batch_size)
+
+    def _step_and_output(self, step: Any, output: Any, horizon: int) -> tuple[int | None, int]:
+        """The checked forecast step (None: all, negative counted from the end) and target index."""
+        step = _index("step", step, horizon, "the horizon T_out (x_future's time axis)", allow_none=True)
+        target = _index("output", output, self.spec.outputs, "the number of forecast targets O", allow_none=False)
+        return step, int(target or 0)
 
     def _inputs(self, x: Any, x_future: Any, static: Any) -> list[np.ndarray]:
         """The checked inputs as the explainer's list: history, future and (S > 0) static."""
@@ -480,9 +478,7 @@ class Seq2SeqExplainer:
             ``out=``, the :class:`tf_lrp.dataset.OutputFiles`.
         """
         inputs = self._inputs(x, x_future, static)
-        horizon = inputs[1].shape[1]
-        step = _index("step", step, horizon, "the horizon T_out (x_future's time axis)", allow_none=True)
-        targets = _index("output", output, self.spec.outputs, "the number of forecast targets O", allow_none=False)
+        step, targets = self._step_and_output(step, output, inputs[1].shape[1])
         return self.explainer.explain_dataset(
             inputs, method=method, targets=targets, step=step, eps=eps, bias_factor=bias_factor, **options
         )
@@ -526,8 +522,7 @@ class Seq2SeqExplainer:
         check_lrp_numbers(eps, bias_factor)
         history, future, static_array = self._check_inputs(x, x_future, static)
         horizon, outputs = future.shape[1], self.spec.outputs
-        step = _index("step", step, horizon, "the horizon T_out (x_future's time axis)", allow_none=True)
-        output = int(_index("output", output, outputs, "the number of forecast targets O", allow_none=False) or 0)
+        step, output = self._step_and_output(step, output, horizon)
         step_weights = np.ones(horizon, dtype=self.dtype) if step is None else np.eye(horizon, dtype=self.dtype)[step]
         one_hot = np.eye(outputs, dtype=self.dtype)[output]
         scalars = (np.asarray(eps, dtype=self.dtype), np.asarray(bias_factor, dtype=self.dtype))
@@ -590,6 +585,19 @@ def _array(label: str, value: Any, ndim: int, shape: str, dtype: str) -> np.ndar
             "clean or impute them before explaining"
         )
     return array
+
+
+def _check_batch_size(batch_size: Any) -> int | None:
+    """``batch_size`` as a positive int, or None (the whole batch at once).
+
+    Raises:
+        InputError: for anything else.
+    """
+    if batch_size is None:
+        return None
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive int or None; got {batch_size!r}")
+    return int(batch_size)
 
 
 def _index(label: str, value: Any, size: int, what: str, allow_none: bool) -> int | None:
