@@ -3,6 +3,8 @@ oracles, forward and gradient against the Keras layers, the rule map's product r
 
 from __future__ import annotations
 
+from typing import Any
+
 import keras
 import numpy as np
 import pytest
@@ -161,15 +163,25 @@ def test_gated_network_conserves_and_masks(rules) -> None:
     assert np.all(result.relevance[2, 2:] == 0.0)
 
 
+def _add_then_multiply(left: Any, right: Any) -> Any:
+    f64 = {"dtype": "float64"}
+    return L.Multiply(**f64)([L.Add(**f64)([left, right]), right])
+
+
+def _concatenate(left: Any, right: Any) -> Any:
+    return L.Concatenate(dtype="float64")([left, right])
+
+
+@pytest.mark.parametrize("join", [_add_then_multiply, _concatenate], ids=["add_multiply", "concatenate"])
 @pytest.mark.parametrize("masked_b", [False, True])
-def test_merged_masks_follow_keras(masked_b: bool) -> None:
-    """Keras 3 merges: no mask if an input has none, else the OR of the masks (here they differ)."""
+def test_merged_masks_follow_keras(masked_b: bool, join: Any) -> None:
+    """Keras 3 merges (Concatenate too): no mask if an input has none, else the OR of the masks (here they
+    differ); the LSTM after the merge reads it."""
     f64 = {"dtype": "float64"}
     a, b = keras.Input((T, 2), dtype="float64", name="a"), keras.Input((T, 2), dtype="float64", name="b")
     left = L.LSTM(3, return_sequences=True, **f64)(L.Masking(0.0, **f64)(a))
     right = L.GRU(3, return_sequences=True, **f64)(L.Masking(0.0, **f64)(b) if masked_b else b)
-    merged = L.Multiply(**f64)([L.Add(**f64)([left, right]), right])
-    model = keras.Model([a, b], L.Dense(2, **f64)(L.LSTM(2, **f64)(merged)))
+    model = keras.Model([a, b], L.Dense(2, **f64)(L.LSTM(2, **f64)(join(left, right))))
     rng = np.random.default_rng(12)
     model.set_weights([rng.normal(scale=0.7, size=w.shape) for w in model.get_weights()])
     xa, xb = rng.normal(size=(4, T, 2)), rng.normal(size=(4, T, 2))
@@ -183,27 +195,6 @@ def test_merged_masks_follow_keras(masked_b: bool) -> None:
     np.testing.assert_allclose(total, result.explained_score, rtol=1e-9, atol=1e-12)
     assert np.all(result.relevance[0][1, 2:] == 0.0)
     assert np.all(result.relevance[0][2, 1:] == 0.0)
-
-
-@pytest.mark.parametrize("masked_b", [False, True])
-def test_concatenate_masks_follow_keras(masked_b: bool) -> None:
-    """Keras's Concatenate too: no mask if an input has none, else the OR (read by the LSTM after it)."""
-    f64 = {"dtype": "float64"}
-    a, b = keras.Input((T, 2), dtype="float64", name="a"), keras.Input((T, 2), dtype="float64", name="b")
-    left = L.LSTM(3, return_sequences=True, **f64)(L.Masking(0.0, **f64)(a))
-    right = L.GRU(3, return_sequences=True, **f64)(L.Masking(0.0, **f64)(b) if masked_b else b)
-    model = keras.Model([a, b], L.Dense(2, **f64)(L.LSTM(2, **f64)(L.Concatenate(**f64)([left, right]))))
-    rng = np.random.default_rng(13)
-    model.set_weights([rng.normal(scale=0.7, size=w.shape) for w in model.get_weights()])
-    xa, xb = rng.normal(size=(4, T, 2)), rng.normal(size=(4, T, 2))
-    xa[1, 2:] = 0.0
-    xb[1, 3:] = 0.0  # the OR keeps step 2 of sample 1; without b's mask every step counts
-    ex = Explainer.from_keras(model, sample=[xa, xb], dtype="float64", tolerance=1e-10)  # forward = Keras
-    np.testing.assert_allclose(ex.score([xa, xb]), keras.ops.convert_to_numpy(model([xa, xb])), rtol=0, atol=1e-10)
-    result = ex.explain([xa, xb], bias_factor=1.0, eps=1e-3)
-    total = sum(part.sum(axis=(1, 2)) for part in result.relevance) + result.initial_state_relevance
-    np.testing.assert_allclose(total, result.explained_score, rtol=1e-9, atol=1e-12)
-    assert np.all(result.relevance[0][1, 2:] == 0.0)
 
 
 def test_converter_refusals() -> None:
