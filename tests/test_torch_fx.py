@@ -179,6 +179,7 @@ ZOO: dict[str, Entry] = {
     "cat-directions-lstm": Entry(lambda: CatDirections("lstm")),
     "cat-directions-gru": Entry(lambda: CatDirections("gru")),
     "time-major-input": Entry(TimeMajorInput, time_major=True),
+    "hidden-tanh": Entry(lambda: HiddenTanh()),  # defined with the refusals below
 }
 
 
@@ -323,6 +324,16 @@ class HiddenTanh(nn.Module):
         return self.fc(torch.tanh(self.hidden(self.rnn(x)[0][:, -1])))
 
 
+class HiddenLeaky(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(D, H, batch_first=True)
+        self.hidden, self.act, self.fc = nn.Linear(H, 3), nn.LeakyReLU(), nn.Linear(3, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.act(self.hidden(self.rnn(x)[0][:, -1])))
+
+
 class Projected(nn.Module):
     def __init__(self) -> None:
         super().__init__()
@@ -371,7 +382,7 @@ def test_unsupported_ops_are_refused_naming_the_op_and_source_line() -> None:
     error = _refused(SumOverTime(), r"Tensor\.sum \(fx node 'sum_1'.*test_torch_fx\.py:\d+ `return self\.fc\(out\.sum")
     assert "no tf_lrp node" in str(error)
     _refused(ReadsCellState(), r"cell state c_n of 'rnn'")
-    _refused(HiddenTanh(), r"tanh.*test_torch_fx\.py:\d+.*tanh before the score layer")
+    _refused(HiddenLeaky(), r"module 'act' \(LeakyReLU\).*negative_slope=0\.01: tf_lrp's leaky_relu node computes")
     _refused(Projected(), r"module 'rnn' \(LSTM\).*proj_size=2")
     _refused(HalfDirection(), r"across a direction or layer boundary")
     _refused(InitialState(), r"initial state")

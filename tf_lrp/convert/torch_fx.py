@@ -42,12 +42,17 @@ import numpy as np
 
 from ..errors import ConversionError, LayoutError
 from ..layout import (
+    ActivationSpec,
     ConcatenateSpec,
+    ConvSpec,
     DenseSpec,
     Edge,
     EmbeddingSpec,
     InputSpec,
     LayerSpec,
+    MergeSpec,
+    NormalizationSpec,
+    Pooling1DSpec,
     PoolingSpec,
     Port,
     RecurrentSpec,
@@ -98,8 +103,9 @@ Part = tuple[Any, int]  # (edge | ("step", edge, t), width)
 class _Seq:
     """A sequence whose features are ``parts`` side by side; ``axes`` its torch layout.
 
-    ``axes`` is ``"bt"`` (batch, time, ...), ``"tb"`` (time, batch, ...), or ``"in"`` / ``"ni"``:
-    the module input's layout (not known yet) or its transpose.
+    ``axes`` is ``"bt"`` (batch, time, ...), ``"tb"`` (time, batch, ...), ``"bf"`` (batch, features,
+    time: channels-first, what ``nn.Conv1d`` reads), or ``"in"`` / ``"ni"``: the module input's layout
+    (not known yet) or its transpose.
     """
 
     parts: tuple[Part, ...]
@@ -143,6 +149,17 @@ class _Size:
 
 
 _FLIP = {"bt": "tb", "tb": "bt", "in": "ni", "ni": "in"}
+#: a concrete layout -> the order of its torch axes (b: batch, t: time, f: features), and back
+_AXES = {"bt": "btf", "tb": "tbf", "bf": "bft"}
+_LAYOUTS = {letters: name for name, letters in _AXES.items()}
+
+
+def _permute_layout(layout: str, order: Sequence[int | None]) -> str | None:
+    """The layout of a (3-d) sequence in ``layout`` after ``permute(order)``, or None when it is not one."""
+    if sorted(d if d is not None else -1 for d in order) != [0, 1, 2]:
+        return None
+    letters = _AXES[layout]
+    return _LAYOUTS.get("".join(letters[d] for d in order if d is not None))
 
 
 def _norm_dim(dim: Any, ndim: int) -> int | None:
@@ -194,7 +211,7 @@ class _Converter:
 
     def resolve(self, axes: str, default: str = "bt") -> str:
         """The concrete layout of ``axes`` (fixing the input's to ``default`` if still open)."""
-        if axes in ("bt", "tb"):
+        if axes in _AXES:
             return axes
         if self.input_layout is None:
             self.input_layout = default
@@ -202,7 +219,7 @@ class _Converter:
 
     def require(self, axes: str, want: str) -> bool:
         """Whether ``axes`` is ``want`` (fixing the input's layout so that it is, if still open)."""
-        if axes in ("bt", "tb"):
+        if axes in _AXES:
             return axes == want
         if self.input_layout is None:
             self.input_layout = want if axes == "in" else _FLIP[want]
@@ -374,6 +391,68 @@ def _activation(node: Any, module: Any) -> str | None:
     return None
 
 
+#: torch activations (module class, function or method name) -> the activation node's (Keras) name
+_HIDDEN_MODULES = {
+    "ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "GELU": "gelu", "ELU": "elu", "SELU": "selu",
+    "CELU": "celu", "SiLU": "silu", "Mish": "mish", "Softplus": "softplus", "LeakyReLU": "leaky_relu",
+    "ReLU6": "relu6", "Hardtanh": "hard_tanh", "Hardsigmoid": "hard_sigmoid", "Hardswish": "hard_silu",
+    "Softsign": "softsign", "Tanhshrink": "tanh_shrink", "LogSigmoid": "log_sigmoid",
+}  # fmt: skip
+_HIDDEN_FUNCTIONS = {
+    "relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "gelu": "gelu", "elu": "elu", "selu": "selu",
+    "celu": "celu", "silu": "silu", "mish": "mish", "softplus": "softplus", "leaky_relu": "leaky_relu",
+    "relu6": "relu6", "hardtanh": "hard_tanh", "hardsigmoid": "hard_sigmoid", "hardswish": "hard_silu",
+    "softsign": "softsign", "tanhshrink": "tanh_shrink", "logsigmoid": "log_sigmoid",
+}  # fmt: skip
+#: the parameters the activation node computes (Keras's defaults): name -> ((torch name, position, value), ...)
+_FIXED: dict[str, tuple[tuple[str, int, Any], ...]] = {
+    "elu": (("alpha", 1, 1.0),),
+    "celu": (("alpha", 1, 1.0),),
+    "softplus": (("beta", 1, 1.0), ("threshold", 2, 20.0)),
+    "leaky_relu": (("negative_slope", 1, 0.2),),
+    "hard_tanh": (("min_val", 1, -1.0), ("max_val", 2, 1.0)),
+}
+#: torch's defaults where they differ from the node's (the check above then fails unless set)
+_TORCH_DEFAULTS = {("leaky_relu", "negative_slope"): 0.01}
+
+
+def _hidden_activation(node: Any, module: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str | None:
+    """The activation node's name for a hidden torch activation, or None when the node is no activation.
+
+    Raises:
+        _RefusalError: a known activation with parameters the node does not compute.
+    """
+    family, name = _kind(node, module)
+    if family == "module":
+        keras_name = _HIDDEN_MODULES.get(name)
+    elif family in ("function", "method"):
+        keras_name = _HIDDEN_FUNCTIONS.get(name.rstrip("_"))
+    else:
+        return None
+    if keras_name is None:
+        return None
+    sub = module.get_submodule(node.target) if family == "module" else None
+
+    def read(key: str, index: int, default: Any) -> Any:
+        if sub is not None:
+            return getattr(sub, key, default)
+        return kwargs.get(key, args[index] if len(args) > index else default)
+
+    if keras_name == "gelu":
+        approximate = read("approximate", 1, "none")
+        if approximate not in ("none", "tanh"):
+            raise _RefusalError(f"approximate={approximate!r} is not supported; use 'none' or 'tanh'")
+        return "gelu" if approximate == "none" else "gelu_approximate"
+    for key, index, value in _FIXED.get(keras_name, ()):
+        given = read(key, index, _TORCH_DEFAULTS.get((keras_name, key), value))
+        if isinstance(given, bool) or not isinstance(given, (int, float)) or float(given) != value:
+            raise _RefusalError(
+                f"{key}={given!r}: tf_lrp's {keras_name} node computes {key}={value} only (Keras's default); "
+                f"build it with {key}={value}"
+            )
+    return keras_name
+
+
 def _is_identity(node: Any, module: Any) -> bool:
     family, name = _kind(node, module)
     if family == "module":
@@ -487,11 +566,14 @@ class _Walk:
         if _is_identity(node, self.module):
             return args[0]
         activation = _activation(node, self.module)
-        if activation is not None and activation != "relu":
+        if activation in ("softmax", "log_softmax"):
             raise _RefusalError(
-                f"{activation} before the score layer has no tf_lrp node (hidden layers use relu or nothing); "
+                f"{activation} before the score layer has no tf_lrp node (it mixes the features); "
                 f"{activation} is supported after the last nn.Linear only (the explained score is its pre-activation)"
             )
+        hidden = _hidden_activation(node, self.module, args, kwargs)
+        if hidden is not None:
+            return self.activation(node, hidden, args)
         if family == "module":
             sub = self.module.get_submodule(node.target)
             if name in _CELLS:
@@ -500,19 +582,26 @@ class _Walk:
                 return self.embedding(node, sub, args)
             if name == "Linear":
                 return self.linear(node, sub, args)
-            if name == "ReLU":
-                return self.relu(node, args)
+            if name == "Conv1d":
+                return self.conv1d(node, sub, args)
+            if name in ("MaxPool1d", "AvgPool1d"):
+                return self.pool1d(node, sub, args)
+            if name == "LayerNorm":
+                return self.layer_norm(node, sub, args)
+            if name == "BatchNorm1d":
+                return self.batch_norm(node, sub, args)
             raise _RefusalError(
-                f"is not supported; tf_lrp converts nn.LSTM, nn.GRU, nn.RNN, nn.Embedding, nn.Linear, nn.ReLU "
-                f"(after an nn.Linear) and dropout modules (module path {node.target!r})"
+                f"is not supported; tf_lrp converts nn.LSTM, nn.GRU, nn.RNN, nn.Embedding, nn.Linear, nn.Conv1d, "
+                f"nn.MaxPool1d, nn.AvgPool1d, nn.LayerNorm, nn.BatchNorm1d, elementwise activations and dropout "
+                f"modules (module path {node.target!r})"
             )
         if family == "function" and node.target is operator.getitem:
             return self.getitem(args[0], args[1])
         if family == "function" and name == "getattr":
             return self.getattr(args[0], args[1])
         method = name if family in ("method", "function") else ""
-        if method in ("relu", "relu_"):
-            return self.relu(node, args)
+        if method in ("add", "sub", "subtract", "iadd", "isub", "add_", "sub_"):
+            return self.merge(method, args, kwargs)
         if method in ("cat", "concat", "concatenate"):
             return self.cat(args[0], kwargs.get("dim", args[1] if len(args) > 1 else 0))
         if method in ("transpose", "swapaxes", "swapdims"):
@@ -553,6 +642,11 @@ class _Walk:
                 "use proj_size=0"
             )
         want = "bt" if rnn.batch_first else "tb"
+        if x.axes == "bf":
+            raise _RefusalError(
+                "reads a channels-first (batch, channels, time) sequence; transpose(1, 2) it to (batch, time, "
+                "channels) first"
+            )
         if not conv.require(x.axes, want):
             raise _RefusalError(
                 f"batch_first={rnn.batch_first} but it reads a tensor laid out "
@@ -608,14 +702,27 @@ class _Walk:
         edge = self.conv.add(spec, [source], [weights])
         return _Seq(((edge, weights.shape[1]),), x.axes)
 
-    def linear(self, node: Any, linear: Any, args: list[Any]) -> Any:
-        x = args[0]
+    def features(self, x: Any, width: int, what: str) -> _Seq | _Vec:
+        """``x`` as features of ``width`` (the module input declared as such when ``x`` is it)."""
         if isinstance(x, _Seq) and (x.tokens or x.parts[0][0] == input_edge(0)):
             if x.tokens:
                 raise _RefusalError("reads token ids: put an nn.Embedding in between")
-            x = _Seq(((self.conv.input_value(False, linear.in_features), linear.in_features),), x.axes)
+            x = _Seq(((self.conv.input_value(False, width), width),), x.axes)
         if not isinstance(x, (_Seq, _Vec)):
-            raise _RefusalError(f"reads {_describe(x)}; an nn.Linear reads features")
+            raise _RefusalError(f"reads {_describe(x)}; {what} reads features")
+        return x
+
+    def channels_last(self, x: _Seq | _Vec, what: str) -> None:
+        """Refuses a channels-first sequence for a module that acts on the last axis."""
+        if isinstance(x, _Seq) and self.conv.resolve(x.axes) == "bf":
+            raise _RefusalError(
+                f"reads a channels-first (batch, channels, time) sequence: {what} would act on the time axis; "
+                "transpose(1, 2) it back to (batch, time, channels) first"
+            )
+
+    def linear(self, node: Any, linear: Any, args: list[Any]) -> Any:
+        x = self.features(args[0], linear.in_features, "an nn.Linear")
+        self.channels_last(x, "nn.Linear")
         if x.width != linear.in_features:
             raise _RefusalError(f"in_features={linear.in_features} but it reads {x.width} features")
         source = self.conv.materialize(x, str(node.target))
@@ -629,24 +736,138 @@ class _Walk:
             return _Seq(((edge, linear.out_features),), x.axes)
         return _Vec(((edge, linear.out_features),))
 
-    def relu(self, node: Any, args: list[Any]) -> Any:
+    def activation(self, node: Any, name: str, args: list[Any]) -> Any:
+        """An elementwise activation: relu folded into the nn.Linear / nn.Conv1d right before it, else a node."""
         x = args[0]
+        if not isinstance(x, (_Seq, _Vec)) or (isinstance(x, _Seq) and x.tokens):
+            raise _RefusalError(f"applies {name} to {_describe(x)}; tf_lrp applies activations to features")
         source: Any = node.args[0]
-        if isinstance(x, (_Seq, _Vec)) and len(x.parts) == 1 and isinstance(x.parts[0][0], int):
+        if name == "relu" and len(x.parts) == 1 and isinstance(x.parts[0][0], int):
             edge = x.parts[0][0]
             spec = self.conv.specs[edge] if edge >= 0 else None
             if (
-                isinstance(spec, DenseSpec)
+                isinstance(spec, (DenseSpec, ConvSpec))
                 and spec.activation == "linear"
                 and self.conv.producers.get(edge) is source
                 and len(getattr(source, "users", ())) == 1
             ):
                 self.conv.specs[edge] = dataclasses.replace(spec, activation="relu")
                 return x
-        raise _RefusalError(
-            "tf_lrp applies relu only as the activation of the nn.Linear right before it (read by nothing else); "
-            "relu on other tensors has no tf_lrp node"
+        edge = self.conv.add(ActivationSpec(name, x.width, name=str(node.name)), [self.conv.materialize(x, node.name)])
+        return _like(x, edge, x.width)
+
+    def conv1d(self, node: Any, conv: Any, args: list[Any]) -> Any:
+        """``nn.Conv1d`` on a channels-first sequence -> a conv1d node (kernel (K, C_in / G, C_out))."""
+        x = args[0]
+        if not isinstance(x, _Seq) or x.tokens:
+            raise _RefusalError(f"reads {_describe(x)}; an nn.Conv1d reads a (batch, channels, time) sequence")
+        if x.axes in ("in", "ni") or self.conv.resolve(x.axes) != "bf":
+            raise _RefusalError(
+                "reads a tensor that is not channels-first; tf_lrp's input is (batch, time, features): "
+                "call x.transpose(1, 2) (or x.permute(0, 2, 1)) before an nn.Conv1d"
+            )
+        x = self.features(x, conv.in_channels, "an nn.Conv1d")
+        if x.width != conv.in_channels:
+            raise _RefusalError(f"in_channels={conv.in_channels} but it reads {x.width} channels")
+        if conv.padding_mode != "zeros":
+            raise _RefusalError(f"padding_mode={conv.padding_mode!r} is not supported; use padding_mode='zeros'")
+        size, stride, dilation = int(conv.kernel_size[0]), int(conv.stride[0]), int(conv.dilation[0])
+        padding = _conv_padding(conv.padding, size, stride, dilation)
+        arrays = [np.ascontiguousarray(_to_numpy(conv.weight, f"{node.target}.weight").transpose(2, 1, 0))]
+        if conv.bias is not None:
+            arrays.append(_to_numpy(conv.bias, f"{node.target}.bias"))
+        spec = ConvSpec(
+            conv.out_channels, conv.in_channels, size, stride, dilation, padding, int(conv.groups), "linear",
+            conv.bias is not None, str(node.target),
+        )  # fmt: skip
+        edge = self.conv.add(spec, [self.conv.materialize(x, str(node.target))], arrays)
+        self.conv.producers[edge] = node
+        return _Seq(((edge, conv.out_channels),), "bf")
+
+    def pool1d(self, node: Any, pool: Any, args: list[Any]) -> Any:
+        """``nn.MaxPool1d`` / ``nn.AvgPool1d`` (no padding) on a channels-first sequence -> a pooling1d node."""
+        x = args[0]
+        if not isinstance(x, _Seq) or x.tokens or self.conv.resolve(x.axes) != "bf":
+            raise _RefusalError(
+                f"reads {_describe(x)} that is not channels-first; tf_lrp pools a (batch, channels, time) sequence"
+            )
+        size, stride, padding = (_single(pool, key) for key in ("kernel_size", "stride", "padding"))
+        if padding != 0 or pool.ceil_mode or _single(pool, "dilation", 1) != 1 or getattr(pool, "return_indices", 0):
+            raise _RefusalError(
+                "padding, dilation, ceil_mode and return_indices are not supported; tf_lrp pools 'valid' windows "
+                "(padding=0, dilation=1, ceil_mode=False)"
+            )
+        kind = "max_pooling1d" if type(pool).__name__ == "MaxPool1d" else "average_pooling1d"
+        spec = Pooling1DSpec(kind, x.width, size, stride, "valid", name=str(node.target))
+        edge = self.conv.add(spec, [self.conv.materialize(x, str(node.target))])
+        return _Seq(((edge, x.width),), "bf")
+
+    def layer_norm(self, node: Any, norm: Any, args: list[Any]) -> Any:
+        """``nn.LayerNorm`` over the last (feature) axis -> a layer_normalization node."""
+        shape = tuple(norm.normalized_shape)
+        x = self.features(args[0], shape[-1], "an nn.LayerNorm")
+        self.channels_last(x, "nn.LayerNorm")
+        if shape != (x.width,):
+            raise _RefusalError(
+                f"normalized_shape={shape} but it reads {x.width} features; tf_lrp normalises the feature axis "
+                f"only (normalized_shape={x.width})"
+            )
+        gamma, beta = norm.weight, norm.bias
+        arrays = [_to_numpy(p, f"{node.target}.{k}") for k, p in (("weight", gamma), ("bias", beta)) if p is not None]
+        spec = NormalizationSpec(
+            "layer_normalization", x.width, float(norm.eps), beta is not None, gamma is not None, str(node.target)
         )
+        edge = self.conv.add(spec, [self.conv.materialize(x, str(node.target))], arrays)
+        return _like(x, edge, x.width)
+
+    def batch_norm(self, node: Any, norm: Any, args: list[Any]) -> Any:
+        """``nn.BatchNorm1d`` at eval (its running statistics) on (batch, F) or (batch, C, time) -> a node."""
+        x = self.features(args[0], norm.num_features, "an nn.BatchNorm1d")
+        if isinstance(x, _Seq) and self.conv.resolve(x.axes) != "bf":
+            raise _RefusalError(
+                "reads a (batch, time, features) sequence: nn.BatchNorm1d normalises axis 1 (here time); "
+                "transpose(1, 2) to (batch, channels, time) first"
+            )
+        if x.width != norm.num_features:
+            raise _RefusalError(f"num_features={norm.num_features} but it reads {x.width} features")
+        if norm.running_mean is None or norm.running_var is None:
+            raise _RefusalError(
+                "track_running_stats=False normalises with the batch's own statistics; tf_lrp explains one sample at "
+                "a time with fixed statistics (track_running_stats=True)"
+            )
+        gamma, beta = norm.weight, norm.bias
+        arrays = [_to_numpy(p, f"{node.target}.{k}") for k, p in (("weight", gamma), ("bias", beta)) if p is not None]
+        arrays += [_to_numpy(norm.running_mean, f"{node.target}.running_mean")]
+        arrays += [_to_numpy(norm.running_var, f"{node.target}.running_var")]
+        spec = NormalizationSpec(
+            "batch_normalization", x.width, float(norm.eps), beta is not None, gamma is not None, str(node.target)
+        )
+        edge = self.conv.add(spec, [self.conv.materialize(x, str(node.target))], arrays)
+        return _like(x, edge, x.width)
+
+    def merge(self, method: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """``a + b`` / ``a - b`` of two tensors of one shape -> a merge node (add / subtract)."""
+        operation = "add" if "add" in method else "subtract"
+        alpha = kwargs.get("alpha", args[2] if len(args) > 2 else 1)
+        other = kwargs.get("other", args[1] if len(args) > 1 else None)
+        a, b = args[0], other
+        same = isinstance(a, _Vec) and isinstance(b, _Vec)
+        if isinstance(a, _Seq) and isinstance(b, _Seq) and not (a.tokens or b.tokens):
+            same = self.conv.resolve(a.axes) == self.conv.resolve(b.axes)
+        if (
+            not same
+            or not isinstance(a, (_Seq, _Vec))
+            or not isinstance(b, (_Seq, _Vec))
+            or a.width != b.width
+            or alpha != 1
+        ):
+            raise _RefusalError(
+                f"{operation}s {_describe(a)} and {_describe(b)}{'' if alpha == 1 else f' with alpha={alpha!r}'}; "
+                "tf_lrp adds or subtracts two tensors of one shape and layout (no constants, no broadcasting)"
+            )
+        edges = [self.conv.materialize(v, operation) for v in (a, b)]
+        edge = self.conv.add(MergeSpec(operation, a.width, name=operation), edges)
+        return _like(a, edge, a.width)
 
     def getitem(self, value: Any, key: Any) -> Any:
         if isinstance(value, tuple):
@@ -682,6 +903,11 @@ class _Walk:
         if expanded is None:
             raise _RefusalError(f"indexes a sequence with {key!r}")
         axes = self.conv.resolve(value.axes)
+        if axes == "bf":
+            raise _RefusalError(
+                f"indexes a channels-first (batch, channels, time) sequence with {key!r}; transpose(1, 2) it back "
+                "to (batch, time, channels) first"
+            )
         batch, time = (expanded[0], expanded[1]) if axes == "bt" else (expanded[1], expanded[0])
         features = expanded[2]
         if not _full(batch):
@@ -736,31 +962,59 @@ class _Walk:
             raise _RefusalError("concatenates no list of tensors")
         if all(isinstance(v, _Vec) for v in values) and _norm_dim(dim, 2) == 1:
             return _Vec(tuple(p for v in values for p in v.parts))
-        if all(isinstance(v, _Seq) and not v.tokens for v in values) and _norm_dim(dim, 3) == 2:
+        if all(isinstance(v, _Seq) and not v.tokens for v in values):
             layouts = {self.conv.resolve(v.axes) for v in values}
-            if len(layouts) == 1:
+            if len(layouts) == 1 and _norm_dim(dim, 3) == (1 if layouts == {"bf"} else 2):
                 return _Seq(tuple(p for v in values for p in v.parts), values[0].axes)
         stacks = all(isinstance(v, _Stack) for v in values) and len({v.batch_first for v in values}) == 1
         if stacks and _norm_dim(dim, 3) == (1 if values[0].batch_first else 0):
             return _Stack(tuple(i for v in values for i in v.items), values[0].batch_first)
         raise _RefusalError(
             f"concatenates {', '.join(_describe(v) for v in values)} along dim={dim!r}; tf_lrp joins vectors or "
-            "sequences (of one layout) on the feature axis (dim=-1)"
+            "sequences (of one layout) on the feature axis (dim=-1; dim=1 channels-first)"
         )
 
     def transpose(self, value: Any, dims: Sequence[Any]) -> Any:
+        if isinstance(value, _Seq) and not value.tokens and len(dims) == 2:
+            order: list[int | None] = [0, 1, 2]
+            first, second = (_norm_dim(d, 3) for d in dims)
+            if first is not None and second is not None and min(first, second) >= 0 and max(first, second) <= 2:
+                order[first], order[second] = order[second], order[first]
+                return self.relayout(value, order, f"transposes it with dims {list(dims)}")
         if isinstance(value, _Seq) and sorted(_norm_dim(d, 3 if not value.tokens else 2) or 0 for d in dims) == [0, 1]:
             return _Seq(value.parts, _FLIP[value.axes], value.tokens)
         if isinstance(value, _Stack) and sorted(_norm_dim(d, 3) or 0 for d in dims) == [0, 1]:
             return _Stack(value.items, not value.batch_first)
-        raise _RefusalError(f"transposes {_describe(value)} with dims {list(dims)}; tf_lrp swaps batch and time only")
+        raise _RefusalError(
+            f"transposes {_describe(value)} with dims {list(dims)}; tf_lrp swaps batch and time, or time and features "
+            "(channels-first for nn.Conv1d)"
+        )
 
     def permute(self, value: Any, dims: list[Any]) -> Any:
         ndim = 2 if isinstance(value, _Seq) and value.tokens else 3
         order = [_norm_dim(d, ndim) for d in dims]
+        if isinstance(value, _Seq) and not value.tokens and len(order) == 3:
+            return self.relayout(value, order, f"permutes it to {dims}")
         if isinstance(value, (_Seq, _Stack)) and order in ([0, 1, 2][:ndim], [1, 0, 2][:ndim]):
             return value if order[0] == 0 else self.transpose(value, [0, 1])
         raise _RefusalError(f"permutes {_describe(value)} to {dims}; tf_lrp swaps batch and time only")
+
+    def relayout(self, value: _Seq, order: list[int | None], what: str) -> _Seq:
+        """``value`` with its axes permuted by ``order``: a layout tf_lrp knows (bt, tb, bf), or a refusal."""
+        if value.axes in ("in", "ni") and order == [1, 0, 2]:  # batch <-> time: the input's layout stays open
+            return _Seq(value.parts, _FLIP[value.axes], value.tokens)
+        if value.axes in ("in", "ni") and self.conv.input_layout is None:
+            for candidate in ("bt", "tb"):  # the input layout for which the result is one tf_lrp knows
+                if _permute_layout(candidate if value.axes == "in" else _FLIP[candidate], order) is not None:
+                    self.conv.input_layout = candidate
+                    break
+        layout = _permute_layout(self.conv.resolve(value.axes), order)
+        if layout is None:
+            raise _RefusalError(
+                f"{what} from {_AXES[self.conv.resolve(value.axes)]} (b: batch, t: time, f: features); tf_lrp reads "
+                "(batch, time, features), (time, batch, features) and channels-first (batch, features, time)"
+            )
+        return _Seq(value.parts, layout, value.tokens)
 
     def pool(self, node: Any, method: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         value = args[0]
@@ -773,7 +1027,7 @@ class _Walk:
             )
         if keepdim:
             raise _RefusalError("keepdim=True: tf_lrp pools to one vector per sample (keepdim=False)")
-        time = 1 if self.conv.resolve(value.axes) == "bt" else 0
+        time = _AXES[self.conv.resolve(value.axes)].index("t")
         if _norm_dim(dim, 3) != time:
             raise _RefusalError(f"{method} over dim={dim} is not the time axis ({time}); tf_lrp pools over time only")
         kind = "global_average_pooling" if method == "mean" else "global_max_pooling"
@@ -799,6 +1053,14 @@ class _Walk:
                 return _Vec(tuple(p for item in value.items for p in item.parts))
         if isinstance(value, _Vec) and _flattens(method, args[1:], kwargs, value.width):
             return value
+        if isinstance(value, _Seq) and not value.tokens and method in ("reshape", "view"):
+            shape = args[1] if len(args) == 2 and isinstance(args[1], (list, tuple)) else args[1:]
+            if _keeps_layout(shape, _AXES[self.conv.resolve(value.axes)].index("f"), value.width):
+                return value
+            raise _RefusalError(
+                f"{method} of {_describe(value)} to {list(shape)}; tf_lrp keeps a sequence's layout: "
+                "view(x.size(0), x.size(1), F) (F its width, -1 or sizes read off a tensor elsewhere) is the identity"
+            )
         raise _RefusalError(
             f"{method} of {_describe(value)}; tf_lrp reads h_n[a:b].transpose(0, 1).reshape(B, -1) (or "
             ".flatten(1)) to join final states"
@@ -825,6 +1087,49 @@ def _flattens(method: str, shape: Sequence[Any], kwargs: Mapping[str, Any], widt
         return False
     first, second = shape
     return (second == -1 and first != -1) or (second == width)
+
+
+def _like(value: _Seq | _Vec, edge: Edge, width: int) -> _Seq | _Vec:
+    """A value of ``value``'s kind (and layout) held by one edge."""
+    if isinstance(value, _Seq):
+        return _Seq(((edge, width),), value.axes)
+    return _Vec(((edge, width),))
+
+
+def _single(module: Any, key: str, default: Any = None) -> int:
+    """An ``nn.*1d`` option that may be an int or a 1-tuple (``stride=None``: the kernel size)."""
+    value = getattr(module, key, default)
+    if value is None and key == "stride":
+        value = module.kernel_size
+    return int(value[0] if isinstance(value, (list, tuple)) else value)
+
+
+def _conv_padding(padding: Any, size: int, stride: int, dilation: int) -> str:
+    """The conv1d node's padding ('valid' / 'same') of ``nn.Conv1d``'s; a refusal when it has none."""
+    if padding in ("valid", "same"):
+        return str(padding)  # torch allows 'same' at stride 1 only, padding the extra step at the end, as 'same'
+    amount = int(padding[0] if isinstance(padding, (list, tuple)) else padding)
+    if amount == 0:
+        return "valid"
+    if stride == 1 and 2 * amount == dilation * (size - 1):
+        return "same"
+    raise _RefusalError(
+        f"padding={amount} with kernel_size={size}, dilation={dilation}, stride={stride} has no tf_lrp equivalent; "
+        "tf_lrp pads 'valid' (padding=0) or 'same' (padding='same', or padding=dilation*(kernel_size-1)/2 at stride 1)"
+    )
+
+
+def _keeps_layout(shape: Sequence[Any], features: int, width: int) -> bool:
+    """Whether a 3-d ``view`` / ``reshape`` to ``shape`` is the identity (``features``: the feature axis)."""
+    if len(shape) != 3:
+        return False
+    others = [shape[i] for i in range(3) if i != features]
+    if not all(isinstance(o, _Size) or o == -1 for o in others) or sum(o == -1 for o in shape) > 1:
+        return False
+    given = shape[features]
+    if given == -1:
+        return all(isinstance(o, _Size) for o in others)
+    return not isinstance(given, bool) and given == width
 
 
 def _full(item: Any) -> bool:
