@@ -11,6 +11,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pytest
@@ -421,3 +422,149 @@ def test_a_traced_explainer_saves_and_loads(tmp_path) -> None:
     assert loaded.fingerprint == ex.fingerprint
     np.testing.assert_array_equal(loaded.score(x), ex.score(x))
     assert "select_step" in {layer.kind for layer in loaded.layout.layers}
+
+
+# --------------------------------------------------------------------------------------------
+# Layers beyond the recurrent ones: Conv1d options, every activation, and their refusals
+
+
+class ConvOptions(nn.Module):
+    """Conv1d stacks covering the padding / stride / dilation / groups / bias options, max and mean pooled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.convs = nn.ModuleList(
+            [
+                nn.Conv1d(D, 4, 2, padding="same"),  # even kernel: the extra zero at the end, as 'same'
+                nn.Conv1d(4, 6, 3, padding=2, dilation=2, groups=2),  # = 'same'
+                nn.Conv1d(6, 4, 3, stride=2, bias=False),  # valid
+                nn.Conv1d(4, 4, 1, padding="valid", groups=4),
+            ]
+        )
+        self.fc = nn.Linear(8, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.permute(0, 2, 1)
+        for conv in self.convs:
+            h = conv(h)
+        return self.fc(torch.cat([h.max(dim=-1)[0], h.mean(2)], dim=-1))
+
+
+class EveryActivation(nn.Module):
+    """A per-step Linear before each elementwise activation tf_lrp converts (module and function forms)."""
+
+    ACTIVATIONS = (
+        nn.GELU(), nn.CELU(), nn.ReLU6(), nn.Hardtanh(), nn.Hardsigmoid(), nn.Softsign(), nn.Tanhshrink(),
+        nn.LogSigmoid(), torch.sigmoid, nn.functional.selu, nn.functional.silu, nn.Mish(), torch.relu,
+        lambda h: nn.functional.softplus(h, beta=1, threshold=20), lambda h: nn.functional.gelu(h, approximate="tanh"),
+        lambda h: h.tanh(),
+    )  # fmt: skip
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList([nn.Linear(D if k == 0 else 4, 4) for k in range(len(self.ACTIVATIONS))])
+        self.acts = list(self.ACTIVATIONS)
+        self.mods = nn.ModuleList([a for a in self.ACTIVATIONS if isinstance(a, nn.Module)])
+        self.fc = nn.Linear(4, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x
+        for layer, act in zip(self.layers, self.acts, strict=True):
+            h = act(layer(h))
+        return self.fc(h.mean(dim=1))
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
+@pytest.mark.parametrize("build", [ConvOptions, EveryActivation])
+def test_conv_options_and_every_activation_equal_the_module(build: Callable[[], nn.Module]) -> None:
+    model = _init(build(), 5)
+    x = _data(Entry(build), 2)
+    ex = Explainer.from_torch(model, dtype="float64", sample=x, tolerance=1e-10)
+    expected, grad_x_input = _scores_and_gradient(model, Entry(build), x, np.arange(B) % C)
+    np.testing.assert_allclose(ex.score(x), expected, rtol=0, atol=1e-10)
+    gi = ex.explain(x, target=np.arange(B) % C, method="gradient_x_input")
+    np.testing.assert_allclose(gi.relevance, grad_x_input, rtol=0, atol=1e-10)
+    kinds = [layer.kind for layer in ex.layout.layers]
+    if build is EveryActivation:  # relu folds into the Linear before it; every other one is its own node
+        assert kinds.count("activation") == len(EveryActivation.ACTIVATIONS) - 1
+    else:
+        assert kinds.count("conv1d") == 4
+
+
+class Leaky(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn, self.act, self.fc = nn.GRU(D, H, batch_first=True), nn.LeakyReLU(0.2), nn.Linear(H, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.act(self.rnn(x)[0])[:, -1])
+
+
+def test_leaky_relu_slope_0_2_converts_with_tensorflow_float32_slope() -> None:
+    """TensorFlow applies leaky_relu's 0.2 as a float32 attribute: scores agree to ~3e-9 |x|, not 1e-10."""
+    model = _init(Leaky(), 1)
+    x = _data(Entry(Leaky), 3) * 4.0
+    ex = Explainer.from_torch(model, dtype="float64", sample=x, tolerance=1e-7)
+    assert "activation" in [layer.kind for layer in ex.layout.layers]
+    with torch.no_grad():
+        expected = model(torch.tensor(x)).numpy()
+    np.testing.assert_allclose(ex.score(x), expected, rtol=0, atol=1e-7)
+
+
+class _Refused(nn.Module):
+    """A GRU front and a head around one op under test (``op``: (module, features) -> features)."""
+
+    def __init__(self, op: Callable[[Any, torch.Tensor], torch.Tensor], **layers: nn.Module) -> None:
+        super().__init__()
+        self.op = op
+        self.rnn = nn.GRU(D, H, batch_first=True)
+        for name, layer in layers.items():
+            self.add_module(name, layer)
+        self.fc = nn.Linear(H, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.op(self, x)[:, -1])
+
+
+REFUSALS = [
+    (lambda m, x: m.rnn(m.conv(x)[0].transpose(1, 2))[0], {"conv": nn.Conv1d(D, D, 1)}, r"not channels-first"),
+    (
+        lambda m, x: m.rnn(m.conv(x.transpose(1, 2)).transpose(1, 2))[0],
+        {"conv": nn.Conv1d(D, D, 3, padding=1, padding_mode="reflect")},
+        r"padding_mode='reflect' is not supported",
+    ),
+    (
+        lambda m, x: m.rnn(m.conv(x.transpose(1, 2)).transpose(1, 2))[0],
+        {"conv": nn.Conv1d(D, D, 3, padding=2)},
+        r"padding=2 with kernel_size=3, dilation=1, stride=1 has no tf_lrp equivalent",
+    ),
+    (
+        lambda m, x: m.rnn(m.pool(x.transpose(1, 2)).transpose(1, 2))[0],
+        {"pool": nn.MaxPool1d(3, padding=1)},
+        r"'valid' windows",
+    ),
+    (lambda m, x: m.norm(m.rnn(x)[0]), {"norm": nn.BatchNorm1d(H)}, r"BatchNorm1d normalises axis 1 \(here time\)"),
+    (
+        lambda m, x: m.norm(m.rnn(x)[0].transpose(1, 2)).transpose(1, 2),
+        {"norm": nn.BatchNorm1d(H, track_running_stats=False)},
+        r"track_running_stats=False",
+    ),
+    (
+        lambda m, x: m.norm(m.rnn(x)[0].transpose(1, 2)).transpose(1, 2),
+        {"norm": nn.LayerNorm(H)},
+        r"channels-first.*nn\.LayerNorm would act on the time axis",
+    ),
+    (lambda m, x: m.rnn(x)[0] + 1.0, {}, r"operator\.add .*adds a sequence of width 4 and float"),
+    (lambda m, x: torch.add(m.rnn(x)[0], m.rnn(x)[0], alpha=2), {}, r"alpha=2"),
+    (lambda m, x: m.rnn(x)[0].reshape(x.size(0), -1, 2), {}, r"reshape of a sequence of width 4"),
+    (lambda m, x: nn.functional.softplus(m.rnn(x)[0], beta=2), {}, r"beta=2: tf_lrp's softplus node computes"),
+    (lambda m, x: m.rnn(x)[0].transpose(1, 2)[:, :, -1], {}, r"indexes a channels-first"),
+    (lambda m, x: m.rnn(x)[0].permute(2, 1, 0), {}, r"permutes it to \[2, 1, 0\] from btf"),
+    (lambda m, x: m.rnn(x.transpose(1, 2))[0], {}, r"channels-first .* transpose\(1, 2\) it"),
+]
+
+
+@pytest.mark.parametrize(("op", "layers", "match"), REFUSALS)
+def test_unsupported_layer_options_are_refused(op: Callable, layers: dict[str, nn.Module], match: str) -> None:
+    error = _refused(_Refused(op, **layers), match)
+    assert "test_torch_fx.py:" in str(error)  # the source line

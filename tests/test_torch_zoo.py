@@ -178,7 +178,7 @@ class Activations(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.a, self.b, self.c = nn.Linear(D, 4), nn.Linear(4, 4), nn.Linear(4, 4)
-        self.acts = nn.ModuleList([nn.ELU(), nn.SELU(), nn.Softplus(), nn.GELU("tanh"), nn.LeakyReLU(0.2)])
+        self.acts = nn.ModuleList([nn.ELU(), nn.SELU(), nn.Softplus(), nn.GELU("tanh"), nn.Hardtanh()])
         self.rnn = nn.LSTM(4, H, batch_first=True)
         self.fc = nn.Linear(H, C)
 
