@@ -13,15 +13,28 @@ version-2 manifest, so what the head reads is what the module reads (the state_d
   ``i % D``: step -1 of a forward direction, step 0 of a backward one (``select_step`` nodes).
   ``c_n`` (the LSTM cell state) is refused.
 * ``nn.Embedding`` (``padding_idx`` row used as stored; ``max_norm`` refused) on the token input;
-  ``nn.Linear`` on vectors or on every step; ``relu`` right after an ``nn.Linear`` (its
-  activation); after the score layer, ``relu`` / ``tanh`` / ``sigmoid`` / ``softmax`` /
-  ``log_softmax`` are skipped (the explained score is the last ``nn.Linear``'s pre-activation).
+  ``nn.Linear`` on vectors or on every step; after the score layer, ``relu`` / ``tanh`` /
+  ``sigmoid`` / ``softmax`` / ``log_softmax`` are skipped (the explained score is the last
+  ``nn.Linear``'s pre-activation).
+* ``nn.Conv1d`` on a channels-first (batch, channels, time) sequence -> ``conv1d`` (padding
+  ``0``/``'valid'``, ``'same'`` or its symmetric equivalent at stride 1; ``padding_mode='zeros'``;
+  kernel ``weight.permute(2, 1, 0)``); ``nn.MaxPool1d`` / ``nn.AvgPool1d`` (no padding) ->
+  ``max_pooling1d`` / ``average_pooling1d``; ``nn.LayerNorm`` over the feature axis and
+  ``nn.BatchNorm1d`` at eval (vectors or channels-first sequences) -> ``layer_normalization`` /
+  ``batch_normalization``.
+* Hidden elementwise activations (modules, ``torch.*`` / ``F.*`` functions and tensor methods:
+  relu, tanh, sigmoid, gelu, elu, selu, silu, softplus, ... with the activation node's parameters)
+  -> an ``activation`` node; ``relu`` right after an ``nn.Linear`` / ``nn.Conv1d`` read by nothing
+  else becomes its activation. ``a + b`` / ``a - b`` of two tensors of one shape and layout ->
+  ``merge`` (add / subtract).
 * Tensor ops: ``out[:, t]`` / ``out[t]`` (by layout) -> ``select_step``; feature slices that fall
   on direction boundaries (``out[:, -1, :H]``); ``h_n[i]``, ``h_n[a:b]`` and their
   ``transpose(0, 1).reshape(B, -1)`` / ``flatten(1)``; ``torch.cat`` on the feature axis;
   ``mean`` / ``max`` / ``amax`` over time -> ``global_average_pooling`` / ``global_max_pooling``
-  (PyTorch has no masks: the mean is over every step); ``transpose`` / ``permute`` that swap batch
-  and time; dropout, ``contiguous`` and dtype casts (the identity).
+  (PyTorch has no masks: the mean is over every step); ``transpose`` / ``permute`` between the
+  layouts (batch, time, F), (time, batch, F) and channels-first (batch, F, time), tracked per
+  value; ``view`` / ``reshape`` of a sequence that keeps its shape; dropout, ``contiguous`` and
+  dtype casts (the identity).
 
 Anything else is refused with a :class:`~tf_lrp.errors.ConversionError` naming the operation, the
 module path and the source line (from the fx node's stack trace). torch is imported inside the
