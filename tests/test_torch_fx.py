@@ -561,6 +561,13 @@ REFUSALS = [
     (lambda m, x: m.rnn(x)[0].transpose(1, 2)[:, :, -1], {}, r"indexes a channels-first"),
     (lambda m, x: m.rnn(x)[0].permute(2, 1, 0), {}, r"permutes it to \[2, 1, 0\] from btf"),
     (lambda m, x: m.rnn(x.transpose(1, 2))[0], {}, r"channels-first .* transpose\(1, 2\) it"),
+    (
+        lambda m, x: m.pool(m.rnn(x)[0].transpose(1, 2)).transpose(1, 2),
+        {"pool": nn.AdaptiveMaxPool1d(2)},
+        r"output_size=2; tf_lrp pools adaptively to one step",
+    ),
+    (lambda m, x: m.rnn(x)[0].transpose(1, 2).amax(-1, keepdim=True)[:, :, :1], {}, r"tf_lrp reads \[:, :, 0\]"),
+    (lambda m, x: m.lin(m.rnn(x)[0].flatten(1))[:, None], {"lin": nn.Linear(6, H)}, r"in_features=6 is no multiple"),
 ]
 
 

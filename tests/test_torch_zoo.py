@@ -203,12 +203,48 @@ class StackedReluRNN(nn.Module):
         return self.fc(self.act(self.hidden(out[:, -1])))
 
 
+class KimCNN(nn.Module):
+    """Kim (2014)-style text CNN: parallel convs, max over all of time by window, adaptive and keepdim pooling."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(V, E)
+        self.convs = nn.ModuleList([nn.Conv1d(E, 3, k) for k in (2, 3)])
+        self.conv4 = nn.Conv1d(E, 3, 5, padding="same", bias=False)
+        self.adaptive = nn.AdaptiveAvgPool1d(1)
+        self.fc = nn.Linear(12, C)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        h = self.embedding(ids).transpose(1, 2)
+        pooled = [fn.max_pool1d(fn.relu(conv(h)), conv(h).size(2)).squeeze(2) for conv in self.convs]
+        wide = self.conv4(h)
+        pooled.append(self.adaptive(wide).flatten(1))
+        pooled.append(wide.mean(dim=-1, keepdim=True)[:, :, 0])
+        return self.fc(torch.cat(pooled, dim=1))
+
+
+class FlattenHead(nn.Module):
+    """A fixed-length series: Conv1d -> GRU -> every step flattened into the head (out.reshape(B, -1))."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(D, 4, 3, padding=1)
+        self.rnn = nn.GRU(4, H, batch_first=True)
+        self.fc = nn.Linear(T * H, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(fn.elu(self.conv(x.transpose(1, 2))).transpose(1, 2))
+        return self.fc(out.reshape(x.size(0), -1))
+
+
 @dataclass
 class Entry:
     build: Callable[[], nn.Module]
     tokens: bool = False
     time_major: bool = False  # the module reads (T, B, D)
     head: str = "fc"  # the score layer
+    padded: bool = True  # token ids end in a run of 0s (a max over windows of a run ties: torch's max_pool1d
+    # sends the gradient to one of them, tf_lrp splits it, so the max-pooled CNN reads ids without runs)
 
 
 ZOO: dict[str, Entry] = {
@@ -224,6 +260,8 @@ ZOO: dict[str, Entry] = {
     "activations": Entry(Activations),
     "stacked_relu_rnn": Entry(StackedReluRNN),
     "bidirectional_last_step_trap": Entry(BidirectionalLastStep),
+    "kim_cnn": Entry(KimCNN, tokens=True, padded=False),
+    "flatten_head": Entry(FlattenHead),
 }
 
 
@@ -245,7 +283,8 @@ def _data(entry: Entry, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     if entry.tokens:
         ids = rng.integers(1, V, size=(B, T))
-        ids[1, 5:] = 0
+        if entry.padded:
+            ids[1, 5:] = 0
         return ids
     return rng.normal(size=(B, T, D))
 

@@ -31,7 +31,10 @@ version-2 manifest, so what the head reads is what the module reads (the state_d
   on direction boundaries (``out[:, -1, :H]``); ``h_n[i]``, ``h_n[a:b]`` and their
   ``transpose(0, 1).reshape(B, -1)`` / ``flatten(1)``; ``torch.cat`` on the feature axis;
   ``mean`` / ``max`` / ``amax`` over time -> ``global_average_pooling`` / ``global_max_pooling``
-  (PyTorch has no masks: the mean is over every step); ``transpose`` / ``permute`` between the
+  (PyTorch has no masks: the mean is over every step), also with the time axis kept (``keepdim``,
+  ``AdaptiveMaxPool1d(1)``, ``F.max_pool1d(h, h.size(2))``) and then squeezed; ``out.reshape(B, -1)``
+  of a (batch, time, F) sequence into an ``nn.Linear`` -> ``flatten`` (T = in_features / F);
+  ``transpose`` / ``permute`` between the
   layouts (batch, time, F), (time, batch, F) and channels-first (batch, F, time), tracked per
   value; ``view`` / ``reshape`` of a sequence that keeps its shape; dropout, ``contiguous`` and
   dtype casts (the identity).
@@ -61,6 +64,7 @@ from ..layout import (
     DenseSpec,
     Edge,
     EmbeddingSpec,
+    FlattenSpec,
     InputSpec,
     LayerSpec,
     MergeSpec,
@@ -158,7 +162,32 @@ class _Opaque:
 
 @dataclass(frozen=True)
 class _Size:
-    """A size read off a tensor (``x.size(0)``, ``x.shape``): only reshape arguments use it."""
+    """A size read off a tensor (``x.size(0)``, ``x.shape``): reshape arguments and pooling windows use it.
+
+    ``letter``: the axis it is the size of (b, t or f) where known; ``letters``: a whole ``shape``'s.
+    """
+
+    letter: str = ""
+    letters: str = ""
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """A sequence pooled over time with its time axis kept (size 1): ``keepdim=True``, ``AdaptiveMaxPool1d(1)``."""
+
+    vec: _Vec
+    axis: int  # where the size-1 axis is
+
+    @property
+    def width(self) -> int:
+        return self.vec.width
+
+
+@dataclass(frozen=True)
+class _Flat:
+    """A (batch, time, F) sequence flattened to (batch, time·F): its step count comes from the nn.Linear reading it."""
+
+    seq: _Seq
 
 
 _FLIP = {"bt": "tb", "tb": "bt", "in": "ni", "ni": "in"}
@@ -599,6 +628,8 @@ class _Walk:
                 return self.conv1d(node, sub, args)
             if name in ("MaxPool1d", "AvgPool1d"):
                 return self.pool1d(node, sub, args)
+            if name in ("AdaptiveMaxPool1d", "AdaptiveAvgPool1d"):
+                return self.pool_function(node, name, [args[0], sub.output_size], {})
             if name == "LayerNorm":
                 return self.layer_norm(node, sub, args)
             if name == "BatchNorm1d":
@@ -630,8 +661,10 @@ class _Walk:
                 "a sum over time has no tf_lrp node (it is T times the mean, and T varies); use .mean(dim) "
                 "(global_average_pooling) or .max(dim)"
             )
-        if method == "size" or (family == "function" and name == "getattr"):
-            return _Size()
+        if method == "size":
+            return self.size(args[0], kwargs.get("dim", args[1] if len(args) > 1 else None))
+        if method in ("adaptive_max_pool1d", "adaptive_avg_pool1d", "max_pool1d", "avg_pool1d"):
+            return self.pool_function(node, method, args, kwargs)
         if method in ("reshape", "view", "flatten", "squeeze"):
             return self.reshape(method, args, kwargs)
         raise _RefusalError("is not supported between the input and the score layer (see docs/pytorch.md for the list)")
@@ -734,6 +767,8 @@ class _Walk:
             )
 
     def linear(self, node: Any, linear: Any, args: list[Any]) -> Any:
+        if isinstance(args[0], _Flat):
+            args = [self.flatten(node, args[0], linear.in_features)]
         x = self.features(args[0], linear.in_features, "an nn.Linear")
         self.channels_last(x, "nn.Linear")
         if x.width != linear.in_features:
@@ -768,6 +803,17 @@ class _Walk:
                 return x
         edge = self.conv.add(ActivationSpec(name, x.width, name=str(node.name)), [self.conv.materialize(x, node.name)])
         return _like(x, edge, x.width)
+
+    def flatten(self, node: Any, flat: _Flat, width: int) -> _Vec:
+        """A flatten node for the ``nn.Linear`` of ``width`` in_features reading ``flat`` (steps = width / F)."""
+        steps, rest = divmod(width, flat.seq.width)
+        if rest or not steps:
+            raise _RefusalError(
+                f"in_features={width} is no multiple of the flattened sequence's {flat.seq.width} features"
+            )
+        spec = FlattenSpec(steps, flat.seq.width, name=f"{node.target}.flatten")
+        edge = self.conv.add(spec, [self.conv.materialize(flat.seq, str(node.target))])
+        return _Vec(((edge, width),))
 
     def conv1d(self, node: Any, conv: Any, args: list[Any]) -> Any:
         """``nn.Conv1d`` on a channels-first sequence -> a conv1d node (kernel (K, C_in / G, C_out))."""
@@ -890,7 +936,13 @@ class _Walk:
         if isinstance(value, _Opaque):
             raise _RefusalError(f"reads {value.what}")
         if isinstance(value, _Size):
-            return _Size()
+            index = key if isinstance(key, int) and not isinstance(key, bool) else None
+            return _Size(value.letters[index]) if value.letters and index is not None and -3 <= index < 3 else _Size()
+        if isinstance(value, _Kept):
+            items = _expand(list(key) if isinstance(key, tuple) else [key], 3)
+            if items is not None and all(_full(i) for i in items[:2]) and items[2] in (0, -1) and value.axis == 2:
+                return value.vec
+            raise _RefusalError(f"indexes a pooled (batch, C, 1) tensor with {key!r}; tf_lrp reads [:, :, 0]")
         if isinstance(value, _Stack):
             return self.stack_item(value, key)
         items = list(key) if isinstance(key, tuple) else [key]
@@ -961,9 +1013,20 @@ class _Walk:
         except IndexError:
             raise _RefusalError(f"h_n has {len(value.items)} states; index {layer} is out of range") from None
 
+    def letters(self, value: Any) -> str:
+        """The axis letters of a sequence in a known layout ('' otherwise: nothing is fixed by asking)."""
+        return _AXES[value.axes] if isinstance(value, _Seq) and not value.tokens and value.axes in _AXES else ""
+
+    def size(self, value: Any, dim: Any) -> _Size:
+        letters = self.letters(value)
+        if dim is None:
+            return _Size(letters=letters)
+        index = _norm_dim(dim, 3)
+        return _Size(letters[index]) if letters and index is not None and 0 <= index < 3 else _Size()
+
     def getattr(self, value: Any, name: Any) -> Any:
         if name == "shape":
-            return _Size()
+            return _Size(letters=self.letters(value))
         if name == "values" and isinstance(value, tuple) and len(value) == 2:
             return value[0]
         if name == "indices" and isinstance(value, tuple):
@@ -1038,20 +1101,63 @@ class _Walk:
                 f"{method} of {_describe(value)} over dim={dim!r}; tf_lrp pools a sequence over its time axis "
                 "(out.mean(dim=1) for batch_first)"
             )
-        if keepdim:
-            raise _RefusalError("keepdim=True: tf_lrp pools to one vector per sample (keepdim=False)")
         time = _AXES[self.conv.resolve(value.axes)].index("t")
         if _norm_dim(dim, 3) != time:
             raise _RefusalError(f"{method} over dim={dim} is not the time axis ({time}); tf_lrp pools over time only")
-        kind = "global_average_pooling" if method == "mean" else "global_max_pooling"
+        pooled = self.global_pool(node, value, "mean" if method == "mean" else "max")
+        kept = _Kept(pooled, time) if keepdim else pooled
+        if method == "max":  # Tensor.max(dim) returns (values, indices)
+            return (kept, _Opaque("the indices of a max (argmax)"))
+        return kept
+
+    def global_pool(self, node: Any, value: _Seq, how: str) -> _Vec:
+        """``value`` pooled over time (a pooling node per part)."""
+        kind = "global_average_pooling" if how == "mean" else "global_max_pooling"
         parts = []
         for part in value.parts:
             source = self.conv.edge_of(part, str(node.name))
             parts.append((self.conv.add(PoolingSpec(kind, part[1], name=f"{node.name}"), [source]), part[1]))
-        pooled = _Vec(tuple(parts))
-        if method == "max":  # Tensor.max(dim) returns (values, indices)
-            return (pooled, _Opaque("the indices of a max (argmax)"))
-        return pooled
+        return _Vec(tuple(parts))
+
+    def pool_function(self, node: Any, method: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """``F.max/avg_pool1d`` and the adaptive ones (and their modules) on a channels-first sequence.
+
+        A window over all of time (``F.max_pool1d(x, x.size(2))``, ``adaptive_*(x, 1)``) is a global pooling
+        that keeps the time axis (size 1); an integer window is a pooling1d node.
+        """
+        x = args[0]
+        if not isinstance(x, _Seq) or x.tokens or self.conv.resolve(x.axes) != "bf":
+            raise _RefusalError(f"pools {_describe(x)}; tf_lrp pools a channels-first (batch, channels, time) sequence")
+        how = "max" if "max" in method.lower() else "mean"
+        window = kwargs.get("output_size", kwargs.get("kernel_size", args[1] if len(args) > 1 else None))
+        if "adaptive" in method.lower():
+            if _single_value(window) != 1:
+                raise _RefusalError(f"output_size={window!r}; tf_lrp pools adaptively to one step (output_size=1)")
+            return _Kept(self.global_pool(node, x, how), 2)
+        names = ("stride", "padding", "dilation", "ceil_mode", "return_indices")
+        options = dict(zip(names, args[2:], strict=False)) | {k: kwargs[k] for k in names if k in kwargs}
+        stride = options.get("stride")
+        if (
+            _single_value(options.get("padding", 0)) != 0
+            or _single_value(options.get("dilation", 1)) != 1
+            or options.get("ceil_mode")
+            or options.get("return_indices")
+        ):
+            raise _RefusalError("padding, dilation, ceil_mode and return_indices are not supported; use the defaults")
+        if isinstance(window, _Size) and window.letter == "t" and (stride is None or stride == window):
+            return _Kept(self.global_pool(node, x, how), 2)
+        size = _single_value(window)
+        step = size if stride is None or stride == [] else _single_value(stride)
+        if size is None or step is None:
+            raise _RefusalError(
+                f"pools with kernel_size={window!r}; tf_lrp reads an integer window or one over all of time (x.size(2))"
+            )
+        kind = "max_pooling1d" if how == "max" else "average_pooling1d"
+        edge = self.conv.add(
+            Pooling1DSpec(kind, x.width, size, step, "valid", name=str(node.name)),
+            [self.conv.materialize(x, str(node.name))],
+        )
+        return _Seq(((edge, x.width),), "bf")
 
     def reshape(self, method: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         value = args[0]
@@ -1066,6 +1172,20 @@ class _Walk:
                 return _Vec(tuple(p for item in value.items for p in item.parts))
         if isinstance(value, _Vec) and _flattens(method, args[1:], kwargs, value.width):
             return value
+        if isinstance(value, _Kept):
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+            if method == "squeeze" and (dim is None or _norm_dim(dim, 3) == value.axis):
+                return value.vec
+            if _flattens(method, args[1:], kwargs, value.width):
+                return value.vec
+            raise _RefusalError(f"{method} of a pooled (batch, C, 1) tensor; tf_lrp reads .squeeze(-1) or .flatten(1)")
+        if (
+            isinstance(value, _Seq)
+            and not value.tokens
+            and self.conv.resolve(value.axes) == "bt"
+            and _flattens(method, args[1:], kwargs, -1)
+        ):
+            return _Flat(value)
         if isinstance(value, _Seq) and not value.tokens and method in ("reshape", "view"):
             shape = args[1] if len(args) == 2 and isinstance(args[1], (list, tuple)) else args[1:]
             if _keeps_layout(shape, _AXES[self.conv.resolve(value.axes)].index("f"), value.width):
@@ -1145,6 +1265,13 @@ def _keeps_layout(shape: Sequence[Any], features: int, width: int) -> bool:
     return not isinstance(given, bool) and given == width
 
 
+def _single_value(value: Any) -> int | None:
+    """An int, or the one int of a 1-tuple / list (None otherwise)."""
+    if isinstance(value, (list, tuple)) and len(value) == 1:
+        value = value[0]
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _full(item: Any) -> bool:
     return item is Ellipsis or (isinstance(item, slice) and item == slice(None))
 
@@ -1173,6 +1300,10 @@ def _describe(value: Any) -> str:
         return f"stacked final states h_n ({len(value.items)})"
     if isinstance(value, _Opaque):
         return value.what
+    if isinstance(value, _Kept):
+        return f"a pooled (batch, {value.width}, 1) tensor"
+    if isinstance(value, _Flat):
+        return f"a flattened sequence of width {value.seq.width} (only an nn.Linear reads it)"
     if isinstance(value, tuple):
         return f"a tuple of {len(value)}"
     return type(value).__name__
