@@ -68,7 +68,8 @@ def test_softmax_forward_relevance_gradient(masked: bool) -> None:
 
     relevance = rng.normal(size=(B, T, F)) * valid[..., None]
     messages, leftover = node.relevance(spec, (), cache, _tm(relevance), _ctx(1e-3, 1.0, "cp_lrp"))
-    assert messages == (None,) and leftover is None
+    assert messages == (None,)
+    assert leftover is None
     messages, _ = node.relevance(spec, (), cache, _tm(relevance), _ctx(1e-3, 1.0, "attnlrp"))
     r_x = _bm(messages[0])
     np.testing.assert_allclose(r_x, _attnlrp_oracle(x, ours, relevance), rtol=0, atol=1e-10)

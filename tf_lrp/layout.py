@@ -1365,7 +1365,9 @@ class WeightedSumSpec(SameWidthSpec):
             if not part.sequence:
                 raise LayoutError(f"{where}: its {role} {part.what} is one vector per sample; it sums over time")
             if part.width != width:
-                raise LayoutError(f"{where}: its {role} {part.what} outputs width {part.width}; they must be {width} wide")
+                raise LayoutError(
+                    f"{where}: its {role} {part.what} outputs width {part.width}; they must be {width} wide"
+                )
         return Port(False, self.features, False, "")
 
 

@@ -1,6 +1,7 @@
-"""Handlers for the Keras attention layers: ``Attention``, ``AdditiveAttention``, ``MultiHeadAttention``,
-and the layers of a hand-built attention pooling: ``Softmax(axis=1)`` over the time axis and
-``Dot(axes=1)([weights, states])`` (the weighted sum over time).
+"""Handlers for the Keras attention layers and the layers of a hand-built attention pooling.
+
+``Attention``, ``AdditiveAttention``, ``MultiHeadAttention``; ``Softmax(axis=1)`` over the time
+axis and ``Dot(axes=1)([weights, states])`` (the weighted sum over time) of an attention pooling.
 
 Attention runs over the time axis of recurrent states; the masks Keras derives from the inputs'
 masks (``Embedding(mask_zero=True)``, ``Masking``) are reproduced by the nodes, which read the
