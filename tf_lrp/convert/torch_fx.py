@@ -22,6 +22,10 @@ version-2 manifest, so what the head reads is what the module reads (the state_d
   ``mean`` / ``max`` / ``amax`` over time -> ``global_average_pooling`` / ``global_max_pooling``
   (PyTorch has no masks: the mean is over every step); ``transpose`` / ``permute`` that swap batch
   and time; dropout, ``contiguous`` and dtype casts (the identity).
+* Attention pooling: ``torch.softmax(scores, dim=time)`` -> ``softmax``; ``(w * out).sum(dim=time)``
+  and ``torch.bmm(w.transpose(1, 2), out).squeeze(1)`` -> ``weighted_sum``; ``tanh`` right after a
+  per-step ``nn.Linear`` (the scores) -> ``activation``. ``nn.MultiheadAttention`` (self or cross,
+  no masks) -> ``multi_head_attention``.
 
 Anything else is refused with a :class:`~tf_lrp.errors.ConversionError` naming the operation, the
 module path and the source line (from the fx node's stack trace). torch is imported inside the
