@@ -454,6 +454,8 @@ class AttentionMisuse(nn.Module):
         if self.how == "zero-attn":
             self.mha.add_zero_attn = True
             return self.fc(self.mha(out, out, out)[0].mean(dim=1))
+        if self.how == "raw-weights":
+            return self.fc((self.att(out) * out).sum(dim=1))
         return self.fc((out * out).mean(dim=1))
 
 
@@ -465,6 +467,7 @@ def test_attention_misuse_is_refused() -> None:
     _refused(AttentionMisuse("causal"), r"module 'mha' \(MultiheadAttention\).*is_causal=True", x)
     _refused(AttentionMisuse("zero-attn"), r"add_zero_attn", x)
     _refused(AttentionMisuse("product"), r"products only in attention pooling", x)
+    _refused(AttentionMisuse("raw-weights"), r"w = torch\.softmax", x)
 
 
 def test_scores_beyond_tolerance_are_refused_with_the_max_difference(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -154,6 +154,8 @@ def test_converter_refusals() -> None:
         convert(L.Dot(axes=1)([states, L.Softmax(axis=1)(scores)]))
     with pytest.raises(ConversionError, match="axes=2"):
         convert(L.Dot(axes=2)([L.Softmax(axis=1)(scores), L.Softmax(axis=1)(scores)]))
+    with pytest.raises(ConversionError, match="not a Softmax"):
+        convert(L.Dot(axes=1)([scores, states]))
     with pytest.raises(ConversionError, match="normalize=True"):
         convert(L.Dot(axes=1, normalize=True)([L.Softmax(axis=1)(scores), states]))
     masked_in = keras.Input((T, 3))

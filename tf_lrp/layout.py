@@ -1333,7 +1333,8 @@ class WeightedSumSpec(SameWidthSpec):
 
     ``o_j = Σ_t w_t v_tj``: Keras ``Dot(axes=1)([weights, values])`` (then a flatten), PyTorch
     ``(w * out).sum(dim=1)`` / ``torch.bmm(w.transpose(1, 2), out).squeeze(1)``. CP-LRP (default):
-    the weights are constants, the values take all the relevance by the ε-rule over the T terms.
+    the weights are constants, the values take all the relevance by the ε-rule over the T terms
+    (conserving at bias_factor = 1 when the weights sum to 1: the converters read softmax weights only).
     """
 
     kinds: ClassVar[tuple[str, ...]] = ("weighted_sum",)

@@ -186,6 +186,12 @@ def dot(call: Call) -> Emitted:
             f"its first input {weights.port.what} has width {weights.port.width}; tf_lrp reads "
             "Dot(axes=1)([weights (B, T, 1), states (B, T, F)]) (weights first, one per step)",
         )
+    if not isinstance(weights.producer, SoftmaxSpec):
+        raise refuse(
+            layer,
+            f"its weights {weights.port.what} are not a Softmax(axis=1) over time; tf_lrp reads the weighted sum of an "
+            "attention pooling (weights that sum to 1 over the steps, so the ε-rule conserves)",
+        )
     width = states.port.width
     specs = (WeightedSumSpec(width, name=layer.name), RepeatVectorSpec(1, width, name=f"{layer.name}_step"))
     return Emitted(specs, masked=False)  # Keras's Dot passes no mask on; the (B, 1, F) output is one step

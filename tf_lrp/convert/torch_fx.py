@@ -733,12 +733,18 @@ class _Walk:
         edge = self.conv.add(ActivationSpec("tanh", x.width, name=str(node.name)), [x.parts[0][0]])
         return _Seq(((edge, x.width),), x.axes)
 
+    def is_softmax(self, value: _Seq) -> bool:
+        """Whether ``value`` is the output of a softmax node (attention weights: they sum to 1 over time)."""
+        edge = value.parts[0][0] if len(value.parts) == 1 else None
+        return isinstance(edge, int) and edge >= 0 and isinstance(self.conv.specs[edge], SoftmaxSpec)
+
     def is_weights_row(self, value: Any, dims: Sequence[Any]) -> bool:
         """Whether ``value.transpose(*dims)`` turns batch-first weights (B, T, 1) into (B, 1, T) for ``torch.bmm``."""
         return (
             isinstance(value, _Seq)
             and not value.tokens
             and value.width == 1
+            and self.is_softmax(value)
             and sorted(_norm_dim(d, 3) or 0 for d in dims) == [1, 2]
             and self.conv.resolve(value.axes) == "bt"
         )
@@ -749,14 +755,15 @@ class _Walk:
         if method == "mul" and isinstance(first, _Seq) and isinstance(second, _Seq):
             weights, values = (first, second) if first.width == 1 else (second, first)
             same = self.conv.resolve(weights.axes) == self.conv.resolve(values.axes)
-            if weights.width == 1 and same and not weights.tokens and not values.tokens:
+            if weights.width == 1 and same and not weights.tokens and not values.tokens and self.is_softmax(weights):
                 return _Weighted(weights, values)
         row = method in ("bmm", "matmul") and isinstance(first, _WeightsRow)
         if row and isinstance(second, _Seq) and self.conv.resolve(second.axes) == "bt" and not second.tokens:
             return _Context(first.weights, second)
         raise _RefusalError(
             f"{method} of {_describe(first)} and {_describe(second)}; tf_lrp reads products only in attention "
-            "pooling: (w * out).sum(dim=1) or torch.bmm(w.transpose(1, 2), out).squeeze(1), w of width 1"
+            "pooling: (w * out).sum(dim=1) or torch.bmm(w.transpose(1, 2), out).squeeze(1), w = torch.softmax(scores, "
+            "dim=1) of width 1"
         )
 
     def weighted_sum(self, name: str, weights: _Seq, values: _Seq) -> _Vec:

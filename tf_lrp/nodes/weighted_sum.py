@@ -45,8 +45,8 @@ class WeightedSumNode(NodeType):
     kinds: ClassVar[tuple[str, ...]] = ("weighted_sum",)
 
     def cache_floats(self, spec: WeightedSumSpec, steps: int) -> int:
-        """The output (the weights and values are their producers')."""
-        return spec.features
+        """The weights and values (batch-major copies) and the output."""
+        return steps * (1 + spec.features) + spec.features
 
     def forward(
         self, spec: WeightedSumSpec, params: Any, inputs: Sequence[Tensor], mask: Tensor | None
