@@ -178,3 +178,14 @@ def test_spec_reads_weights_and_values() -> None:
         spec.infer([Port(True, 1, False, "w")], "pool", False)
     with pytest.raises(LayoutError, match="one vector per sample"):
         spec.infer([Port(True, 1, False, "w"), Port(False, H, False, "v")], "pool", False)
+
+
+def test_save_and_load_keep_the_pooling_nodes(tmp_path) -> None:
+    rng = np.random.default_rng(9)
+    model = _pooling_model(rng, reshape=False)
+    x = rng.normal(size=(B, T, 3))
+    ex = Explainer.from_keras(model, sample=x, dtype="float64")
+    ex.save(tmp_path / "pooling.npz")
+    again = Explainer.load(tmp_path / "pooling.npz", dtype="float64")
+    assert [s.kind for s in again.layout.layers] == [s.kind for s in ex.layout.layers]
+    np.testing.assert_array_equal(again.explain(x).relevance, ex.explain(x).relevance)
