@@ -368,6 +368,47 @@ def flattened(rng: np.random.Generator) -> Case:
                   {"gru", "flatten", "dense"})  # fmt: skip
 
 
+def _masked_softmax_numpy(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(B, T) softmax over time of the valid steps (masked steps: weight 0), written out in numpy."""
+    shifted = np.where(mask, scores, -np.inf)
+    e = np.exp(shifted - shifted.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_pooled(rng: np.random.Generator) -> Case:
+    """Bi-LSTM -> Dense(1, tanh) -> Softmax(axis=1) -> Dot(axes=1)([weights, states]) -> Flatten -> Dense.
+
+    The hand-built attention pooling, with masked steps: Keras 3's ``Softmax`` cannot apply the
+    propagated (B, T) mask to its (B, T, 1) scores (it raises), so the Keras model is converted
+    unmasked, the converted network reads the input's ``Masking(0.0)``, and the reference is the
+    masked Keras recurrent layer and scores followed by the masked pooling in numpy.
+    """
+    from tf_lrp.convert import from_keras
+
+    f64 = {"dtype": "float64"}
+    inputs = keras.Input((STEPS, 2), dtype="float64")
+    bilstm = L.Bidirectional(L.LSTM(3, return_sequences=True, **f64), **f64)
+    score_layer, head = L.Dense(1, activation="tanh", **f64), L.Dense(2, **f64)
+    states = bilstm(inputs)
+    weights = L.Softmax(axis=1, **f64)(score_layer(states))
+    plain = keras.Model(inputs, head(L.Flatten(**f64)(L.Dot(axes=1, **f64)([weights, states]))))
+    _randomise(plain, rng)
+    manifest, arrays = from_keras(plain)
+    manifest["inputs"][0]["mask_value"] = 0.0
+    explainer = Explainer.from_manifest(manifest, arrays, dtype="float64")
+    masked_states = bilstm(L.Masking(0.0, **f64)(inputs))
+    inner = keras.Model(inputs, [masked_states, score_layer(masked_states)])
+    kernel, bias = (np.asarray(w) for w in head.get_weights())
+
+    def run(x: np.ndarray) -> np.ndarray:
+        h, e = (np.asarray(keras.ops.convert_to_numpy(t)) for t in inner(x))
+        a = _masked_softmax_numpy(e[..., 0], np.any(x != 0.0, axis=-1))
+        return np.einsum("bt,bth->bh", a, h) @ kernel + bias
+
+    x, lengths = _floats(rng, 2)
+    return Case(explainer, run, x, lengths, KINDS["softmax_pooled"])
+
+
 #: name -> factory; the invariants harness runs every method on each.
 NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "stacked_lstm_gru": stacked_lstm_gru,
@@ -389,6 +430,7 @@ NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "multi_head_block": multi_head_block,
     "flattened": flattened,
     "last_step": last_step,
+    "softmax_pooled": softmax_pooled,
 }
 #: the node kinds each network uses (static, so the coverage check needs no Keras model)
 KINDS: dict[str, frozenset[str]] = {
@@ -415,4 +457,7 @@ KINDS: dict[str, frozenset[str]] = {
     "multi_head_block": frozenset({"gru", "multi_head_attention", "global_average_pooling", "dense"}),
     "flattened": frozenset({"gru", "flatten", "dense"}),
     "last_step": frozenset({"lstm", "select_step", "dense"}),
+    "softmax_pooled": frozenset(
+        {"lstm", "dense", "activation", "softmax", "weighted_sum", "repeat_vector", "flatten"}
+    ),
 }

@@ -413,15 +413,26 @@ def _marked_task(rng: np.random.Generator, n: int, steps: int = 8) -> tuple[np.n
     return ids.astype("int32"), labels, where
 
 
-def test_toy_task_relevance_finds_the_deciding_token() -> None:
+def _attention_layer_head(ids: object) -> object:
+    h = L.Embedding(12, 8, mask_zero=True)(ids)
+    h = L.Bidirectional(L.LSTM(8, return_sequences=True))(h)
+    return L.GlobalAveragePooling1D()(L.Attention(use_scale=True)([h, h]))
+
+
+def _hand_built_pooling_head(ids: object) -> object:
+    """Dense(1, tanh) scores -> Softmax over time -> Dot(axes=1) (no mask_zero: Keras's Softmax cannot take it)."""
+    h = L.Bidirectional(L.LSTM(8, return_sequences=True))(L.Embedding(12, 8)(ids))
+    weights = L.Softmax(axis=1)(L.Dense(1, activation="tanh")(h))
+    return L.Flatten()(L.Dot(axes=1)([weights, h]))
+
+
+@pytest.mark.parametrize("head", [_attention_layer_head, _hand_built_pooling_head])
+def test_toy_task_relevance_finds_the_deciding_token(head) -> None:
     keras.utils.set_random_seed(0)
     rng = np.random.default_rng(0)
     ids, labels, _ = _marked_task(rng, 2000)
     inputs = keras.Input((None,), dtype="int32")
-    h = L.Embedding(12, 8, mask_zero=True)(inputs)
-    h = L.Bidirectional(L.LSTM(8, return_sequences=True))(h)
-    h = L.GlobalAveragePooling1D()(L.Attention(use_scale=True)([h, h]))
-    model = keras.Model(inputs, L.Dense(2)(h))
+    model = keras.Model(inputs, L.Dense(2)(head(inputs)))
     model.compile(optimizer=keras.optimizers.Adam(0.01),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), metrics=["accuracy"])  # fmt: skip
     model.fit(ids, labels, batch_size=64, epochs=6, verbose=0)

@@ -249,6 +249,22 @@ def text_bilstm_attention() -> tuple[keras.Model, Any]:
     return keras.Model(inputs, L.Dense(3, activation="softmax", name="head")(h), name="text_bilstm_attention"), _ids(11)
 
 
+def text_bilstm_attention_pooling() -> tuple[keras.Model, Any]:
+    """Hand-built attention pooling: Dense(1, tanh) scores -> Softmax over time -> Dot(axes=1) weighted sum.
+
+    No mask_zero: Keras 3's Softmax cannot apply the propagated (B, T) mask to (B, T, 1) scores; so
+    no padding either (id 0 would be a token like any other, and occur more than once).
+    """
+    inputs = keras.Input((None,), dtype="int32", name="ids")
+    h = L.Embedding(VOCAB, 6, name="embed")(inputs)
+    h = L.Bidirectional(L.LSTM(5, return_sequences=True), name="bilstm")(h)
+    weights = L.Softmax(axis=1, name="attention_weights")(L.Dense(1, activation="tanh", name="scores")(h))
+    h = L.Flatten(name="context")(L.Dot(axes=1, name="weighted_sum")([weights, h]))
+    model = keras.Model(inputs, L.Dense(3, activation="softmax", name="head")(h), name="text_bilstm_attention_pooling")
+    ids = np.random.default_rng(14).permutation(np.arange(1, VOCAB))[: 4 * 9].reshape(4, 9)
+    return model, ids.astype("int32")
+
+
 def lstm_multi_head_block() -> tuple[keras.Model, Any]:
     inputs = keras.Input((None, 3))
     h = L.LSTM(6, return_sequences=True)(L.Masking(0.0)(inputs))
@@ -278,6 +294,7 @@ ZOO: dict[str, Entry] = {
     "multiply_gated": Entry(multiply_gated),
     "text_bilstm_attention": Entry(text_bilstm_attention),
     "lstm_multi_head_block": Entry(lstm_multi_head_block),
+    "text_bilstm_attention_pooling": Entry(text_bilstm_attention_pooling),
 }
 
 

@@ -148,6 +148,50 @@ class TimeMajorInput(nn.Module):
         return self.fc(out[-1])
 
 
+class AttentionPooled(nn.Module):
+    """Attention pooling: ``w = softmax(att(out), dim=time)`` then ``(w * out).sum(time)`` or ``bmm``."""
+
+    def __init__(self, variant: str, batch_first: bool = True) -> None:
+        super().__init__()
+        self.variant, self.batch_first = variant, batch_first
+        self.rnn = nn.LSTM(D, H, batch_first=batch_first, bidirectional=True)
+        self.att = nn.Linear(2 * H, 1)
+        self.fc = nn.Linear(2 * H, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)
+        time = 1 if self.batch_first else 0
+        if self.variant == "bmm":  # tanh scores, torch.softmax, torch.bmm(...).squeeze(1)
+            w = torch.softmax(torch.tanh(self.att(out)), dim=1)
+            return self.fc(torch.bmm(w.transpose(1, 2), out).squeeze(1))
+        if self.variant == "functional":  # F.softmax, out * w
+            w = nn.functional.softmax(self.att(out), dim=time)
+            return self.fc((out * w).sum(dim=time))
+        w = self.att(out).tanh().softmax(dim=time)  # methods; w * out
+        return self.fc(torch.sum(w * out, dim=time))
+
+
+class MultiHead(nn.Module):
+    """GRU -> nn.MultiheadAttention (self or cross, kdim/vdim, bias) -> mean over time -> Linear."""
+
+    def __init__(self, batch_first: bool, cross: bool = False, kdim: int | None = None, bias: bool = True) -> None:
+        super().__init__()
+        self.batch_first, self.cross = batch_first, cross
+        self.rnn = nn.GRU(D, 6, batch_first=batch_first)
+        self.other = nn.GRU(D, kdim or 6, batch_first=batch_first)
+        self.mha = nn.MultiheadAttention(6, 2, batch_first=batch_first, kdim=kdim, vdim=kdim, bias=bias)
+        self.fc = nn.Linear(6, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)
+        if self.cross:
+            memory, _ = self.other(x)
+            attended, _ = self.mha(out, memory, memory)
+        else:
+            attended, _ = self.mha(out, out, out, need_weights=False)
+        return self.fc(attended.mean(dim=1 if self.batch_first else 0))
+
+
 @dataclass
 class Entry:
     build: Callable[[], nn.Module]
@@ -181,6 +225,13 @@ ZOO: dict[str, Entry] = {
     "cat-directions-gru": Entry(lambda: CatDirections("gru")),
     "time-major-input": Entry(TimeMajorInput, time_major=True),
     "hidden-tanh": Entry(lambda: HiddenTanh()),  # defined with the refusals below
+    "attention-pool-methods": Entry(lambda: AttentionPooled("methods")),
+    "attention-pool-functional-time-major": Entry(lambda: AttentionPooled("functional", False), time_major=True),
+    "attention-pool-bmm": Entry(lambda: AttentionPooled("bmm")),
+    "mha-self": Entry(lambda: MultiHead(True)),
+    "mha-self-time-major": Entry(lambda: MultiHead(False), time_major=True),
+    "mha-cross-kdim": Entry(lambda: MultiHead(True, cross=True, kdim=5)),
+    "mha-cross-no-bias-time-major": Entry(lambda: MultiHead(False, cross=True, bias=False), time_major=True),
 }
 
 
@@ -388,6 +439,47 @@ def test_unsupported_ops_are_refused_naming_the_op_and_source_line() -> None:
     _refused(HalfDirection(), r"across a direction or layer boundary")
     _refused(InitialState(), r"initial state")
     _refused(DataDependent(), r"torch\.fx cannot trace DataDependent\.forward")
+
+
+class AttentionMisuse(nn.Module):
+    """Attention pooling and nn.MultiheadAttention written in ways tf_lrp refuses."""
+
+    def __init__(self, how: str) -> None:
+        super().__init__()
+        self.how = how
+        self.rnn = nn.GRU(D, H, batch_first=True)
+        self.att = nn.Linear(H, 1)
+        self.mha = nn.MultiheadAttention(H, 2, batch_first=True)
+        self.fc = nn.Linear(H, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)
+        if self.how == "softmax-features":
+            return self.fc(torch.softmax(out, dim=-1).mean(dim=1))
+        if self.how == "sum-features":
+            return self.fc((torch.softmax(self.att(out), dim=1) * out).sum(dim=2))
+        if self.how == "bare-squeeze":
+            w = torch.softmax(self.att(out), dim=1)
+            return self.fc(torch.bmm(w.transpose(1, 2), out).squeeze())
+        if self.how == "causal":  # a mask tensor itself never reaches the module: fx makes it a refused constant
+            return self.fc(self.mha(out, out, out, is_causal=True)[0].mean(dim=1))
+        if self.how == "zero-attn":
+            self.mha.add_zero_attn = True
+            return self.fc(self.mha(out, out, out)[0].mean(dim=1))
+        if self.how == "raw-weights":
+            return self.fc((self.att(out) * out).sum(dim=1))
+        return self.fc((out * out).mean(dim=1))
+
+
+def test_attention_misuse_is_refused() -> None:
+    x = np.random.default_rng(0).normal(size=(2, T, D))
+    _refused(AttentionMisuse("softmax-features"), r"softmax over dim=-1, not the time axis", x)
+    _refused(AttentionMisuse("sum-features"), r"over dim=2 .*the time axis \(1\)", x)
+    _refused(AttentionMisuse("bare-squeeze"), r"squeeze\(dim=None\)", x)
+    _refused(AttentionMisuse("causal"), r"module 'mha' \(MultiheadAttention\).*is_causal=True", x)
+    _refused(AttentionMisuse("zero-attn"), r"add_zero_attn", x)
+    _refused(AttentionMisuse("product"), r"products only in attention pooling", x)
+    _refused(AttentionMisuse("raw-weights"), r"w = torch\.softmax", x)
 
 
 def test_scores_beyond_tolerance_are_refused_with_the_max_difference(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1292,12 +1292,92 @@ class SelectStepSpec(SameWidthSpec):
         return Port(False, self.features, False, "")
 
 
+@dataclass(frozen=True)
+class SoftmaxSpec(SameWidthSpec):
+    """A softmax over the time axis of a sequence (B, T, F) -> (B, T, F), each feature on its own.
+
+    Keras ``Softmax(axis=1)``, PyTorch ``torch.softmax(scores, dim=1)``: the attention weights of an
+    attention pooling (``weighted_sum`` reads them). Masked steps get the weight 0 (Keras's masked
+    softmax). CP-LRP (default, ``RuleSet(attention=...)``): it passes no relevance (the weights are
+    constants); AttnLRP: its softmax rule.
+    """
+
+    kinds: ClassVar[tuple[str, ...]] = ("softmax",)
+    rule_kind: ClassVar[str | None] = "attention"
+    features: int
+    name: str = ""
+    kind: str = "softmax"
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> SoftmaxSpec:
+        """The spec of a manifest entry."""
+        return cls(entry["features"], entry.get("name", ""))
+
+    def to_entry(self) -> dict[str, Any]:
+        """The normalised manifest entry."""
+        return {"kind": "softmax", "features": self.features}
+
+    def describe(self, reads: str) -> str:
+        """The ``info`` line."""
+        return f"Softmax(over time){reads}: {self.features} -> {self.features}"
+
+    def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
+        """It reads a sequence and outputs one of the same shape."""
+        _one_input(parts, where, self.features, want="sequence")
+        return Port(True, self.features, False, "")
+
+
+@dataclass(frozen=True)
+class WeightedSumSpec(SameWidthSpec):
+    """The attention pooling's weighted sum over time: (weights (B, T, 1), values (B, T, F)) -> (B, F).
+
+    ``o_j = Σ_t w_t v_tj``: Keras ``Dot(axes=1)([weights, values])`` (then a flatten), PyTorch
+    ``(w * out).sum(dim=1)`` / ``torch.bmm(w.transpose(1, 2), out).squeeze(1)``. CP-LRP (default):
+    the weights are constants, the values take all the relevance by the ε-rule over the T terms
+    (conserving at bias_factor = 1 when the weights sum to 1: the converters read softmax weights only).
+    """
+
+    kinds: ClassVar[tuple[str, ...]] = ("weighted_sum",)
+    rule_kind: ClassVar[str | None] = "attention"
+    features: int
+    name: str = ""
+    kind: str = "weighted_sum"
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> WeightedSumSpec:
+        """The spec of a manifest entry."""
+        return cls(entry["features"], entry.get("name", ""))
+
+    def to_entry(self) -> dict[str, Any]:
+        """The normalised manifest entry."""
+        return {"kind": "weighted_sum", "features": self.features}
+
+    def describe(self, reads: str) -> str:
+        """The ``info`` line."""
+        return f"WeightedSum(over time){reads}: weights 1, values {self.features} -> {self.features}"
+
+    def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
+        """Weights (width 1) and values (width ``features``), both sequences; one vector out."""
+        if len(parts) != 2:
+            raise LayoutError(f"{where} reads {len(parts)} inputs; it takes two (weights, values)")
+        for part, role, width in zip(parts, ("weights", "values"), (1, self.features), strict=True):
+            if part.tokens:
+                raise LayoutError(f"{where} reads the token ids of {part.what}: put an embedding layer in between")
+            if not part.sequence:
+                raise LayoutError(f"{where}: its {role} {part.what} is one vector per sample; it sums over time")
+            if part.width != width:
+                raise LayoutError(
+                    f"{where}: its {role} {part.what} outputs width {part.width}; they must be {width} wide"
+                )
+        return Port(False, self.features, False, "")
+
+
 LayerSpec = Spec
 _SPEC_CLASSES: tuple[type[Spec], ...] = (EmbeddingSpec, RecurrentSpec, DenseSpec, ConcatenateSpec, PoolingSpec)
 _SPEC_CLASSES += (ConvSpec, Pooling1DSpec, RepeatVectorSpec, SliceSpec, Seq2SeqSpec)
 _SPEC_CLASSES += (ActivationSpec, NormalizationSpec, MergeSpec, MultiplySpec)
 _SPEC_CLASSES += (AttentionSpec, MultiHeadAttentionSpec)
-_SPEC_CLASSES += (SelectStepSpec, FlattenSpec)
+_SPEC_CLASSES += (SelectStepSpec, FlattenSpec, SoftmaxSpec, WeightedSumSpec)
 #: manifest kind -> spec class (the registry the manifest reader, the writer and the shape check read)
 SPEC_TYPES: Mapping[str, type[Spec]] = MappingProxyType(
     {

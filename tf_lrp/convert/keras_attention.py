@@ -1,4 +1,7 @@
-"""Handlers for the Keras attention layers: ``Attention``, ``AdditiveAttention``, ``MultiHeadAttention``.
+"""Handlers for the Keras attention layers and the layers of a hand-built attention pooling.
+
+``Attention``, ``AdditiveAttention``, ``MultiHeadAttention``; ``Softmax(axis=1)`` over the time
+axis and ``Dot(axes=1)([weights, states])`` (the weighted sum over time) of an attention pooling.
 
 Attention runs over the time axis of recurrent states; the masks Keras derives from the inputs'
 masks (``Embedding(mask_zero=True)``, ``Masking``) are reproduced by the nodes, which read the
@@ -12,8 +15,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from ..layout import AttentionSpec, MultiHeadAttentionSpec
-from .keras_nodes import Call, Emitted, Handler, refuse, to_numpy
+from ..layout import AttentionSpec, MultiHeadAttentionSpec, RepeatVectorSpec, SoftmaxSpec, WeightedSumSpec
+from .keras_nodes import Call, Emitted, Handler, one_input, refuse, to_numpy
 
 _L = keras.layers
 
@@ -143,7 +146,60 @@ def multi_head_attention(call: Call) -> Emitted:
     return Emitted((spec,), tuple(arrays), reads=tuple(order), masked=incoming[0].masked)
 
 
+def softmax(call: Call) -> Emitted:
+    """``Softmax(axis=1)`` of a sequence (B, T, F) before the score layer: the attention weights, over time."""
+    layer = call.layer
+    incoming = one_input(call, want_sequence=True)
+    axis = layer.axis
+    axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    if axes not in ((1,), (-2,)):
+        raise refuse(
+            layer,
+            f"axis={axis!r}: tf_lrp reads a softmax before the score layer over the time axis only (axis=1, the "
+            "attention weights of an attention pooling)",
+        )
+    if incoming.masked:
+        raise refuse(
+            layer,
+            "receives a step mask (B, T) that Keras 3's Softmax cannot apply to its (B, T, F) input (it raises when "
+            "run); use keras.layers.Attention / AdditiveAttention for masked inputs, or remove the mask",
+        )
+    return Emitted((SoftmaxSpec(incoming.port.width, name=layer.name),))
+
+
+def dot(call: Call) -> Emitted:
+    """``Dot(axes=1)([weights (B, T, 1), states (B, T, F)])`` -> (B, 1, F): the weighted sum over time."""
+    layer = call.layer
+    axes = layer.axes
+    if (tuple(axes) if isinstance(axes, (tuple, list)) else (axes, axes)) != (1, 1) or layer.normalize:
+        raise refuse(
+            layer,
+            f"axes={axes!r}, normalize={layer.normalize!r}: tf_lrp reads Dot(axes=1) (the weighted sum over time of "
+            "an attention pooling, [weights, states])",
+        )
+    if len(call.inputs) != 2 or any(not i.port.sequence or i.port.tokens for i in call.inputs):
+        raise refuse(layer, "tf_lrp reads Dot(axes=1)([weights (B, T, 1), states (B, T, F)]) of two sequences")
+    weights, states = call.inputs
+    if weights.port.width != 1:
+        raise refuse(
+            layer,
+            f"its first input {weights.port.what} has width {weights.port.width}; tf_lrp reads "
+            "Dot(axes=1)([weights (B, T, 1), states (B, T, F)]) (weights first, one per step)",
+        )
+    if not isinstance(weights.producer, SoftmaxSpec):
+        raise refuse(
+            layer,
+            f"its weights {weights.port.what} are not a Softmax(axis=1) over time; tf_lrp reads the weighted sum of an "
+            "attention pooling (weights that sum to 1 over the steps, so the ε-rule conserves)",
+        )
+    width = states.port.width
+    specs = (WeightedSumSpec(width, name=layer.name), RepeatVectorSpec(1, width, name=f"{layer.name}_step"))
+    return Emitted(specs, masked=False)  # Keras's Dot passes no mask on; the (B, 1, F) output is one step
+
+
 HANDLERS: dict[type, Handler] = {
+    _L.Softmax: softmax,
+    _L.Dot: dot,
     _L.Attention: attention,
     _L.AdditiveAttention: attention,
     _L.MultiHeadAttention: multi_head_attention,

@@ -38,6 +38,10 @@ version-2 manifest, so what the head reads is what the module reads (the state_d
   layouts (batch, time, F), (time, batch, F) and channels-first (batch, F, time), tracked per
   value; ``view`` / ``reshape`` of a sequence that keeps its shape; dropout, ``contiguous`` and
   dtype casts (the identity).
+* Attention pooling: ``torch.softmax(scores, dim=time)`` -> ``softmax``; ``(w * out).sum(dim=time)``
+  and ``torch.bmm(w.transpose(1, 2), out).squeeze(1)`` -> ``weighted_sum`` (the weights must
+  be a softmax's: they sum to 1, so the ε-rule conserves). ``nn.MultiheadAttention`` (self or cross,
+  no masks) -> ``multi_head_attention``.
 
 Anything else is refused with a :class:`~tf_lrp.errors.ConversionError` naming the operation, the
 module path and the source line (from the fx node's stack trace). torch is imported inside the
@@ -68,12 +72,15 @@ from ..layout import (
     InputSpec,
     LayerSpec,
     MergeSpec,
+    MultiHeadAttentionSpec,
     NormalizationSpec,
     Pooling1DSpec,
     PoolingSpec,
     Port,
     RecurrentSpec,
     SelectStepSpec,
+    SoftmaxSpec,
+    WeightedSumSpec,
     input_edge,
     to_manifest,
     validate_manifest,
@@ -188,6 +195,29 @@ class _Flat:
     """A (batch, time, F) sequence flattened to (batch, time·F): its step count comes from the nn.Linear reading it."""
 
     seq: _Seq
+
+
+@dataclass(frozen=True)
+class _Weighted:
+    """``w * out`` of attention pooling: weights (width 1) times values, per step; only ``.sum(time)`` reads it."""
+
+    weights: _Seq
+    values: _Seq
+
+
+@dataclass(frozen=True)
+class _WeightsRow:
+    """``w.transpose(1, 2)``: attention weights (B, 1, T); only ``torch.bmm(·, out)`` reads it."""
+
+    weights: _Seq
+
+
+@dataclass(frozen=True)
+class _Context:
+    """``torch.bmm(w.transpose(1, 2), out)``: the weighted sum (B, 1, H); only ``.squeeze(1)`` reads it."""
+
+    weights: _Seq
+    values: _Seq
 
 
 _FLIP = {"bt": "tb", "tb": "bt", "in": "ni", "ni": "in"}
@@ -608,7 +638,9 @@ class _Walk:
         if _is_identity(node, self.module):
             return args[0]
         activation = _activation(node, self.module)
-        if activation in ("softmax", "log_softmax"):
+        if activation == "softmax":
+            return self.softmax(node, args, kwargs)
+        if activation == "log_softmax":
             raise _RefusalError(
                 f"{activation} before the score layer has no tf_lrp node (it mixes the features); "
                 f"{activation} is supported after the last nn.Linear only (the explained score is its pre-activation)"
@@ -634,6 +666,8 @@ class _Walk:
                 return self.layer_norm(node, sub, args)
             if name == "BatchNorm1d":
                 return self.batch_norm(node, sub, args)
+            if name == "MultiheadAttention":
+                return self.multihead_attention(node, sub, args, kwargs)
             raise _RefusalError(
                 f"is not supported; tf_lrp converts nn.LSTM, nn.GRU, nn.RNN, nn.Embedding, nn.Linear, nn.Conv1d, "
                 f"nn.MaxPool1d, nn.AvgPool1d, nn.LayerNorm, nn.BatchNorm1d, elementwise activations and dropout "
@@ -650,21 +684,24 @@ class _Walk:
             return self.cat(args[0], kwargs.get("dim", args[1] if len(args) > 1 else 0))
         if method in ("transpose", "swapaxes", "swapdims"):
             dims = [kwargs.get(k) for k in ("dim0", "dim1")] if len(args) < 3 else args[1:3]
+            if self.is_weights_row(args[0], dims):
+                return _WeightsRow(args[0])
             return self.transpose(args[0], dims)
+        if method in ("mul", "bmm", "matmul"):
+            return self.weigh(method, args)
         if method == "permute":
             order = list(args[1] if len(args) == 2 and isinstance(args[1], (list, tuple)) else args[1:])
             return self.permute(args[0], order or list(kwargs.get("dims", ())))
         if method in ("mean", "max", "amax"):
             return self.pool(node, method, args, kwargs)
         if method == "sum":
-            raise _RefusalError(
-                "a sum over time has no tf_lrp node (it is T times the mean, and T varies); use .mean(dim) "
-                "(global_average_pooling) or .max(dim)"
-            )
+            return self.sum(node, args, kwargs)
         if method == "size":
             return self.size(args[0], kwargs.get("dim", args[1] if len(args) > 1 else None))
         if method in ("adaptive_max_pool1d", "adaptive_avg_pool1d", "max_pool1d", "avg_pool1d"):
             return self.pool_function(node, method, args, kwargs)
+        if method == "squeeze" and isinstance(args[0], _Context):
+            return self.squeeze_context(node, args, kwargs)
         if method in ("reshape", "view", "flatten", "squeeze"):
             return self.reshape(method, args, kwargs)
         raise _RefusalError("is not supported between the input and the score layer (see docs/pytorch.md for the list)")
@@ -927,6 +964,139 @@ class _Walk:
         edges = [self.conv.materialize(v, operation) for v in (a, b)]
         edge = self.conv.add(MergeSpec(operation, a.width, name=operation), edges)
         return _like(a, edge, a.width)
+
+    # attention pooling and nn.MultiheadAttention -----------------------------------------------
+
+    def time_axis(self, value: _Seq) -> int:
+        """The time axis of a sequence in torch's layout (1 for batch_first, else 0)."""
+        return 1 if self.conv.resolve(value.axes) == "bt" else 0
+
+    def softmax(self, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """``torch.softmax(scores, dim=time)`` (function, method or ``nn.Softmax``) -> a softmax node."""
+        x = args[0]
+        if node.op == "call_module":
+            dim = self.module.get_submodule(node.target).dim
+        else:
+            dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        if not isinstance(x, _Seq) or x.tokens or x.parts[0][0] == input_edge(0):
+            raise _RefusalError(
+                f"softmax of {_describe(x)} before the score layer; tf_lrp reads a softmax over the time axis of "
+                "per-step scores (attention pooling: torch.softmax(self.att(out), dim=1))"
+            )
+        if _norm_dim(dim, 3) != self.time_axis(x):
+            raise _RefusalError(
+                f"softmax over dim={dim!r}, not the time axis ({self.time_axis(x)}); before the score layer tf_lrp "
+                "reads a softmax over time only (the attention weights of an attention pooling)"
+            )
+        source = self.conv.materialize(x, str(node.name))
+        return _Seq(((self.conv.add(SoftmaxSpec(x.width, name=str(node.name)), [source]), x.width),), x.axes)
+
+    def is_softmax(self, value: _Seq) -> bool:
+        """Whether ``value`` is the output of a softmax node (attention weights: they sum to 1 over time)."""
+        edge = value.parts[0][0] if len(value.parts) == 1 else None
+        return isinstance(edge, int) and edge >= 0 and isinstance(self.conv.specs[edge], SoftmaxSpec)
+
+    def is_weights_row(self, value: Any, dims: Sequence[Any]) -> bool:
+        """Whether ``value.transpose(*dims)`` turns batch-first weights (B, T, 1) into (B, 1, T) for ``torch.bmm``."""
+        return (
+            isinstance(value, _Seq)
+            and not value.tokens
+            and value.width == 1
+            and self.is_softmax(value)
+            and sorted(_norm_dim(d, 3) or 0 for d in dims) == [1, 2]
+            and self.conv.resolve(value.axes) == "bt"
+        )
+
+    def weigh(self, method: str, args: list[Any]) -> Any:
+        """``w * out`` (either order) and ``torch.bmm(w.transpose(1, 2), out)``: the products of attention pooling."""
+        first, second = args[0], args[1] if len(args) > 1 else None
+        if method == "mul" and isinstance(first, _Seq) and isinstance(second, _Seq):
+            weights, values = (first, second) if first.width == 1 else (second, first)
+            same = self.conv.resolve(weights.axes) == self.conv.resolve(values.axes)
+            if weights.width == 1 and same and not weights.tokens and not values.tokens and self.is_softmax(weights):
+                return _Weighted(weights, values)
+        row = method in ("bmm", "matmul") and isinstance(first, _WeightsRow)
+        if row and isinstance(second, _Seq) and self.conv.resolve(second.axes) == "bt" and not second.tokens:
+            return _Context(first.weights, second)
+        raise _RefusalError(
+            f"{method} of {_describe(first)} and {_describe(second)}; tf_lrp reads products only in attention "
+            "pooling: (w * out).sum(dim=1) or torch.bmm(w.transpose(1, 2), out).squeeze(1), w = torch.softmax(scores, "
+            "dim=1) of width 1"
+        )
+
+    def weighted_sum(self, name: str, weights: _Seq, values: _Seq) -> _Vec:
+        """The weighted_sum node of ``Σ_t w_t out_t``."""
+        reads = [self.conv.materialize(weights, name), self.conv.materialize(values, name)]
+        return _Vec(((self.conv.add(WeightedSumSpec(values.width, name=name), reads), values.width),))
+
+    def sum(self, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """``(w * out).sum(dim=time)`` -> a weighted_sum node; a plain sum over time is refused."""
+        value = args[0]
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        keepdim = kwargs.get("keepdim", args[2] if len(args) > 2 else False)
+        if not isinstance(value, _Weighted):
+            raise _RefusalError(
+                "a sum over time has no tf_lrp node (it is T times the mean, and T varies); use .mean(dim) "
+                "(global_average_pooling) or .max(dim), or weigh the steps first (attention pooling: "
+                "(w * out).sum(dim=1) with w = torch.softmax(scores, dim=1))"
+            )
+        if keepdim or _norm_dim(dim, 3) != self.time_axis(value.values):
+            raise _RefusalError(
+                f"sums the weighted steps over dim={dim!r} (keepdim={keepdim!r}); tf_lrp reads the sum over the time "
+                f"axis ({self.time_axis(value.values)}) without keepdim"
+            )
+        return self.weighted_sum(str(node.name), value.weights, value.values)
+
+    def squeeze_context(self, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """``torch.bmm(w.transpose(1, 2), out).squeeze(1)`` -> a weighted_sum node."""
+        dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+        if _norm_dim(dim, 3) != 1:
+            raise _RefusalError(
+                f"squeeze(dim={dim!r}) of the weighted sum (B, 1, H); tf_lrp reads .squeeze(1) (a bare squeeze() "
+                "would also drop a batch of one)"
+            )
+        context = args[0]
+        return self.weighted_sum(str(node.name), context.weights, context.values)
+
+    def multihead_attention(self, node: Any, mha: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
+        """``nn.MultiheadAttention(query, key, value)`` -> a multi_head_attention node (weights unsupported)."""
+        names = ("query", "key", "value")
+        order = (*names, "key_padding_mask", "need_weights", "attn_mask", "average_attn_weights", "is_causal")
+        given = dict(zip(order, args, strict=False))
+        given.update(kwargs)
+        for option in ("key_padding_mask", "attn_mask"):
+            if given.get(option) is not None:
+                raise _RefusalError(
+                    f"is called with {option}; tf_lrp's attention reads no masks from PyTorch: call it without one"
+                )
+        if given.get("is_causal"):
+            raise _RefusalError("is_causal=True is not supported; call it without a causal mask")
+        if mha.bias_k is not None or mha.add_zero_attn:
+            raise _RefusalError("add_bias_kv / add_zero_attn are not supported; use the defaults (False)")
+        if not set(names) <= set(given):
+            raise _RefusalError("needs query, key and value")
+        query, key, value = (given[n] for n in names)
+        want = "bt" if mha.batch_first else "tb"
+        for role, part in zip(names, (query, key, value), strict=True):
+            if not isinstance(part, _Seq) or part.tokens or part.parts[0][0] == input_edge(0):
+                raise _RefusalError(
+                    f"its {role} is {_describe(part)}; tf_lrp attends over recurrent or projected states"
+                )
+            if not self.conv.require(part.axes, want):
+                raise _RefusalError(f"batch_first={mha.batch_first} but its {role} is laid out the other way")
+        heads, width = int(mha.num_heads), int(mha.embed_dim)
+        head_dim = width // heads
+        has_key = key != value
+        reads = [self.conv.materialize(query, str(node.target)), self.conv.materialize(value, str(node.target))]
+        if has_key:
+            reads.append(self.conv.materialize(key, str(node.target)))
+        spec = MultiHeadAttentionSpec(
+            num_heads=heads, key_dim=head_dim, value_dim=head_dim, query_size=query.width, value_size=value.width,
+            key_size=key.width, out_size=width, use_bias=mha.in_proj_bias is not None, has_key=has_key,
+            name=str(node.target),
+        )  # fmt: skip
+        edge = self.conv.add(spec, reads, _mha_arrays(mha, str(node.target), head_dim))
+        return (_Seq(((edge, width),), query.axes), _Opaque(f"the attention weights of {node.target!r}"))
 
     def getitem(self, value: Any, key: Any) -> Any:
         if isinstance(value, tuple):
@@ -1304,6 +1474,8 @@ def _describe(value: Any) -> str:
         return f"a pooled (batch, {value.width}, 1) tensor"
     if isinstance(value, _Flat):
         return f"a flattened sequence of width {value.seq.width} (only an nn.Linear reads it)"
+    if isinstance(value, (_Weighted, _WeightsRow, _Context)):
+        return "attention-pooling weights or products"
     if isinstance(value, tuple):
         return f"a tuple of {len(value)}"
     return type(value).__name__
@@ -1326,6 +1498,38 @@ def _rnn_arrays(rnn: Any, cell: str, suffix: str, units: int, gates: int) -> lis
     arrays = [w_ih.T.copy(), w_hh.T.copy()]
     if biases:
         arrays.append(biases[0] + biases[1])
+    return arrays
+
+
+def _mha_arrays(mha: Any, where: str, head_dim: int) -> list[np.ndarray]:
+    """``nn.MultiheadAttention``'s projections in the multi_head_attention node's Keras layout (heads, head_dim).
+
+    PyTorch scales the scores by ``1/√head_dim`` exactly; the node applies it rounded to float32 (as
+    Keras does), so the query projection carries the ratio of the two (the scores are then PyTorch's).
+    """
+    import math
+
+    heads = int(mha.num_heads)
+    if mha._qkv_same_embed_dim:
+        q_w, k_w, v_w = np.split(_to_numpy(mha.in_proj_weight, f"{where}.in_proj_weight"), 3)
+    else:
+        q_w, k_w, v_w = (_to_numpy(getattr(mha, f"{n}_proj_weight"), f"{where}.{n}_proj_weight") for n in "qkv")
+    exact = 1.0 / math.sqrt(head_dim)
+    ratio = exact / float(np.float32(exact))
+    kernels = [q_w.T * ratio, k_w.T, v_w.T]  # (D, E) each
+    arrays: list[np.ndarray] = []
+    biases = (
+        np.split(_to_numpy(mha.in_proj_bias, f"{where}.in_proj_bias"), 3) if mha.in_proj_bias is not None else None
+    )
+    for index, kernel in enumerate(kernels):
+        arrays.append(kernel.reshape(kernel.shape[0], heads, head_dim).copy())
+        if biases is not None:
+            bias = biases[index] * (ratio if index == 0 else 1.0)
+            arrays.append(bias.reshape(heads, head_dim).copy())
+    out_w = _to_numpy(mha.out_proj.weight, f"{where}.out_proj.weight")  # (E, E): out = context @ out_w.T
+    arrays.append(out_w.T.reshape(heads, head_dim, out_w.shape[0]).copy())
+    if biases is not None:
+        arrays.append(_to_numpy(mha.out_proj.bias, f"{where}.out_proj.bias"))
     return arrays
 
 

@@ -28,6 +28,8 @@ from .recurrent import RecurrentNode
 from .repeat_vector import RepeatVectorNode
 from .select_step import SelectStepNode
 from .slice import SliceNode
+from .softmax import SoftmaxNode
+from .weighted_sum import WeightedSumNode
 
 _TYPES: tuple[NodeType, ...] = (
     EmbeddingNode(),
@@ -48,6 +50,8 @@ _TYPES: tuple[NodeType, ...] = (
     MultiHeadAttentionNode(),
     SelectStepNode(),
     FlattenNode(),
+    SoftmaxNode(),
+    WeightedSumNode(),
 )
 
 #: manifest kind -> node type.
