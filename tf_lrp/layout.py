@@ -1540,6 +1540,11 @@ def _array_specs(layers: Sequence[LayerSpec]) -> tuple[ArraySpec, ...]:
     return tuple(specs)
 
 
+def layer_array_specs(layers: Sequence[LayerSpec]) -> tuple[ArraySpec, ...]:
+    """The weight arrays of ``layers``, in order, each with the index of the layer that owns it."""
+    return _array_specs(layers)
+
+
 def _layer_attrs(layer: LayerSpec) -> dict[str, Any]:
     attrs = dict(layer.__dict__)
     attrs.update(getattr(layer, "derived_sizes", {}))  # e.g. conv1d's group_size
