@@ -368,6 +368,21 @@ def flattened(rng: np.random.Generator) -> Case:
                   {"gru", "flatten", "dense"})  # fmt: skip
 
 
+def leaky_prelu(rng: np.random.Generator) -> Case:
+    """LSTM (sequences) -> Conv1D(leaky_relu) (split) -> PReLU(shared_axes=[1]) -> GRU -> Dense -> LeakyReLU(0.1)."""
+    f64 = {"dtype": "float64"}
+    layers = [
+        L.LSTM(3, return_sequences=True, **f64),
+        L.Conv1D(3, 2, padding="causal", activation="leaky_relu", **f64),
+        L.PReLU(shared_axes=[1], **f64),
+        L.GRU(3, **f64),
+        L.Dense(4, **f64),
+        L.LeakyReLU(negative_slope=0.1, **f64),
+        L.Dense(2, **f64),
+    ]
+    return _chain(rng, layers, 2, KINDS["leaky_prelu"])
+
+
 #: name -> factory; the invariants harness runs every method on each.
 NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "stacked_lstm_gru": stacked_lstm_gru,
@@ -389,6 +404,7 @@ NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "multi_head_block": multi_head_block,
     "flattened": flattened,
     "last_step": last_step,
+    "leaky_prelu": leaky_prelu,
 }
 #: the node kinds each network uses (static, so the coverage check needs no Keras model)
 KINDS: dict[str, frozenset[str]] = {
@@ -415,4 +431,5 @@ KINDS: dict[str, frozenset[str]] = {
     "multi_head_block": frozenset({"gru", "multi_head_attention", "global_average_pooling", "dense"}),
     "flattened": frozenset({"gru", "flatten", "dense"}),
     "last_step": frozenset({"lstm", "select_step", "dense"}),
+    "leaky_prelu": frozenset({"lstm", "conv1d", "activation", "prelu", "gru", "dense"}),
 }
