@@ -1137,7 +1137,7 @@ class MergeSpec(SameWidthSpec):
 
 @dataclass(frozen=True)
 class MultiplySpec(SameWidthSpec):
-    """Keras ``Multiply`` of two tensors of one shape: a product node, split by the rule map's product rule."""
+    """Keras ``Multiply`` of two or more tensors of one shape: a product node, split by the rule map's product rule."""
 
     kinds: ClassVar[tuple[str, ...]] = ("multiply",)
     rule_kind: ClassVar[str | None] = "product"
@@ -1159,8 +1159,8 @@ class MultiplySpec(SameWidthSpec):
         return f"Multiply{reads}: {self.features} -> {self.features}"
 
     def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
-        """Two inputs of one shape."""
-        part = _same_shape(parts, where, self.features, 2)
+        """Two or more inputs of one shape."""
+        part = _same_shape(parts, where, self.features, None)
         return Port(part.sequence, self.features, False, "")
 
 

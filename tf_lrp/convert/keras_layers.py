@@ -152,9 +152,7 @@ def merge(call: Call) -> Emitted:
 
 
 def multiply(call: Call) -> Emitted:
-    """``Multiply`` of two inputs of one shape."""
-    if len(call.inputs) != 2:
-        raise refuse(call.layer, f"multiplies {len(call.inputs)} tensors; tf_lrp reads two (nest Multiply layers)")
+    """``Multiply`` of two or more inputs of one shape."""
     spec = MultiplySpec(_merged(call), name=call.layer.name)
     return Emitted((spec,), masked=all(incoming.masked for incoming in call.inputs))
 
