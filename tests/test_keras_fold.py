@@ -103,8 +103,8 @@ def test_folded_dense_matches_keras_and_the_per_connection_oracle(after: bool, e
     model = _dense_bn_model(after)
     x = np.random.default_rng(4).normal(size=(6, D)) * 2.0
     ex = Explainer.from_keras(model, sample=x, dtype="float64", tolerance=1e-10)
-    kinds = ["dense", "activation", "dense"] if after else ["dense", "dense"]
-    assert [spec.kind for spec in ex.layout.layers] == kinds
+    # after: Dense -> BN -> ReLU is one Dense(relu) (the relu moves onto the folded layer)
+    assert [(spec.kind, spec.activation) for spec in ex.layout.layers] == [("dense", "relu"), ("dense", "linear")]
     np.testing.assert_allclose(ex.score(x), keras_convert.keras_scores(model, x), rtol=0, atol=1e-10)
     target = np.array([0, 1, 2, 0, 1, 2])
     result = ex.explain(x, target=target, eps=eps, bias_factor=bf)
@@ -133,7 +133,8 @@ def test_folded_conv1d_matches_keras_gradient_and_conserves(center: bool, scale:
     model = _conv_model(center, scale, use_bias)
     x = np.random.default_rng(6).normal(size=(4, 7, 3))
     ex = Explainer.from_keras(model, sample=x, dtype="float64", tolerance=1e-10)
-    assert [spec.kind for spec in ex.layout.layers] == ["conv1d", "activation", "lstm", "dense"]
+    assert [spec.kind for spec in ex.layout.layers] == ["conv1d", "lstm", "dense"]
+    assert ex.layout.layers[0].activation == "relu"  # the ReLU layer after the BN moved onto the convolution
     assert ex.layout.layers[0].use_bias  # the fold gives the convolution a bias
     np.testing.assert_allclose(ex.score(x), keras_convert.keras_scores(model, x), rtol=0, atol=1e-10)
     target = np.array([0, 1, 1, 0])
@@ -178,7 +179,7 @@ def test_unfoldable_batch_norms_keep_the_node() -> None:
 
 def test_fold_batch_norm_false_keeps_every_node() -> None:
     model = _dense_bn_model(after=True)
-    assert _kinds(model) == ["dense", "activation", "dense"]
+    assert _kinds(model) == ["dense", "dense"]
     assert _kinds(model, fold_batch_norm=False) == ["dense", "batch_normalization", "activation", "dense"]
     x = np.random.default_rng(12).normal(size=(4, D))
     ex = Explainer.from_keras(model, sample=x, dtype="float64", tolerance=1e-10, fold_batch_norm=False)
@@ -194,3 +195,18 @@ def test_two_batch_norms_in_a_row_fold_one_after_the_other() -> None:
     ex = Explainer.from_keras(model, sample=x, dtype="float64", tolerance=1e-10)
     assert [spec.kind for spec in ex.layout.layers] == ["dense", "dense"]
     np.testing.assert_allclose(ex.score(x), keras_convert.keras_scores(model, x), rtol=0, atol=1e-10)
+
+
+def test_only_a_relu_moves_onto_the_folded_layer() -> None:
+    from tests.test_keras_zoo import conv_batch_norm_lstm
+
+    model, _ = conv_batch_norm_lstm()  # Conv1D -> BN -> ReLU -> LSTM -> Dense -> BN -> LeakyReLU -> Dense
+    layers = keras_convert.from_keras(model).manifest["layers"]
+    assert [(e["kind"], e.get("activation")) for e in layers] == [
+        ("conv1d", "relu"), ("lstm", "tanh"), ("dense", "linear"), ("activation", "leaky_relu"), ("dense", "linear")
+    ]  # fmt: skip
+    inputs = keras.Input((D,), dtype="float64")
+    hidden = L.Dense(H, **F64)(inputs)
+    h = L.Activation("relu", **F64)(L.BatchNormalization(**F64)(hidden))
+    shared = keras.Model(inputs, L.Dense(C, **F64)(L.Concatenate(**F64)([h, hidden])))  # the Dense has two readers
+    assert _kinds(shared) == ["dense", "batch_normalization", "activation", "concatenate", "dense"]

@@ -12,9 +12,11 @@ canonizers do:
   ``W' = diag(s) · W`` and ``b' = b + c · W`` (a ``Conv1D`` is not folded from this side: its
   zero padding is applied after the normalisation, which a fold would move before it).
 
-Otherwise the normalisation stays a ``batch_normalization`` node. The folded network computes
-the same function (up to rounding); LRP then applies the linear node's rule to the folded map:
-one ε-rule over ``x → W'x + b'`` instead of two ε-rules in a row. See ``docs/keras.md``.
+A ``ReLU`` right after a normalisation folded after its layer moves onto that layer (``Dense(relu)``;
+relevance passes a relu unchanged, so LRP is the same). Otherwise the normalisation stays a
+``batch_normalization`` node. The folded network computes the same function (up to rounding); LRP
+then applies the linear node's rule to the folded map: one ε-rule over ``x → W'x + b'`` instead of
+two ε-rules in a row. See ``docs/keras.md``.
 
 Everything here works on the converter's flat graph: the specs, their input edges (node
 indices, negative for network inputs), the weights in spec order, and the output node's index.
@@ -28,7 +30,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..layout import ConvSpec, DenseSpec, Edge, LayerSpec, NormalizationSpec, layer_array_specs
+from ..layout import ActivationSpec, ConvSpec, DenseSpec, Edge, LayerSpec, NormalizationSpec, layer_array_specs
 
 
 class FlatGraph(NamedTuple):
@@ -136,16 +138,41 @@ def fold_one(graph: FlatGraph, node: int) -> FlatGraph | None:
     return _remove(graph, node, specs, weights)
 
 
+def carry_relu(graph: FlatGraph, node: int) -> FlatGraph:
+    """``graph`` with a ``relu`` activation node that alone reads the linear ``node`` moved onto it.
+
+    ``Dense`` / ``Conv1D`` (linear) -> ``relu`` is ``Dense`` / ``Conv1D`` (relu): the same forward,
+    gradient and LRP (relevance passes a relu unchanged). Only for a node a batch normalisation
+    was folded into (``Dense -> BatchNormalization -> ReLU``), so other manifests stay as they were.
+    """
+    linear = graph.specs[node]
+    readers = _readers(graph, node)
+    if not isinstance(linear, (DenseSpec, ConvSpec)) or linear.activation != "linear" or len(readers) != 1:
+        return graph
+    after = graph.specs[readers[0]]
+    if not isinstance(after, ActivationSpec) or after.activation != "relu":
+        return graph
+    specs = list(graph.specs)
+    specs[node] = dataclasses.replace(linear, activation="relu")
+    return _remove(graph, readers[0], specs, list(graph.weights))  # an activation node has no weights
+
+
 def fold_batch_norms(graph: FlatGraph) -> FlatGraph:
-    """Fold every batch normalisation that sits next to a linear node it may merge into (see the module)."""
+    """Fold every batch normalisation that sits next to a linear node it may merge into (see the module).
+
+    A ``relu`` that alone reads a layer a normalisation was folded into (after it) moves onto that
+    layer (:func:`carry_relu`).
+    """
     node = 0
     while node < len(graph.specs):
+        found = _target(graph, node)
         folded = fold_one(graph, node)
-        if folded is None:
+        if folded is None or found is None:
             node += 1
-        else:
-            graph = folded
+            continue
+        target, norm_first = found
+        graph = folded if norm_first else carry_relu(folded, target)
     return graph
 
 
-__all__ = ["FlatGraph", "affine", "fold_after", "fold_batch_norms", "fold_before", "fold_one"]
+__all__ = ["FlatGraph", "affine", "carry_relu", "fold_after", "fold_batch_norms", "fold_before", "fold_one"]
