@@ -409,6 +409,21 @@ def softmax_pooled(rng: np.random.Generator) -> Case:
     return Case(explainer, run, x, lengths, KINDS["softmax_pooled"])
 
 
+def leaky_prelu(rng: np.random.Generator) -> Case:
+    """LSTM (sequences) -> Conv1D(leaky_relu) (split) -> PReLU(shared_axes=[1]) -> GRU -> Dense -> LeakyReLU(0.1)."""
+    f64 = {"dtype": "float64"}
+    layers = [
+        L.LSTM(3, return_sequences=True, **f64),
+        L.Conv1D(3, 2, padding="causal", activation="leaky_relu", **f64),
+        L.PReLU(shared_axes=[1], **f64),
+        L.GRU(3, **f64),
+        L.Dense(4, **f64),
+        L.LeakyReLU(negative_slope=0.1, **f64),
+        L.Dense(2, **f64),
+    ]
+    return _chain(rng, layers, 2, KINDS["leaky_prelu"])
+
+
 #: name -> factory; the invariants harness runs every method on each.
 NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "stacked_lstm_gru": stacked_lstm_gru,
@@ -431,6 +446,7 @@ NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "flattened": flattened,
     "last_step": last_step,
     "softmax_pooled": softmax_pooled,
+    "leaky_prelu": leaky_prelu,
 }
 #: the node kinds each network uses (static, so the coverage check needs no Keras model)
 KINDS: dict[str, frozenset[str]] = {
@@ -460,4 +476,5 @@ KINDS: dict[str, frozenset[str]] = {
     "softmax_pooled": frozenset(
         {"lstm", "dense", "activation", "softmax", "weighted_sum", "repeat_vector", "flatten"}
     ),
+    "leaky_prelu": frozenset({"lstm", "conv1d", "activation", "prelu", "gru", "dense"}),
 }

@@ -155,3 +155,126 @@ def test_activation_layers(layer, expected: str) -> None:
 def test_refusals(layers, match: str) -> None:
     with pytest.raises(ConversionError, match=match):
         from_keras(_model(*layers))
+
+
+@pytest.mark.parametrize("slope", [0.3, 0.01, 0.0, 1.7])
+def test_leaky_relu_with_its_slope_equals_keras_and_autodiff(slope: float) -> None:
+    import tensorflow as tf
+
+    layer = L.LeakyReLU(negative_slope=slope, dtype="float64")
+    node, spec = NODES["activation"], ActivationSpec("leaky_relu", len(X), negative_slope=slope)
+    x = tf.constant(X[None, :])
+    upstream = np.random.default_rng(4).normal(size=x.shape)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        theirs = layer(x)
+        total = tf.reduce_sum(theirs * upstream)
+    ours, cache = node.forward(spec, (), [x], None)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(ours), theirs.numpy(), rtol=0, atol=1e-14)
+    ctx = NodeContext(keras.ops.convert_to_tensor(0.1, "float64"), keras.ops.convert_to_tensor(1.0, "float64"), None,
+                      False)  # fmt: skip
+    (grad,) = node.gradient(spec, (), cache, tf.constant(upstream), ctx)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(grad), tape.gradient(total, x).numpy(), rtol=0, atol=1e-14)
+    (r,), leftover = node.relevance(spec, (), cache, tf.constant(upstream), ctx)
+    assert leftover is None
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(r), upstream)
+
+
+def test_leaky_relu_slope_in_the_manifest() -> None:
+    from tf_lrp import LayoutError
+
+    spec = ActivationSpec("leaky_relu", 3, negative_slope=0.3)
+    assert spec.to_entry()["negative_slope"] == 0.3
+    assert ActivationSpec.from_entry(spec.to_entry()) == spec
+    assert "negative_slope" not in ActivationSpec("leaky_relu", 3).to_entry()  # Keras's default 0.2: not written
+    from tf_lrp.layout import Port
+
+    port = Port(True, 3, False, "input")
+    with pytest.raises(LayoutError, match="negative_slope is read by activation leaky_relu only"):
+        ActivationSpec("relu", 3, negative_slope=0.3).infer([port], "layer 1 (activation)", False)
+
+
+@pytest.mark.parametrize(("shape", "shared_axes"), [((4, 6, 5), [1]), ((4, 5), None), ((4, 6, 5), [1, 2])])
+def test_prelu_node_equals_keras_and_autodiff_and_passes_relevance(shape, shared_axes) -> None:
+    import tensorflow as tf
+
+    from tf_lrp.convert.keras_layers import prelu_layer
+    from tf_lrp.convert.keras_nodes import Call, Incoming
+    from tf_lrp.layout import Port, PReLUSpec
+
+    rng = np.random.default_rng(5)
+    layer = L.PReLU(shared_axes=shared_axes, dtype="float64")
+    layer.build((None, *shape[1:]))
+    layer.set_weights([rng.normal(size=tuple(layer.alpha.shape))])
+    port = Port(len(shape) == 3, shape[-1], False, "input")
+    call = Call(layer, (Incoming(port, False, None),), (None,), (), {}, False)
+    emitted = prelu_layer(call)
+    assert emitted.specs == (PReLUSpec(shape[-1], name=layer.name),)
+    node, spec = NODES["prelu"], emitted.specs[0]
+    params = node.params(spec, [keras.ops.convert_to_tensor(a) for a in emitted.arrays])
+    x = tf.constant(rng.normal(size=shape) * 2.0)
+    upstream = rng.normal(size=shape)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        theirs = layer(x)
+        total = tf.reduce_sum(theirs * upstream)
+    ours, cache = node.forward(spec, params, [x], None)  # elementwise: batch- or time-major alike
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(ours), theirs.numpy(), rtol=0, atol=1e-15)
+    ctx = NodeContext(keras.ops.convert_to_tensor(0.1, "float64"), keras.ops.convert_to_tensor(1.0, "float64"), None,
+                      False)  # fmt: skip
+    (grad,) = node.gradient(spec, params, cache, tf.constant(upstream), ctx)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(grad), tape.gradient(total, x).numpy(), rtol=0, atol=1e-15)
+    (r,), leftover = node.relevance(spec, params, cache, tf.constant(upstream), ctx)
+    assert leftover is None
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(r), upstream)
+
+
+def _leaky_prelu_model() -> keras.Model:
+    f64 = {"dtype": "float64"}
+    inputs = keras.Input((None, 2), dtype="float64")
+    h = L.LSTM(4, return_sequences=True, **f64)(inputs)
+    h = L.Conv1D(3, 2, padding="causal", activation="leaky_relu", name="conv", **f64)(h)
+    h = L.PReLU(shared_axes=[1], name="prelu", **f64)(h)
+    h = L.LeakyReLU(negative_slope=0.1, name="leaky", **f64)(L.Dense(4, **f64)(L.GRU(3, **f64)(h)))
+    h = L.Dense(3, activation="leaky_relu", name="hidden", **f64)(h)
+    model = keras.Model(inputs, L.Dense(2, **f64)(h))
+    rng = np.random.default_rng(6)
+    model.set_weights([rng.normal(scale=0.7, size=w.shape) for w in model.get_weights()])
+    return model
+
+
+def test_leaky_relu_and_prelu_layers_convert_and_explain() -> None:
+    import tensorflow as tf
+
+    from tf_lrp.convert.keras import score_model
+
+    model = _leaky_prelu_model()
+    manifest = from_keras(model).manifest
+    layers = [(e["kind"], e.get("activation"), e.get("negative_slope")) for e in manifest["layers"]]
+    assert layers == [
+        ("lstm", "tanh", None), ("conv1d", "linear", None), ("activation", "leaky_relu", None), ("prelu", None, None),
+        ("gru", "tanh", None), ("dense", "linear", None), ("activation", "leaky_relu", 0.1), ("dense", "linear", None),
+        ("activation", "leaky_relu", None), ("dense", "linear", None),
+    ]  # fmt: skip
+    x = np.random.default_rng(7).normal(size=(4, 6, 2))
+    ex = Explainer.from_keras(model, sample=x, dtype="float64", tolerance=1e-12)
+    result = ex.explain(x, bias_factor=1.0, eps=1e-3)
+    np.testing.assert_allclose(result.relevance_sum + result.initial_state_relevance, result.explained_score,
+                               rtol=1e-10, atol=1e-12)  # fmt: skip
+    target = np.array([0, 1, 1, 0])
+    tensor = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(tensor)
+        total = tf.reduce_sum(tf.gather(score_model(model)(tensor), target, axis=-1, batch_dims=1))
+    expected = (tape.gradient(total, tensor) * tensor).numpy()
+    gxi = ex.explain(x, target=target, method="gradient_x_input").relevance
+    np.testing.assert_allclose(gxi, expected, rtol=0, atol=1e-11)
+
+
+def test_prelu_with_a_slope_per_time_step_is_refused() -> None:
+    f64 = {"dtype": "float64"}
+    inputs = keras.Input((5, 2), dtype="float64")
+    h = L.PReLU(name="per_step", **f64)(L.LSTM(3, return_sequences=True, **f64)(inputs))
+    model = keras.Model(inputs, L.Dense(2, **f64)(L.GRU(2, **f64)(h)))
+    with pytest.raises(ConversionError, match=r"'per_step' \(PReLU\): has alpha of shape \(5, 3\).*shared_axes=\[1\]"):
+        from_keras(model)

@@ -211,7 +211,7 @@ def test_a_model_explains_end_to_end_with_the_rule_map() -> None:
     [
         ([L.Embedding(9, 3, mask_zero=True), L.Conv1D(2, 2)], (6,), r"'conv.*\(Conv1D\): reads padded steps as data"),
         ([L.Masking(0.0), L.Conv1D(2, 2)], (6, 3), r"\(Conv1D\): reads padded steps as data"),
-        ([L.Conv1D(2, 2, activation="tanh", name="tanh_conv")], (6, 3), r"'tanh_conv' \(Conv1D\): activation 'tanh'"),
+        ([L.Conv1D(2, 2, activation="softmax", name="soft")], (6, 3), r"'soft' \(Conv1D\): activation 'softmax'"),
         ([L.Conv1D(2, 2, data_format="channels_first")], (3, 6), "channels_first"),
     ],
 )

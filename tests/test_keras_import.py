@@ -238,7 +238,7 @@ def test_the_equivalence_check_catches_a_wrong_gate_order(monkeypatch: pytest.Mo
     manifest, weights = from_keras(model)
     units = manifest["layers"][1]["units"]
 
-    def swapped(model: keras.Model) -> Converted:
+    def swapped(model: keras.Model, **options: Any) -> Converted:
         # exchange the input and forget gate blocks of the LSTM kernel
         kernel = weights[1].copy()
         kernel[:, :units], kernel[:, units : 2 * units] = weights[1][:, units : 2 * units], weights[1][:, :units]

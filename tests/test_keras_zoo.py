@@ -273,6 +273,26 @@ def lstm_multi_head_block() -> tuple[keras.Model, Any]:
     return keras.Model(inputs, L.Dense(2)(h), name="lstm_multi_head_block"), _features(12, mask_value=0.0)
 
 
+def conv_batch_norm_lstm() -> tuple[keras.Model, Any]:
+    """Conv1D -> BatchNormalization -> ReLU -> LSTM -> Dense -> BatchNormalization -> LeakyReLU head: both BNs fold."""
+    inputs = keras.Input((None, 3))
+    h = L.Conv1D(6, 3, padding="causal", name="conv")(inputs)
+    h = L.ReLU()(L.BatchNormalization(name="conv_bn")(h))
+    h = L.LSTM(5, name="lstm")(h)
+    h = L.LeakyReLU(negative_slope=0.1)(L.BatchNormalization(name="dense_bn")(L.Dense(4, name="hidden")(h)))
+    return keras.Model(inputs, L.Dense(2, name="head")(h), name="conv_bn_lstm"), _features(14)
+
+
+def gated_three_way_prelu() -> tuple[keras.Model, Any]:
+    """Masked GRU states gated by a sigmoid and by a PReLU branch: one Multiply of three tensors."""
+    inputs = keras.Input((None, 3))
+    states = L.GRU(5, return_sequences=True)(L.Masking(0.0)(inputs))
+    gate = L.Dense(5, activation="sigmoid")(states)
+    branch = L.PReLU(shared_axes=[1])(L.Dense(5)(states))
+    h = L.GlobalAveragePooling1D()(L.Multiply(name="three_way")([states, gate, branch]))
+    return keras.Model(inputs, L.Dense(2)(h), name="gated_three_way_prelu"), _features(15, mask_value=0.0)
+
+
 ZOO: dict[str, Entry] = {
     # max pooling after a masked bidirectional layer: a masked step's output is 0 and what reaches it is absorbed
     "text_bilstm_max": Entry(text_bilstm_max_pool, conserves=False),
@@ -295,6 +315,8 @@ ZOO: dict[str, Entry] = {
     "text_bilstm_attention": Entry(text_bilstm_attention),
     "lstm_multi_head_block": Entry(lstm_multi_head_block),
     "text_bilstm_attention_pooling": Entry(text_bilstm_attention_pooling),
+    "conv_bn_lstm": Entry(conv_batch_norm_lstm),
+    "gated_three_way_prelu": Entry(gated_three_way_prelu),
 }
 
 

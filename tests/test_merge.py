@@ -201,9 +201,6 @@ def test_converter_refusals() -> None:
     f64 = {"dtype": "float64"}
     a, b = keras.Input((T, 2), dtype="float64"), keras.Input((T, 2), dtype="float64")
     left = L.LSTM(3, return_sequences=True, **f64)(L.Masking(0.0, **f64)(a))
-    three = keras.Model(a, L.Dense(2, **f64)(L.LSTM(2, **f64)(L.Multiply(**f64)([left, left, left]))))
-    with pytest.raises(ConversionError, match="multiplies 3 tensors"):
-        Explainer.from_keras(three)
     vector = L.LSTM(3, **f64)(b)
     broadcast = keras.Model([a, b], L.Dense(2, **f64)(L.GlobalAveragePooling1D(**f64)(L.Add(**f64)([left, vector]))))
     with pytest.raises(ConversionError, match="same shape"):
@@ -217,3 +214,105 @@ def test_saved_and_loaded(tmp_path) -> None:
     loaded = Explainer.load(tmp_path / "gated.npz", dtype="float64")
     assert loaded.layout.manifest == ex.layout.manifest
     np.testing.assert_array_equal(loaded.explain(x).relevance, ex.explain(x).relevance)
+
+
+def _many_oracle(rule, xs, relevance, eps, bf):
+    """Per connection, for z = Π_k x_k (n inputs): half R/n; proportional / abs in proportion to x_k / |x_k|."""
+    out = [np.zeros_like(x) for x in xs]
+    for index in np.ndindex(*relevance.shape):
+        values, r = [x[index] for x in xs], relevance[index]
+        if isinstance(rule, Half):
+            for k in range(len(xs)):
+                out[k][index] = r / len(xs)
+            continue
+        weights = values if isinstance(rule, Proportional) else [abs(v) for v in values]
+        total = sum(weights)
+        stab = eps if total >= 0 else -eps
+        for k, w in enumerate(weights):
+            out[k][index] = (w + bf * stab / len(xs)) * r / (total + stab)
+    return out
+
+
+@pytest.mark.parametrize("count", [3, 4])
+@pytest.mark.parametrize("rule", [Half(), Proportional(), Absolute()], ids=repr)
+@pytest.mark.parametrize(("eps", "bf"), [(1e-3, 0.0), (0.3, 1.0), (0.05, 0.5)])
+def test_multiply_of_many_matches_the_per_connection_oracle(count: int, rule, eps: float, bf: float) -> None:
+    rng = np.random.default_rng(12)
+    xs = [rng.normal(size=(T, B, F)) for _ in range(count)]
+    spec, node = MultiplySpec(F), NODES["multiply"]
+    out, cache = node.forward(spec, (), [keras.ops.convert_to_tensor(x) for x in xs], None)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out), np.prod(xs, axis=0), rtol=1e-14, atol=0)
+    relevance = rng.normal(size=(T, B, F))
+    rules = NodeRules(rule, "all", RuleSet().head)
+    ours, leftover = node.relevance(spec, (), cache, keras.ops.convert_to_tensor(relevance), _ctx(eps, bf, rules))
+    assert leftover is None
+    ours = [keras.ops.convert_to_numpy(r) for r in ours]
+    for mine, expected in zip(ours, _many_oracle(rule, xs, relevance, eps, bf), strict=True):
+        np.testing.assert_allclose(mine, expected, rtol=0, atol=1e-10 * max(1.0, np.abs(expected).max()))
+    if bf == 1.0:
+        np.testing.assert_allclose(sum(ours), relevance, rtol=1e-10, atol=1e-12)
+
+
+def test_multiply_of_three_equals_keras_and_autodiff() -> None:
+    import tensorflow as tf
+
+    rng = np.random.default_rng(13)
+    xs = [tf.constant(rng.normal(size=(T, B, F))) for _ in range(3)]
+    upstream = rng.normal(size=(T, B, F))
+    with tf.GradientTape() as tape:
+        tape.watch(xs)
+        theirs = L.Multiply(dtype="float64")(xs)
+        total = tf.reduce_sum(theirs * upstream)
+    spec, node = MultiplySpec(F), NODES["multiply"]
+    ours, cache = node.forward(spec, (), xs, None)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(ours), theirs.numpy())
+    grads = node.gradient(spec, (), cache, tf.constant(upstream), _ctx(0.0, 1.0))
+    for mine, expected in zip(grads, tape.gradient(total, xs), strict=True):
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(mine), expected.numpy(), rtol=0, atol=1e-14)
+
+
+def _three_way_model() -> tuple[keras.Model, np.ndarray]:
+    f64 = {"dtype": "float64"}
+    inputs = keras.Input((T, 2), dtype="float64")
+    masked = L.Masking(0.0, **f64)(inputs)
+    states = L.LSTM(3, return_sequences=True, **f64)(masked)
+    gate = L.Dense(3, activation="sigmoid", **f64)(states)
+    other = L.GRU(3, return_sequences=True, **f64)(masked)
+    tensor = L.Multiply(name="three_way", **f64)([states, gate, other])
+    model = keras.Model(inputs, L.Dense(2, **f64)(L.LSTM(2, **f64)(tensor)))
+    rng = np.random.default_rng(14)
+    model.set_weights([rng.normal(scale=0.7, size=w.shape) for w in model.get_weights()])
+    x = rng.normal(size=(4, T, 2))
+    x[2, 2:] = 0.0
+    return model, x
+
+
+@pytest.mark.parametrize("product", ["half", "proportional", "abs"])
+def test_multiply_of_three_converts_conserves_and_matches_autodiff(product: str) -> None:
+    import tensorflow as tf
+
+    from tf_lrp.convert.keras import score_model
+
+    model, x = _three_way_model()
+    rules = RuleSet(kinds={"multiply": product})
+    ex = Explainer.from_keras(model, sample=x, dtype="float64", tolerance=1e-10, rules=rules)
+    index = next(i for i, spec in enumerate(ex.layout.layers) if spec.kind == "multiply")
+    assert len(ex.layout.edges[index]) == 3
+    result = ex.explain(x, bias_factor=1.0, eps=1e-3)
+    np.testing.assert_allclose(result.relevance_sum + result.initial_state_relevance, result.explained_score,
+                               rtol=1e-9, atol=1e-12)  # fmt: skip
+    assert np.all(result.relevance[2, 2:] == 0.0)
+    target = np.array([0, 1, 1, 0])
+    tensor = tf.constant(x)
+    with tf.GradientTape() as tape:
+        tape.watch(tensor)
+        total = tf.reduce_sum(tf.gather(score_model(model)(tensor), target, axis=-1, batch_dims=1))
+    expected = (tape.gradient(total, tensor) * tensor).numpy()
+    np.testing.assert_allclose(ex.explain(x, target=target, method="gradient_x_input").relevance, expected,
+                               rtol=0, atol=1e-11)  # fmt: skip
+
+
+def test_signal_takes_all_on_a_multiply_of_three_is_refused() -> None:
+    model, x = _three_way_model()
+    with pytest.raises(InputError, match=r"multiply 'three_way' at index \d+ multiplies 3 inputs.*'half'"):
+        Explainer.from_keras(model, sample=x, dtype="float64", rules=RuleSet(kinds={"multiply": SignalTakesAll()}))

@@ -418,6 +418,7 @@ class Explainer:
         sample: Any = None,
         dtype: str = "float32",
         tolerance: float | None = None,
+        fold_batch_norm: bool = True,
         **options: Any,
     ) -> Explainer:
         """Build from a Keras 3 model (or a ``.keras`` file) and check it reproduces the model.
@@ -435,6 +436,9 @@ class Explainer:
             dtype: ``"float32"`` or ``"float64"``.
             tolerance: largest accepted ``max|ours - keras| / max(1, max|keras|)``; default
                 1e-4 (1e-2 for a float16/bfloat16 model).
+            fold_batch_norm: fold each ``BatchNormalization`` into the ``Dense`` / ``Conv1D``
+                next to it where exact (zennit's canonizer; see ``docs/keras.md``); False keeps
+                every one a ``batch_normalization`` node.
             **options: passed to :class:`Explainer` (``rules``, ``jit_compile``, ``memory_budget``).
 
         Returns:
@@ -449,7 +453,7 @@ class Explainer:
         from .convert import keras as keras_convert
 
         model = keras_convert.load_model(model)
-        manifest, weights = keras_convert.from_keras(model)
+        manifest, weights = keras_convert.from_keras(model, fold_batch_norm=fold_batch_norm)
         explainer = cls.from_manifest(manifest, weights, dtype=dtype, **options)
         if tolerance is None:
             low = any(getattr(layer, "compute_dtype", "float32") in ("float16", "bfloat16") for layer in model.layers)

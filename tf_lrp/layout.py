@@ -20,6 +20,7 @@ import functools
 import hashlib
 import importlib.resources
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -953,6 +954,10 @@ ELEMENTWISE_ACTIVATIONS: tuple[str, ...] = (
 )  # fmt: skip
 
 
+#: Keras's ``leaky_relu`` slope (the ``activation`` node's default ``negative_slope``)
+LEAKY_RELU_SLOPE = 0.2
+
+
 def _same_shape(parts: Sequence[Port], where: str, features: int, count: int | None) -> Port:
     """The ports of an elementwise merge: all of one width and time axis (``count``: how many, or None: >= 2)."""
     if count is not None and len(parts) != count:
@@ -981,19 +986,26 @@ class ActivationSpec(SameWidthSpec):
     features: int
     name: str = ""
     kind: str = "activation"
+    #: leaky_relu only: its slope for x < 0 (Keras's ``leaky_relu`` default 0.2; ``LeakyReLU`` layers set it)
+    negative_slope: float = LEAKY_RELU_SLOPE
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any]) -> ActivationSpec:
         """The spec of a manifest entry."""
-        return cls(entry["activation"], entry["features"], entry.get("name", ""))
+        slope = float(entry.get("negative_slope", LEAKY_RELU_SLOPE))
+        return cls(entry["activation"], entry["features"], entry.get("name", ""), negative_slope=slope)
 
     def to_entry(self) -> dict[str, Any]:
-        """The normalised manifest entry."""
-        return {"kind": "activation", "activation": self.activation, "features": self.features}
+        """The normalised manifest entry (``negative_slope`` only where it is not the default)."""
+        entry: dict[str, Any] = {"kind": "activation", "activation": self.activation, "features": self.features}
+        if self.negative_slope != LEAKY_RELU_SLOPE:
+            entry["negative_slope"] = self.negative_slope
+        return entry
 
     def describe(self, reads: str) -> str:
         """The ``info`` line."""
-        return f"Activation({self.activation}){reads}: {self.features} -> {self.features}"
+        slope = f", negative_slope={self.negative_slope:g}" if self.negative_slope != LEAKY_RELU_SLOPE else ""
+        return f"Activation({self.activation}{slope}){reads}: {self.features} -> {self.features}"
 
     def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
         """Elementwise: the input's shape."""
@@ -1003,6 +1015,42 @@ class ActivationSpec(SameWidthSpec):
                 f"{where}: activation {self.activation!r} is not elementwise or not supported; "
                 f"use one of {ELEMENTWISE_ACTIVATIONS}"
             )
+        if self.negative_slope != LEAKY_RELU_SLOPE and self.activation != "leaky_relu":
+            raise LayoutError(f"{where}: negative_slope is read by activation leaky_relu only; remove it")
+        if not math.isfinite(self.negative_slope):
+            raise LayoutError(f"{where}: negative_slope must be a finite number; got {self.negative_slope}")
+        return Port(part.sequence, self.features, False, "")
+
+
+@dataclass(frozen=True)
+class PReLUSpec(SameWidthSpec):
+    """Keras ``PReLU``: ``y = relu(x) - alpha * relu(-x)``, a learned slope ``alpha`` (F,) per feature.
+
+    Elementwise like an activation: relevance passes it unchanged; the gradient is 1 for x > 0,
+    else alpha. A sequence's alpha is shared over the time axis (Keras ``shared_axes=[1]``).
+    """
+
+    kinds: ClassVar[tuple[str, ...]] = ("prelu",)
+    features: int
+    name: str = ""
+    kind: str = "prelu"
+
+    @classmethod
+    def from_entry(cls, entry: Mapping[str, Any]) -> PReLUSpec:
+        """The spec of a manifest entry."""
+        return cls(entry["features"], entry.get("name", ""))
+
+    def to_entry(self) -> dict[str, Any]:
+        """The normalised manifest entry."""
+        return {"kind": "prelu", "features": self.features}
+
+    def describe(self, reads: str) -> str:
+        """The ``info`` line."""
+        return f"PReLU{reads}: {self.features} -> {self.features}"
+
+    def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
+        """Elementwise: the input's shape."""
+        part = _one_input(parts, where, self.features)
         return Port(part.sequence, self.features, False, "")
 
 
@@ -1089,7 +1137,7 @@ class MergeSpec(SameWidthSpec):
 
 @dataclass(frozen=True)
 class MultiplySpec(SameWidthSpec):
-    """Keras ``Multiply`` of two tensors of one shape: a product node, split by the rule map's product rule."""
+    """Keras ``Multiply`` of two or more tensors of one shape: a product node, split by the rule map's product rule."""
 
     kinds: ClassVar[tuple[str, ...]] = ("multiply",)
     rule_kind: ClassVar[str | None] = "product"
@@ -1111,8 +1159,8 @@ class MultiplySpec(SameWidthSpec):
         return f"Multiply{reads}: {self.features} -> {self.features}"
 
     def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
-        """Two inputs of one shape."""
-        part = _same_shape(parts, where, self.features, 2)
+        """Two or more inputs of one shape."""
+        part = _same_shape(parts, where, self.features, None)
         return Port(part.sequence, self.features, False, "")
 
 
@@ -1375,7 +1423,7 @@ class WeightedSumSpec(SameWidthSpec):
 LayerSpec = Spec
 _SPEC_CLASSES: tuple[type[Spec], ...] = (EmbeddingSpec, RecurrentSpec, DenseSpec, ConcatenateSpec, PoolingSpec)
 _SPEC_CLASSES += (ConvSpec, Pooling1DSpec, RepeatVectorSpec, SliceSpec, Seq2SeqSpec)
-_SPEC_CLASSES += (ActivationSpec, NormalizationSpec, MergeSpec, MultiplySpec)
+_SPEC_CLASSES += (ActivationSpec, PReLUSpec, NormalizationSpec, MergeSpec, MultiplySpec)
 _SPEC_CLASSES += (AttentionSpec, MultiHeadAttentionSpec)
 _SPEC_CLASSES += (SelectStepSpec, FlattenSpec, SoftmaxSpec, WeightedSumSpec)
 #: manifest kind -> spec class (the registry the manifest reader, the writer and the shape check read)
@@ -1618,6 +1666,11 @@ def _array_specs(layers: Sequence[LayerSpec]) -> tuple[ArraySpec, ...]:
                 name = prefix + entry["name"]
                 specs.append(ArraySpec(index, f"{index}/{name}", name, shape, tuple(entry["shape"])))
     return tuple(specs)
+
+
+def layer_array_specs(layers: Sequence[LayerSpec]) -> tuple[ArraySpec, ...]:
+    """The weight arrays of ``layers``, in order, each with the index of the layer that owns it."""
+    return _array_specs(layers)
 
 
 def _layer_attrs(layer: LayerSpec) -> dict[str, Any]:

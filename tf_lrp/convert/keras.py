@@ -39,7 +39,7 @@ from ..layout import (
     validate_manifest,
 )
 from ..text import SPLIT, STANDARDIZE, TextVectorizer
-from . import Converted, keras_attention, keras_conv, keras_core, keras_layers, keras_shape
+from . import Converted, keras_attention, keras_conv, keras_core, keras_fold, keras_layers, keras_shape
 from .keras_nodes import Call, Emitted, Handler, Incoming, describe, refuse
 
 _L = keras.layers
@@ -260,9 +260,10 @@ def _score_call(tensor: Any) -> tuple[Any, set[int]]:
 
 
 class _Walker:
-    def __init__(self, model: Any) -> None:
+    def __init__(self, model: Any, fold_batch_norm: bool = True) -> None:
         self.model = model
         self.graph = _Graph()
+        self.fold_batch_norm = fold_batch_norm
 
     def run(self) -> Converted:
         graph = functional_graph(self.model)
@@ -280,7 +281,17 @@ class _Walker:
                 f"model {self.model.name!r} must end with a Dense layer (or TimeDistributed(Dense)): its "
                 "pre-activation is the explained score"
             )
+        if self.fold_batch_norm:
+            output = self._fold(output)
         return self._converted(output)
+
+    def _fold(self, output: _Value) -> _Value:
+        """Fold batch normalisations into their neighbouring Dense / Conv1D (:mod:`.keras_fold`)."""
+        graph = self.graph
+        flat = keras_fold.FlatGraph(tuple(graph.specs), tuple(graph.edges), tuple(graph.weights), int(output.edge))
+        folded = keras_fold.fold_batch_norms(flat)
+        graph.specs, graph.edges, graph.weights = list(folded.specs), list(folded.edges), list(folded.weights)
+        return output._replace(edge=folded.output, producer=folded.specs[folded.output])
 
     def _bind_inputs(self, graph: Any, score: Any) -> dict[int, _Value]:
         consumers: dict[int, list[Any]] = {id(t): [] for t in graph.inputs}
@@ -441,6 +452,7 @@ class _Walker:
         chain = all(reads == ((index - 1,) if index else (input_edge(0),)) for index, reads in enumerate(edges))
         simple = (
             len(inputs) == 1
+            and inputs[0].sequence  # a version-1 manifest reads a sequence
             and chain
             and all(isinstance(spec, _CHAIN_KINDS) for spec in specs)
             and not output.port.sequence
@@ -458,12 +470,15 @@ class _Walker:
         return Converted(manifest, list(graph.weights))
 
 
-def from_keras(model: keras.Model) -> Converted:
+def from_keras(model: keras.Model, fold_batch_norm: bool = True) -> Converted:
     """Convert a Keras 3 model to a tf_lrp manifest and weights.
 
     Args:
         model: a built ``Sequential`` or functional model whose layers are in
             :data:`SUPPORTED_LAYERS` (see the module docstring).
+        fold_batch_norm: fold each ``BatchNormalization`` into the ``Dense`` / ``Conv1D`` next
+            to it where that is exact (:mod:`tf_lrp.convert.keras_fold`); False keeps every one
+            a ``batch_normalization`` node.
 
     Returns:
         :class:`~tf_lrp.convert.Converted`: the normalised manifest (a version-1 chain when the
@@ -474,7 +489,7 @@ def from_keras(model: keras.Model) -> Converted:
         ConversionError: for a layer or option tf_lrp cannot reproduce exactly; the message
             names the layer, its class and what is supported.
     """
-    return _Walker(model).run()
+    return _Walker(model, fold_batch_norm).run()
 
 
 # --------------------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from typing import Any
 
 import keras
 
-from ..layout import CONV_ACTIVATIONS, ConvSpec, Pooling1DSpec, RepeatVectorSpec
+from ..layout import CONV_ACTIVATIONS, ActivationSpec, ConvSpec, Pooling1DSpec, RepeatVectorSpec
+from .keras_core import KERAS_ELEMENTWISE
 from .keras_nodes import Call, Emitted, Handler, activation_name, not_after_padding, one_input, refuse, to_numpy
 
 _L = keras.layers
@@ -27,20 +28,25 @@ def _channels_last(layer: Any) -> None:
 
 
 def conv1d(call: Call) -> Emitted:
-    """``Conv1D``: kernel size, strides, dilation, padding valid/same/causal, groups, relu or linear."""
+    """``Conv1D``: kernel size, strides, dilation, padding valid/same/causal, groups; an elementwise activation.
+
+    relu and linear stay on the conv1d node; any other elementwise Keras activation (e.g.
+    ``leaky_relu``) becomes ``Conv1D(linear)`` followed by an ``activation`` node, as for a Dense.
+    """
     layer = call.layer
     incoming = one_input(call, want_sequence=True)
     _channels_last(layer)
     not_after_padding(layer, incoming)
-    activation = activation_name(layer.activation, CONV_ACTIVATIONS)
-    if activation is None:
+    elementwise = activation_name(layer.activation, KERAS_ELEMENTWISE)
+    if elementwise is None:
         shown = getattr(layer.activation, "__name__", repr(layer.activation))
         raise refuse(
             layer,
-            f"activation {shown!r} on a Conv1D is not supported; relevance passes through "
-            f"{' and '.join(CONV_ACTIVATIONS)} only (build it with activation=None and a separate Activation layer "
-            "once tf_lrp reads one)",
+            f"activation {shown!r} on a Conv1D is not supported; relevance passes through elementwise "
+            f"activations only ({', '.join(KERAS_ELEMENTWISE)})",
         )
+    # relu / linear stay on the conv1d node; another elementwise activation becomes its own node after it
+    activation = elementwise if elementwise in CONV_ACTIVATIONS else "linear"
     if call.is_last:
         raise refuse(layer, "is the model's output; the explained score must come from a Dense layer")
     kernel = to_numpy(layer.kernel)
@@ -56,7 +62,11 @@ def conv1d(call: Call) -> Emitted:
         use_bias=bool(layer.use_bias),
         name=layer.name,
     )
-    return Emitted((spec,), (kernel,) + ((to_numpy(layer.bias),) if layer.use_bias else ()), masked=False)
+    arrays = (kernel,) + ((to_numpy(layer.bias),) if layer.use_bias else ())
+    if elementwise != activation:
+        after = ActivationSpec(elementwise, spec.filters, name=f"{layer.name}_{elementwise}")
+        return Emitted((spec, after), arrays, masked=False)
+    return Emitted((spec,), arrays, masked=False)
 
 
 def pooling1d(call: Call) -> Emitted:

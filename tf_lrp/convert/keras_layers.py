@@ -1,7 +1,8 @@
 """Handlers for elementwise and normalisation Keras layers, and elementwise merges.
 
 ``Activation`` (elementwise activations; ``softmax`` only after the score layer, where the walker
-skips it), ``ReLU`` (``max_value`` None or 6) and ``ELU`` (``alpha=1``),
+skips it), ``ReLU`` (``max_value`` None or 6), ``ELU`` (``alpha=1``), ``LeakyReLU`` (any slope),
+``PReLU`` (a slope per feature, shared over time),
 ``LayerNormalization`` (last axis), ``BatchNormalization`` (last axis, inference), ``Add`` /
 ``Subtract`` / ``Average`` and ``Multiply`` (inputs of one shape). See
 :mod:`tf_lrp.convert.keras_nodes` for the handler contract.
@@ -9,11 +10,13 @@ skips it), ``ReLU`` (``max_value`` None or 6) and ``ELU`` (``alpha=1``),
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import keras
+import numpy as np
 
-from ..layout import ActivationSpec, MergeSpec, MultiplySpec, NormalizationSpec
+from ..layout import ActivationSpec, MergeSpec, MultiplySpec, NormalizationSpec, PReLUSpec
 from .keras_core import KERAS_ELEMENTWISE
 from .keras_nodes import Call, Emitted, Handler, activation_name, one_input, refuse, to_numpy
 
@@ -46,7 +49,9 @@ def relu_layer(call: Call) -> Emitted:
     """``ReLU()`` (defaults) as relu, ``ReLU(max_value=6)`` as relu6."""
     layer = call.layer
     if float(layer.negative_slope) != 0.0 or float(layer.threshold) != 0.0:
-        raise refuse(layer, "negative_slope or threshold other than 0 is not supported; use LeakyReLU or defaults")
+        raise refuse(
+            layer, "negative_slope or threshold other than 0 is not supported; use LeakyReLU(negative_slope) or 0"
+        )
     if layer.max_value is None:
         return _activation_spec(call, "relu")
     if float(layer.max_value) == 6.0:
@@ -60,6 +65,35 @@ def elu_layer(call: Call) -> Emitted:
     if float(layer.alpha) != 1.0:
         raise refuse(layer, f"alpha={layer.alpha} is not supported; tf_lrp computes alpha=1.0 (the default)")
     return _activation_spec(call, "elu")
+
+
+def leaky_relu_layer(call: Call) -> Emitted:
+    """``LeakyReLU(negative_slope)`` as the ``leaky_relu`` activation with that slope."""
+    layer = call.layer
+    slope = float(layer.negative_slope)
+    if not math.isfinite(slope):
+        raise refuse(layer, f"negative_slope={layer.negative_slope} is not finite; use a finite slope")
+    incoming = one_input(call)
+    spec = ActivationSpec("leaky_relu", incoming.port.width, name=layer.name, negative_slope=slope)
+    return Emitted((spec,))
+
+
+def prelu_layer(call: Call) -> Emitted:
+    """``PReLU``: one learned slope per feature (over time: ``shared_axes=[1]``), stored as ``alpha`` (F,)."""
+    layer = call.layer
+    incoming = one_input(call)
+    alpha = to_numpy(layer.alpha)
+    width = incoming.port.width
+    if incoming.port.sequence and (alpha.ndim != 2 or alpha.shape[0] != 1):
+        raise refuse(
+            layer,
+            f"has alpha of shape {alpha.shape}, one slope per time step; tf_lrp reads sequences of any length: "
+            "build it with shared_axes=[1] (one slope per feature)",
+        )
+    per_feature = alpha.reshape(-1)
+    if per_feature.shape[0] not in (1, width):
+        raise refuse(layer, f"has alpha of shape {alpha.shape}; tf_lrp reads one slope per feature ({width},)")
+    return Emitted((PReLUSpec(width, name=layer.name),), (np.broadcast_to(per_feature, (width,)).copy(),))
 
 
 def _last_axis(call: Call, axis: Any) -> bool:
@@ -118,9 +152,7 @@ def merge(call: Call) -> Emitted:
 
 
 def multiply(call: Call) -> Emitted:
-    """``Multiply`` of two inputs of one shape."""
-    if len(call.inputs) != 2:
-        raise refuse(call.layer, f"multiplies {len(call.inputs)} tensors; tf_lrp reads two (nest Multiply layers)")
+    """``Multiply`` of two or more inputs of one shape."""
     spec = MultiplySpec(_merged(call), name=call.layer.name)
     return Emitted((spec,), masked=all(incoming.masked for incoming in call.inputs))
 
@@ -129,6 +161,8 @@ HANDLERS: dict[type, Handler] = {
     _L.Activation: activation,
     _L.ReLU: relu_layer,
     _L.ELU: elu_layer,
+    _L.LeakyReLU: leaky_relu_layer,
+    _L.PReLU: prelu_layer,
     _L.LayerNormalization: layer_normalization,
     _L.BatchNormalization: batch_normalization,
     **dict.fromkeys(MERGES, merge),

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from .activation import ActivationNode
+from .activation import ActivationNode, PReLUNode
 from .attention import AttentionNode
 from .base import NodeContext, NodeType
 from .concatenate import ConcatenateNode
@@ -43,6 +43,7 @@ _TYPES: tuple[NodeType, ...] = (
     Pooling1DNode(),
     RepeatVectorNode(),
     ActivationNode(),
+    PReLUNode(),
     NormalizationNode(),
     MergeNode(),
     MultiplyNode(),

@@ -4,7 +4,9 @@ LRP: relevance passes an elementwise activation unchanged (the identity rule: th
 follows a linear node, whose rule explains the pre-activation); conserving. Gradient: the
 activation's derivative at the cached input, written once below in ``keras.ops``
 (:data:`ELEMENTWISE`, one entry per name of :data:`tf_lrp.layout.ELEMENTWISE_ACTIVATIONS`, with
-Keras 3's default parameters).
+Keras 3's default parameters; ``leaky_relu`` takes the spec's ``negative_slope``). The ``prelu``
+node (Keras ``PReLU``) is the same idea with a learned slope per feature: ``relu(x) - alpha·relu(-x)``,
+relevance unchanged, gradient 1 for x > 0 else alpha.
 
 GELU (both forms) is computed from its formula with ``erf`` / ``tanh``, not by ``ops.gelu``:
 TensorFlow's float64 GELU kernel (and so its autodiff) is accurate to only about 5e-9, so the
@@ -21,7 +23,7 @@ from typing import Any, ClassVar
 from keras import ops
 
 from .._typing import Tensor
-from ..layout import ActivationSpec
+from ..layout import LEAKY_RELU_SLOPE, ActivationSpec, PReLUSpec
 from .base import NodeContext, NodeType
 
 Function = Callable[[Tensor], Tensor]
@@ -29,8 +31,8 @@ Function = Callable[[Tensor], Tensor]
 #: Keras's SELU constants
 _SELU_ALPHA = 1.67326324235437728481704299167171
 _SELU_SCALE = 1.05070098735548049341933498529460
-#: Keras's defaults: leaky_relu(negative_slope=0.2), soft/hard_shrink(threshold=0.5), squareplus(b=4)
-_LEAKY_SLOPE, _SHRINK, _SQUAREPLUS_B = 0.2, 0.5, 4.0
+#: Keras's defaults: soft/hard_shrink(threshold=0.5), squareplus(b=4) (leaky_relu: layout.LEAKY_RELU_SLOPE)
+_SHRINK, _SQUAREPLUS_B = 0.5, 4.0
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
 
@@ -91,17 +93,22 @@ def _hard_silu_derivative(x: Tensor) -> Tensor:
 
 
 
+def leaky_relu(slope: float) -> tuple[Function, Function]:
+    """``leaky_relu`` with its ``negative_slope`` and its derivative (the slope the backend applies)."""
+    return (
+        lambda x: ops.leaky_relu(x, negative_slope=slope),
+        # TensorFlow keeps the slope as a float32 attribute: read it back as the backend's own -f(-1)
+        lambda x: _where(x > 0, x, 1.0, -ops.leaky_relu(-ops.ones_like(x), negative_slope=slope)),
+    )
+
+
 #: name -> (activation, derivative as a function of the activation's *input*)
 ELEMENTWISE: Mapping[str, tuple[Function, Function]] = MappingProxyType(
     {
         "linear": (lambda x: x, ops.ones_like),
         "relu": (ops.relu, lambda x: ops.cast(x > 0, x.dtype)),
         "relu6": (ops.relu6, lambda x: _inside(x, 0.0, 6.0)),
-        "leaky_relu": (
-            lambda x: ops.leaky_relu(x, negative_slope=_LEAKY_SLOPE),
-            # the slope the backend applies (TensorFlow keeps it as a float32 attribute)
-            lambda x: _where(x > 0, x, 1.0, -ops.leaky_relu(-ops.ones_like(x), negative_slope=_LEAKY_SLOPE)),
-        ),
+        "leaky_relu": leaky_relu(LEAKY_RELU_SLOPE),
         "elu": (ops.elu, lambda x: _where(x > 0, x, 1.0, ops.exp(x))),
         "selu": (ops.selu, lambda x: _SELU_SCALE * _where(x > 0, x, 1.0, _SELU_ALPHA * ops.exp(x))),
         "celu": (ops.celu, lambda x: _where(x > 0, x, 1.0, ops.exp(x))),
@@ -137,6 +144,13 @@ ELEMENTWISE: Mapping[str, tuple[Function, Function]] = MappingProxyType(
 )
 
 
+def functions(spec: ActivationSpec) -> tuple[Function, Function]:
+    """The node's activation and derivative (:data:`ELEMENTWISE`, or ``leaky_relu`` with the spec's slope)."""
+    if spec.activation == "leaky_relu" and spec.negative_slope != LEAKY_RELU_SLOPE:
+        return leaky_relu(spec.negative_slope)
+    return ELEMENTWISE[spec.activation]
+
+
 class ActivationNode(NodeType):
     """Keras ``Activation`` (elementwise): relevance passes unchanged; gradient by the derivative."""
 
@@ -150,7 +164,7 @@ class ActivationNode(NodeType):
         self, spec: ActivationSpec, params: Any, inputs: Sequence[Tensor], mask: Tensor | None
     ) -> tuple[Tensor, Tensor]:
         """``f(x)``; the cache keeps ``x``."""
-        return ELEMENTWISE[spec.activation][0](inputs[0]), inputs[0]
+        return functions(spec)[0](inputs[0]), inputs[0]
 
     def relevance(
         self, spec: ActivationSpec, params: Any, cache: Tensor, relevance: Tensor, ctx: NodeContext
@@ -162,4 +176,37 @@ class ActivationNode(NodeType):
         self, spec: ActivationSpec, params: Any, cache: Tensor, grad: Tensor, ctx: NodeContext
     ) -> tuple[Tensor | None, ...]:
         """``grad · f'(x)``."""
-        return (grad * ELEMENTWISE[spec.activation][1](cache),)
+        return (grad * functions(spec)[1](cache),)
+
+
+class PReLUNode(NodeType):
+    """Keras ``PReLU``: ``relu(x) - alpha * relu(-x)``; relevance passes unchanged, gradient 1 or alpha."""
+
+    kinds: ClassVar[tuple[str, ...]] = ("prelu",)
+
+    def params(self, spec: PReLUSpec, arrays: Sequence[Tensor]) -> Tensor:
+        """``[alpha]`` -> alpha (F,)."""
+        return arrays[0]
+
+    def cache_floats(self, spec: PReLUSpec, steps: int) -> int:
+        """The input, per step read (for the derivative)."""
+        return steps * spec.features
+
+    def forward(
+        self, spec: PReLUSpec, params: Tensor, inputs: Sequence[Tensor], mask: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """Keras's arithmetic: ``relu(x) + (-alpha) · relu(-x)``; the cache keeps ``x``."""
+        x = inputs[0]
+        return ops.relu(x) + (-params) * ops.relu(-x), x
+
+    def relevance(
+        self, spec: PReLUSpec, params: Tensor, cache: Tensor, relevance: Tensor, ctx: NodeContext
+    ) -> tuple[tuple[Tensor | None, ...], Tensor | None]:
+        """The identity: the relevance of ``y_j`` is that of ``x_j``."""
+        return (relevance,), None
+
+    def gradient(
+        self, spec: PReLUSpec, params: Tensor, cache: Tensor, grad: Tensor, ctx: NodeContext
+    ) -> tuple[Tensor | None, ...]:
+        """``grad`` where ``x > 0``, else ``grad · alpha``."""
+        return (grad * ops.where(cache > 0, ops.ones_like(cache), params + ops.zeros_like(cache)),)

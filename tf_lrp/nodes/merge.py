@@ -6,12 +6,14 @@
   ``R_kj = (c_k x_kj + bias_factor · ε_j / K) · R_j / (z_j + ε_j)`` with ``ε_j = ε·sign(z_j)``;
   the stabiliser's share of unit j is spread over its K inputs (as in ``pooling.py``), so
   bias_factor = 1 conserves exactly. Gradient: ``c_k g``.
-* **multiply** (``Multiply`` of two tensors): a product node ``z = x_0 ⊙ x_1``, split by the
-  node's product rule (``tf_lrp.rules.product``; the rule map's ``"product"`` rule kind,
-  :class:`~tf_lrp.rules.Half` by default: exact, conserving, and it needs neither a designated
-  gate nor a denominator that vanishes where ``x_0 = -x_1``). With
+* **multiply** (``Multiply`` of two or more tensors): a product node ``z = x_0 ⊙ x_1 ⊙ ...``,
+  split by the node's product rule (``tf_lrp.rules.product``; the rule map's ``"product"`` rule
+  kind, :class:`~tf_lrp.rules.Half` by default: exact, conserving, and it needs neither a
+  designated gate nor a denominator that vanishes where ``x_0 = -x_1``). With
   :class:`~tf_lrp.rules.SignalTakesAll` the input ``gate`` names (1 by default, the second) is
-  the gate and gets nothing. Gradient: ``g ⊙ x_other``.
+  the gate and gets nothing (two inputs only). With n > 2 inputs (:func:`split_many`): half is
+  ``R/n`` each, proportional / abs share ``R`` in proportion to ``x_k`` / ``|x_k|``.
+  Gradient: ``g ⊙ Π_{m≠k} x_m``.
 
 Masks as Keras 3 merges them (``Merge.compute_mask``): no mask if an input has none, else the OR
 of the inputs' step masks. Neither node reads the mask.
@@ -26,7 +28,7 @@ from keras import ops
 
 from .._typing import Tensor
 from ..layout import MergeSpec, MultiplySpec
-from ..rules import SignalTakesAll, signed_eps, split_product
+from ..rules import Absolute, Half, ProductRule, SignalTakesAll, signed_eps, split_product
 from .base import NodeContext, NodeType
 
 
@@ -95,8 +97,42 @@ class MergeNode(NodeType):
         return tuple(c * grad for c in coefficients(spec.operation, len(cache[0])))
 
 
+def _product(factors: Sequence[Tensor]) -> Tensor:
+    """``x_0 ⊙ x_1 ⊙ ...`` in Keras's order (left to right)."""
+    out = factors[0]
+    for x in factors[1:]:
+        out = out * x
+    return out
+
+
+def split_many(
+    rule: ProductRule, factors: Sequence[Tensor], relevance: Tensor, eps: Tensor, bias_factor: Tensor
+) -> tuple[Tensor, ...]:
+    """The n-ary product rules for ``z = Π_k x_k`` (n > 2), each (..., F).
+
+    ``Half`` (uniform): ``R_k = R / n``. ``Proportional`` / ``Absolute``: weights ``w_k = x_k`` /
+    ``|x_k|``, ``R_k = (w_k + bias_factor · ε_j / n) · R / (Σ_m w_m + ε_j)`` with
+    ``ε_j = ε·sign(Σ_m w_m)``: conserving at bias_factor = 1. For n = 2 these are the binary
+    rules of :func:`tf_lrp.rules.split_product`. ``SignalTakesAll`` needs one signal; the rule
+    map refuses it for n > 2 (:meth:`tf_lrp.rules.RuleSet.resolve_nodes`).
+    """
+    count = len(factors)
+    if isinstance(rule, Half):
+        return tuple(relevance / count for _ in factors)
+    if isinstance(rule, SignalTakesAll):
+        raise TypeError("SignalTakesAll has no n-ary form")  # the rule map refuses it first
+    weights = [ops.abs(x) if isinstance(rule, Absolute) else x for x in factors]
+    total = weights[0]
+    for w in weights[1:]:
+        total = total + w
+    stabiliser = signed_eps(total, eps)
+    q = relevance / (total + stabiliser)
+    share = bias_factor * stabiliser * q / count
+    return tuple(w * q + share for w in weights)
+
+
 class MultiplyNode(NodeType):
-    """Keras ``Multiply`` of two tensors: a product node split by the node's product rule."""
+    """Keras ``Multiply`` of two or more tensors: a product node split by the node's product rule."""
 
     kinds: ClassVar[tuple[str, ...]] = ("multiply",)
 
@@ -110,23 +146,25 @@ class MultiplyNode(NodeType):
 
     def forward(
         self, spec: MultiplySpec, params: Any, inputs: Sequence[Tensor], mask: Tensor | None
-    ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        """``x_0 ⊙ x_1``."""
-        return inputs[0] * inputs[1], (inputs[0], inputs[1])
+    ) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """``x_0 ⊙ x_1 ⊙ ...``."""
+        return _product(inputs), tuple(inputs)
 
     def relevance(
-        self, spec: MultiplySpec, params: Any, cache: tuple[Tensor, Tensor], relevance: Tensor, ctx: NodeContext
+        self, spec: MultiplySpec, params: Any, cache: tuple[Tensor, ...], relevance: Tensor, ctx: NodeContext
     ) -> tuple[tuple[Tensor | None, ...], Tensor | None]:
-        """``split_product`` with the gate the rule names (the second input unless it says otherwise)."""
+        """Two inputs: ``split_product`` with the rule's gate (default the second); more: :func:`split_many`."""
         if ctx.rules is None:
             raise TypeError("a multiply node needs resolved rules")  # the network always resolves them
         rule = ctx.rules.product
+        if len(cache) > 2:
+            return split_many(rule, cache, relevance, ctx.eps, ctx.bias_factor), None
         gate = rule.gate if isinstance(rule, SignalTakesAll) else 1
         r_gate, r_signal = split_product(rule, cache[gate], cache[1 - gate], relevance, ctx.eps, ctx.bias_factor)
         return ((r_signal, r_gate) if gate == 1 else (r_gate, r_signal)), None
 
     def gradient(
-        self, spec: MultiplySpec, params: Any, cache: tuple[Tensor, Tensor], grad: Tensor, ctx: NodeContext
+        self, spec: MultiplySpec, params: Any, cache: tuple[Tensor, ...], grad: Tensor, ctx: NodeContext
     ) -> tuple[Tensor | None, ...]:
-        """``g ⊙ x_1`` and ``g ⊙ x_0``."""
-        return grad * cache[1], grad * cache[0]
+        """``g ⊙ Π_{m≠k} x_m`` per input (the product of the others, no division)."""
+        return tuple(grad * _product([x for m, x in enumerate(cache) if m != k]) for k in range(len(cache)))

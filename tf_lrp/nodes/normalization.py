@@ -13,8 +13,9 @@ Both act on the last axis of vectors (B, F) or of every step of a sequence (T, B
   ``dx = (g̃ - mean(g̃) - x̂ · mean(g̃ x̂)) / σ`` with ``g̃ = g γ`` and ``x̂ = (x - μ) / σ``.
 * **Batch normalisation** at inference uses the moving statistics: ``y = a x + b`` elementwise
   with ``a = γ / sqrt(moving_variance + epsilon)``, ``b = β - moving_mean · a``; the ε-rule per
-  unit: ``R_x = (a x + bias_factor · (b + ε)) · R / (y + ε)``; conserving at bias_factor = 1. It
-  is not folded into a neighbouring Dense: it is its own node.
+  unit: ``R_x = (a x + bias_factor · (b + ε)) · R / (y + ε)``; conserving at bias_factor = 1. The
+  Keras converter folds it into a neighbouring Dense / Conv1D where that is exact
+  (:mod:`tf_lrp.convert.keras_fold`); this node is the one that remains elsewhere.
 
 Neither reads the mask (like Keras at inference); a masked step's relevance is zero already.
 """

@@ -384,7 +384,7 @@ class RuleSet:
         Args:
             layout: the network to check against.
         """
-        self.resolve(layout)
+        self.resolve_nodes(layout)  # also refuses a rule a node cannot take (SignalTakesAll on a 3-way multiply)
 
     def resolve_nodes(self, layout: NetworkLayout) -> tuple[NodeRules | None, ...]:
         """Each node's rules (None for a node that takes no rule), first matching entry wins.
@@ -412,6 +412,12 @@ class RuleSet:
             if isinstance(rule, Recurrent):
                 fallback = self.product if spec.rule_kind == "recurrent" else MULTIPLY_DEFAULT
                 product = fallback if rule.product is None else as_product_rule(rule.product)
+                if spec.rule_kind == "product" and isinstance(product, SignalTakesAll) and len(layout.edges[index]) > 2:
+                    raise InputError(
+                        f"{_describe_layer(index, spec)} multiplies {len(layout.edges[index])} inputs, so "
+                        "SignalTakesAll has no single signal; give it 'half', 'proportional' or 'abs' (e.g. "
+                        "RuleSet(kinds={'multiply': 'half'})), or nest Multiply layers of two inputs"
+                    )
                 spread = self.sum_spread if rule.sum_spread is None else rule.sum_spread
                 resolved.append(NodeRules(product, spread, self.head, rule.eps, self.output))
             else:
