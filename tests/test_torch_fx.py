@@ -148,6 +148,18 @@ class TimeMajorInput(nn.Module):
         return self.fc(out[-1])
 
 
+class TimeMajorNormalized(nn.Module):
+    """(time, batch, features) in: an identity view and an nn.LayerNorm on the input leave its layout open."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm, self.rnn, self.fc = nn.LayerNorm(D), nn.GRU(D, H), nn.Linear(H, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x.view(x.size(0), x.size(1), D)) + torch.tanh(x)
+        return self.fc(self.rnn(h)[0][-1])
+
+
 @dataclass
 class Entry:
     build: Callable[[], nn.Module]
@@ -180,6 +192,7 @@ ZOO: dict[str, Entry] = {
     "cat-directions-lstm": Entry(lambda: CatDirections("lstm")),
     "cat-directions-gru": Entry(lambda: CatDirections("gru")),
     "time-major-input": Entry(TimeMajorInput, time_major=True),
+    "time-major-normalized": Entry(TimeMajorNormalized, time_major=True),
     "hidden-tanh": Entry(lambda: HiddenTanh()),  # defined with the refusals below
 }
 
