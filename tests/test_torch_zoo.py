@@ -211,14 +211,14 @@ class KimCNN(nn.Module):
         self.embedding = nn.Embedding(V, E)
         self.convs = nn.ModuleList([nn.Conv1d(E, 3, k) for k in (2, 3)])
         self.conv4 = nn.Conv1d(E, 3, 5, padding="same", bias=False)
-        self.adaptive = nn.AdaptiveAvgPool1d(1)
+        self.adaptive, self.flat = nn.AdaptiveAvgPool1d(1), nn.Flatten()
         self.fc = nn.Linear(12, C)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         h = self.embedding(ids).transpose(1, 2)
         pooled = [fn.max_pool1d(fn.relu(conv(h)), conv(h).size(2)).squeeze(2) for conv in self.convs]
         wide = self.conv4(h)
-        pooled.append(self.adaptive(wide).flatten(1))
+        pooled.append(self.flat(self.adaptive(wide)))
         pooled.append(wide.mean(dim=-1, keepdim=True)[:, :, 0])
         return self.fc(torch.cat(pooled, dim=1))
 

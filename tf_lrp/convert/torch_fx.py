@@ -629,6 +629,8 @@ class _Walk:
                 return self.conv1d(node, sub, args)
             if name in ("MaxPool1d", "AvgPool1d"):
                 return self.pool1d(node, sub, args)
+            if name == "Flatten":
+                return self.reshape("flatten", [args[0], sub.start_dim, sub.end_dim], {})
             if name in ("AdaptiveMaxPool1d", "AdaptiveAvgPool1d"):
                 return self.pool_function(node, name, [args[0], sub.output_size], {})
             if name == "LayerNorm":
@@ -637,8 +639,8 @@ class _Walk:
                 return self.batch_norm(node, sub, args)
             raise _RefusalError(
                 f"is not supported; tf_lrp converts nn.LSTM, nn.GRU, nn.RNN, nn.Embedding, nn.Linear, nn.Conv1d, "
-                f"nn.MaxPool1d, nn.AvgPool1d, nn.LayerNorm, nn.BatchNorm1d, elementwise activations and dropout "
-                f"modules (module path {node.target!r})"
+                f"nn.MaxPool1d, nn.AvgPool1d, nn.LayerNorm, nn.BatchNorm1d, nn.Flatten, elementwise activations and "
+                f"dropout modules (module path {node.target!r})"
             )
         if family == "function" and node.target is operator.getitem:
             return self.getitem(args[0], args[1])
