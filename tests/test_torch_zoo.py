@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as fn
 
-from tf_lrp import Explainer
+from tf_lrp import ConversionError, Explainer
 from tf_lrp.errors import TfLrpWarning
 
 from .test_torch_fx import BidirectionalLastStep
@@ -359,3 +359,8 @@ def test_a_batch_explains_like_its_samples_one_by_one(case: Case, method: str) -
     for i in range(len(case.x)):
         one = _explain(case, case.x[i : i + 1], target[i : i + 1], method=method, **options).relevance
         np.testing.assert_allclose(one[0], batch[i], rtol=0, atol=1e-12)
+
+
+def test_a_flattened_fixed_length_head_needs_a_sample() -> None:
+    with pytest.raises(ConversionError, match=r"flattens a sequence of 8 steps .* pass sample="):
+        Explainer.from_torch(_init(FlattenHead(), 0))

@@ -1445,7 +1445,17 @@ def torch_scores(traced: TracedModule, x: np.ndarray) -> np.ndarray:
 
 
 def probe_batch(manifest: Mapping[str, Any], seed: int = 0) -> np.ndarray:
-    """(4, 7) token ids within the vocabulary, or (4, 7, D) standard-normal features."""
+    """(4, 7) token ids within the vocabulary, or (4, 7, D) standard-normal features.
+
+    Raises:
+        ConversionError: the network flattens a sequence of fixed length (a probe of 7 steps cannot fit it).
+    """
+    flatten = [layer for layer in manifest["layers"] if layer["kind"] == "flatten"]
+    if flatten:
+        raise ConversionError(
+            f"the module flattens a sequence of {flatten[0]['steps']} steps into an nn.Linear, so it reads inputs of "
+            "one length only: pass sample= (a batch of that length) to check the conversion on"
+        )
     rng = np.random.default_rng(seed)
     entry = manifest["inputs"][0]
     if entry["tokens"]:
