@@ -454,12 +454,13 @@ class ConvOptions(nn.Module):
                 nn.Conv1d(4, 4, 1, padding="valid", groups=4),
             ]
         )
-        self.fc = nn.Linear(8, C)
+        self.fc = nn.Linear(16, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.permute(0, 2, 1)
         for conv in self.convs:
             h = conv(h)
+        h = torch.cat([h, torch.tanh(h)], dim=1)  # channels-first: the channel axis is 1
         return self.fc(torch.cat([h.max(dim=-1)[0], h.mean(2)], dim=-1))
 
 
