@@ -192,6 +192,18 @@ class MultiHead(nn.Module):
         return self.fc(attended.mean(dim=1 if self.batch_first else 0))
 
 
+class TimeMajorNormalized(nn.Module):
+    """(time, batch, features) in: an identity view and an nn.LayerNorm on the input leave its layout open."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.norm, self.rnn, self.fc = nn.LayerNorm(D), nn.GRU(D, H), nn.Linear(H, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x.view(x.size(0), x.size(1), D)) + torch.tanh(x)
+        return self.fc(self.rnn(h)[0][-1])
+
+
 @dataclass
 class Entry:
     build: Callable[[], nn.Module]
@@ -224,6 +236,7 @@ ZOO: dict[str, Entry] = {
     "cat-directions-lstm": Entry(lambda: CatDirections("lstm")),
     "cat-directions-gru": Entry(lambda: CatDirections("gru")),
     "time-major-input": Entry(TimeMajorInput, time_major=True),
+    "time-major-normalized": Entry(TimeMajorNormalized, time_major=True),
     "hidden-tanh": Entry(lambda: HiddenTanh()),  # defined with the refusals below
     "attention-pool-methods": Entry(lambda: AttentionPooled("methods")),
     "attention-pool-functional-time-major": Entry(lambda: AttentionPooled("functional", False), time_major=True),
@@ -533,12 +546,13 @@ class ConvOptions(nn.Module):
                 nn.Conv1d(4, 4, 1, padding="valid", groups=4),
             ]
         )
-        self.fc = nn.Linear(8, C)
+        self.fc = nn.Linear(16, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x.permute(0, 2, 1)
         for conv in self.convs:
             h = conv(h)
+        h = torch.cat([h, torch.tanh(h)], dim=1)  # channels-first: the channel axis is 1
         return self.fc(torch.cat([h.max(dim=-1)[0], h.mean(2)], dim=-1))
 
 

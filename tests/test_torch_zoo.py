@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as fn
 
-from tf_lrp import Explainer
+from tf_lrp import ConversionError, Explainer
 from tf_lrp.errors import TfLrpWarning
 
 from .test_torch_fx import BidirectionalLastStep
@@ -211,14 +211,14 @@ class KimCNN(nn.Module):
         self.embedding = nn.Embedding(V, E)
         self.convs = nn.ModuleList([nn.Conv1d(E, 3, k) for k in (2, 3)])
         self.conv4 = nn.Conv1d(E, 3, 5, padding="same", bias=False)
-        self.adaptive = nn.AdaptiveAvgPool1d(1)
+        self.adaptive, self.flat = nn.AdaptiveAvgPool1d(1), nn.Flatten()
         self.fc = nn.Linear(12, C)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         h = self.embedding(ids).transpose(1, 2)
         pooled = [fn.max_pool1d(fn.relu(conv(h)), conv(h).size(2)).squeeze(2) for conv in self.convs]
         wide = self.conv4(h)
-        pooled.append(self.adaptive(wide).flatten(1))
+        pooled.append(self.flat(self.adaptive(wide)))
         pooled.append(wide.mean(dim=-1, keepdim=True)[:, :, 0])
         return self.fc(torch.cat(pooled, dim=1))
 
@@ -359,3 +359,8 @@ def test_a_batch_explains_like_its_samples_one_by_one(case: Case, method: str) -
     for i in range(len(case.x)):
         one = _explain(case, case.x[i : i + 1], target[i : i + 1], method=method, **options).relevance
         np.testing.assert_allclose(one[0], batch[i], rtol=0, atol=1e-12)
+
+
+def test_a_flattened_fixed_length_head_needs_a_sample() -> None:
+    with pytest.raises(ConversionError, match=r"flattens a sequence of 8 steps .* pass sample="):
+        Explainer.from_torch(_init(FlattenHead(), 0))

@@ -312,7 +312,8 @@ class _Converter:
         index = len(self.specs)
         if any(e not in self.ports for e in reads):
             raise _RefusalError(
-                "reads the module's input directly; tf_lrp reads it through nn.Embedding, a recurrent module or "
+                "reads the module's input directly; tf_lrp reads it through nn.Embedding, a recurrent module, "
+                "nn.Conv1d, a normalization or "
                 "nn.Linear"
             )
         try:
@@ -660,6 +661,8 @@ class _Walk:
                 return self.conv1d(node, sub, args)
             if name in ("MaxPool1d", "AvgPool1d"):
                 return self.pool1d(node, sub, args)
+            if name == "Flatten":
+                return self.reshape("flatten", [args[0], sub.start_dim, sub.end_dim], {})
             if name in ("AdaptiveMaxPool1d", "AdaptiveAvgPool1d"):
                 return self.pool_function(node, name, [args[0], sub.output_size], {})
             if name == "LayerNorm":
@@ -670,8 +673,8 @@ class _Walk:
                 return self.multihead_attention(node, sub, args, kwargs)
             raise _RefusalError(
                 f"is not supported; tf_lrp converts nn.LSTM, nn.GRU, nn.RNN, nn.Embedding, nn.Linear, nn.Conv1d, "
-                f"nn.MaxPool1d, nn.AvgPool1d, nn.LayerNorm, nn.BatchNorm1d, elementwise activations and dropout "
-                f"modules (module path {node.target!r})"
+                f"nn.MaxPool1d, nn.AvgPool1d, nn.LayerNorm, nn.BatchNorm1d, nn.Flatten, elementwise activations and "
+                f"dropout modules (module path {node.target!r})"
             )
         if family == "function" and node.target is operator.getitem:
             return self.getitem(args[0], args[1])
@@ -795,9 +798,16 @@ class _Walk:
             raise _RefusalError(f"reads {_describe(x)}; {what} reads features")
         return x
 
+    def known(self, x: Any) -> Any:
+        """``x`` with the module input's width filled in once a module has declared it (else as it is)."""
+        spec = self.conv.input_spec
+        if isinstance(x, _Seq) and x.parts[0][0] == input_edge(0) and spec is not None and not spec.tokens:
+            return _Seq(((input_edge(0), spec.features),), x.axes)
+        return x
+
     def channels_last(self, x: _Seq | _Vec, what: str) -> None:
         """Refuses a channels-first sequence for a module that acts on the last axis."""
-        if isinstance(x, _Seq) and self.conv.resolve(x.axes) == "bf":
+        if isinstance(x, _Seq) and x.axes == "bf":  # the input's layouts (in, ni) are never channels-first
             raise _RefusalError(
                 f"reads a channels-first (batch, channels, time) sequence: {what} would act on the time axis; "
                 "transpose(1, 2) it back to (batch, time, channels) first"
@@ -823,7 +833,7 @@ class _Walk:
 
     def activation(self, node: Any, name: str, args: list[Any]) -> Any:
         """An elementwise activation: relu folded into the nn.Linear / nn.Conv1d right before it, else a node."""
-        x = args[0]
+        x = self.known(args[0])
         if not isinstance(x, (_Seq, _Vec)) or (isinstance(x, _Seq) and x.tokens):
             raise _RefusalError(f"applies {name} to {_describe(x)}; tf_lrp applies activations to features")
         source: Any = node.args[0]
@@ -946,10 +956,10 @@ class _Walk:
         operation = "add" if "add" in method else "subtract"
         alpha = kwargs.get("alpha", args[2] if len(args) > 2 else 1)
         other = kwargs.get("other", args[1] if len(args) > 1 else None)
-        a, b = args[0], other
+        a, b = self.known(args[0]), self.known(other)
         same = isinstance(a, _Vec) and isinstance(b, _Vec)
         if isinstance(a, _Seq) and isinstance(b, _Seq) and not (a.tokens or b.tokens):
-            same = self.conv.resolve(a.axes) == self.conv.resolve(b.axes)
+            same = a.axes == b.axes or self.conv.resolve(a.axes) == self.conv.resolve(b.axes)
         if (
             not same
             or not isinstance(a, (_Seq, _Vec))
@@ -1352,13 +1362,14 @@ class _Walk:
         if (
             isinstance(value, _Seq)
             and not value.tokens
-            and self.conv.resolve(value.axes) == "bt"
             and _flattens(method, args[1:], kwargs, -1)
+            and self.conv.resolve(value.axes) == "bt"
         ):
             return _Flat(value)
         if isinstance(value, _Seq) and not value.tokens and method in ("reshape", "view"):
             shape = args[1] if len(args) == 2 and isinstance(args[1], (list, tuple)) else args[1:]
-            if _keeps_layout(shape, _AXES[self.conv.resolve(value.axes)].index("f"), value.width):
+            raw = value.parts[0][0] == input_edge(0)  # the module input: its width is not known yet
+            if _keeps_layout(shape, 1 if value.axes == "bf" else 2, None if raw else value.width):
                 return value
             raise _RefusalError(
                 f"{method} of {_describe(value)} to {list(shape)}; tf_lrp keeps a sequence's layout: "
@@ -1422,8 +1433,11 @@ def _conv_padding(padding: Any, size: int, stride: int, dilation: int) -> str:
     )
 
 
-def _keeps_layout(shape: Sequence[Any], features: int, width: int) -> bool:
-    """Whether a 3-d ``view`` / ``reshape`` to ``shape`` is the identity (``features``: the feature axis)."""
+def _keeps_layout(shape: Sequence[Any], features: int, width: int | None) -> bool:
+    """Whether a 3-d ``view`` / ``reshape`` to ``shape`` is the identity (``features``: the feature axis).
+
+    ``width`` None: the module input, whose width the module states (any positive int there).
+    """
     if len(shape) != 3:
         return False
     others = [shape[i] for i in range(3) if i != features]
@@ -1432,6 +1446,8 @@ def _keeps_layout(shape: Sequence[Any], features: int, width: int) -> bool:
     given = shape[features]
     if given == -1:
         return all(isinstance(o, _Size) for o in others)
+    if width is None:
+        return isinstance(given, int) and not isinstance(given, bool) and given > 0
     return not isinstance(given, bool) and given == width
 
 
@@ -1633,7 +1649,17 @@ def torch_scores(traced: TracedModule, x: np.ndarray) -> np.ndarray:
 
 
 def probe_batch(manifest: Mapping[str, Any], seed: int = 0) -> np.ndarray:
-    """(4, 7) token ids within the vocabulary, or (4, 7, D) standard-normal features."""
+    """(4, 7) token ids within the vocabulary, or (4, 7, D) standard-normal features.
+
+    Raises:
+        ConversionError: the network flattens a sequence of fixed length (a probe of 7 steps cannot fit it).
+    """
+    flatten = [layer for layer in manifest["layers"] if layer["kind"] == "flatten"]
+    if flatten:
+        raise ConversionError(
+            f"the module flattens a sequence of {flatten[0]['steps']} steps into an nn.Linear, so it reads inputs of "
+            "one length only: pass sample= (a batch of that length) to check the conversion on"
+        )
     rng = np.random.default_rng(seed)
     entry = manifest["inputs"][0]
     if entry["tokens"]:
