@@ -8,7 +8,9 @@ are matched by exact class, so a subclass with its own ``call`` is refused rathe
 misread; every option whose inference semantics tf_lrp does not reproduce is refused with the
 layer's name and the fix. The explained score is the pre-activation of the layer that produces
 the output (a ``Dense`` or ``TimeDistributed(Dense)``); ``Dropout``-like layers, and an
-``Activation`` or ``Softmax`` layer after the score layer, are skipped.
+``Activation`` or ``Softmax`` layer after the score layer, are skipped. After the walk, each
+``BatchNormalization`` next to a ``Dense`` / ``Conv1D`` is folded into it where that is exact
+(:mod:`tf_lrp.convert.keras_fold`; ``fold_batch_norm=False`` keeps them all as nodes).
 
 :func:`score_model` builds the Keras reference the explainer checks itself against: the same
 model up to the score layer, followed by a linear copy of it (its pre-activation).
