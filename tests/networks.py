@@ -375,8 +375,10 @@ def _masked_softmax_numpy(scores: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def softmax_pooled(rng: np.random.Generator) -> Case:
+def softmax_pooled(rng: np.random.Generator, weighting: bool = False) -> Case:
     """Bi-LSTM -> Dense(1, tanh) -> Softmax(axis=1) -> Dot(axes=1)([weights, states]) -> Flatten -> Dense.
+
+    With ``weighting``: ``keras.ops.sum(Multiply()([states, weights]), axis=1)`` instead of the Dot.
 
     The hand-built attention pooling, with masked steps: Keras 3's ``Softmax`` cannot apply the
     propagated (B, T) mask to its (B, T, 1) scores (it raises), so the Keras model is converted
@@ -391,7 +393,11 @@ def softmax_pooled(rng: np.random.Generator) -> Case:
     score_layer, head = L.Dense(1, activation="tanh", **f64), L.Dense(2, **f64)
     states = bilstm(inputs)
     weights = L.Softmax(axis=1, **f64)(score_layer(states))
-    plain = keras.Model(inputs, head(L.Flatten(**f64)(L.Dot(axes=1, **f64)([weights, states]))))
+    if weighting:
+        pooled = keras.ops.sum(L.Multiply(**f64)([states, weights]), axis=1)
+    else:
+        pooled = L.Flatten(**f64)(L.Dot(axes=1, **f64)([weights, states]))
+    plain = keras.Model(inputs, head(pooled))
     _randomise(plain, rng)
     manifest, arrays = from_keras(plain)
     manifest["inputs"][0]["mask_value"] = 0.0
@@ -406,7 +412,12 @@ def softmax_pooled(rng: np.random.Generator) -> Case:
         return np.einsum("bt,bth->bh", a, h) @ kernel + bias
 
     x, lengths = _floats(rng, 2)
-    return Case(explainer, run, x, lengths, KINDS["softmax_pooled"])
+    return Case(explainer, run, x, lengths, KINDS["softmax_weighted" if weighting else "softmax_pooled"])
+
+
+def softmax_weighted(rng: np.random.Generator) -> Case:
+    """The same attention pooling by Multiply (weights broadcast over the features) and keras.ops.sum over time."""
+    return softmax_pooled(rng, weighting=True)
 
 
 def leaky_prelu(rng: np.random.Generator) -> Case:
@@ -447,6 +458,7 @@ NETWORKS: dict[str, Callable[[np.random.Generator], Case]] = {
     "last_step": last_step,
     "softmax_pooled": softmax_pooled,
     "leaky_prelu": leaky_prelu,
+    "softmax_weighted": softmax_weighted,
 }
 #: the node kinds each network uses (static, so the coverage check needs no Keras model)
 KINDS: dict[str, frozenset[str]] = {
@@ -477,4 +489,5 @@ KINDS: dict[str, frozenset[str]] = {
         {"lstm", "dense", "activation", "softmax", "weighted_sum", "repeat_vector", "flatten"}
     ),
     "leaky_prelu": frozenset({"lstm", "conv1d", "activation", "prelu", "gru", "dense"}),
+    "softmax_weighted": frozenset({"lstm", "dense", "activation", "softmax", "weighted_sum", "global_sum_pooling"}),
 }

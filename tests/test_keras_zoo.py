@@ -265,6 +265,15 @@ def text_bilstm_attention_pooling() -> tuple[keras.Model, Any]:
     return model, ids.astype("int32")
 
 
+def gru_attention_weighted_sum() -> tuple[keras.Model, Any]:
+    """Hand-built attention pooling by Multiply (weights broadcast) and keras.ops.sum over time (no Lambda)."""
+    inputs = keras.Input((None, 3))
+    h = L.GRU(6, return_sequences=True)(inputs)
+    weights = L.Softmax(axis=1)(L.Dense(1, activation="tanh")(h))
+    pooled = keras.ops.sum(L.Multiply(name="weigh")([h, weights]), axis=1)
+    return keras.Model(inputs, L.Dense(2)(pooled), name="gru_attention_weighted_sum"), _features(15)
+
+
 def lstm_multi_head_block() -> tuple[keras.Model, Any]:
     inputs = keras.Input((None, 3))
     h = L.LSTM(6, return_sequences=True)(L.Masking(0.0)(inputs))
@@ -317,6 +326,7 @@ ZOO: dict[str, Entry] = {
     "text_bilstm_attention_pooling": Entry(text_bilstm_attention_pooling),
     "conv_bn_lstm": Entry(conv_batch_norm_lstm),
     "gated_three_way_prelu": Entry(gated_three_way_prelu),
+    "gru_attention_weighted_sum": Entry(gru_attention_weighted_sum),
 }
 
 

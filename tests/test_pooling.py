@@ -28,14 +28,15 @@ def _oracle(kind: str, x: np.ndarray, valid: np.ndarray, relevance: np.ndarray, 
                     out[t, b, j] = relevance[b, j] / len(winners)
                 continue
             steps = [t for t in range(T) if valid[t, b]]
-            z = sum(column[t] for t in steps) / len(steps)
+            scale = 1.0 if kind == "global_sum_pooling" else 1.0 / len(steps)
+            z = sum(column[t] for t in steps) * scale
             stab = eps if z >= 0 else -eps
             for t in steps:
-                out[t, b, j] = (column[t] / len(steps) + bf * stab / len(steps)) * relevance[b, j] / (z + stab)
+                out[t, b, j] = (column[t] * scale + bf * stab / len(steps)) * relevance[b, j] / (z + stab)
     return out
 
 
-@pytest.mark.parametrize("kind", ["global_max_pooling", "global_average_pooling"])
+@pytest.mark.parametrize("kind", ["global_max_pooling", "global_average_pooling", "global_sum_pooling"])
 @pytest.mark.parametrize(("eps", "bf"), [(1e-3, 0.0), (0.3, 1.0)])
 def test_relevance_matches_the_per_connection_oracle(kind: str, eps: float, bf: float) -> None:
     rng = np.random.default_rng(4)

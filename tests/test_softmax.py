@@ -93,3 +93,19 @@ def test_spec_reads_a_sequence_of_its_width() -> None:
         spec.infer([Port(False, 1, False, "x")], "w", False)
     with pytest.raises(LayoutError, match="input_size"):
         spec.infer([Port(True, 2, False, "x")], "w", False)
+
+
+@pytest.mark.parametrize("name", ["softmax_pooled", "softmax_weighted"])
+def test_attnlrp_gives_masked_steps_exactly_zero(name: str) -> None:
+    """The invariants harness runs the default rule (CP-LRP); AttnLRP also passes the softmax: still no padding."""
+    from tf_lrp import Explainer
+
+    from .networks import NETWORKS
+
+    case = NETWORKS[name](np.random.default_rng(7))
+    weights = [np.asarray(w) for w in case.explainer.weights]
+    ex = Explainer.from_manifest(case.explainer.manifest, weights, dtype="float64", rules=RuleSet(attention="attnlrp"))
+    result = ex.explain(case.x, lengths=case.lengths, bias_factor=1.0)
+    (mask,) = case.masks
+    assert np.all(result.relevance[~mask] == 0.0)
+    assert np.abs(result.relevance[mask]).max() > 0.0

@@ -156,11 +156,14 @@ class AttentionPooled(nn.Module):
         self.variant, self.batch_first = variant, batch_first
         self.rnn = nn.LSTM(D, H, batch_first=batch_first, bidirectional=True)
         self.att = nn.Linear(2 * H, 1)
+        self.tanh, self.softmax = nn.Tanh(), nn.Softmax(dim=1)
         self.fc = nn.Linear(2 * H, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(x)
         time = 1 if self.batch_first else 0
+        if self.variant == "modules":  # nn.Tanh, nn.Softmax(dim=1)
+            return self.fc((self.softmax(self.tanh(self.att(out))) * out).sum(dim=1))
         if self.variant == "bmm":  # tanh scores, torch.softmax, torch.bmm(...).squeeze(1)
             w = torch.softmax(torch.tanh(self.att(out)), dim=1)
             return self.fc(torch.bmm(w.transpose(1, 2), out).squeeze(1))
@@ -241,6 +244,7 @@ ZOO: dict[str, Entry] = {
     "attention-pool-methods": Entry(lambda: AttentionPooled("methods")),
     "attention-pool-functional-time-major": Entry(lambda: AttentionPooled("functional", False), time_major=True),
     "attention-pool-bmm": Entry(lambda: AttentionPooled("bmm")),
+    "attention-pool-modules": Entry(lambda: AttentionPooled("modules")),
     "mha-self": Entry(lambda: MultiHead(True)),
     "mha-self-time-major": Entry(lambda: MultiHead(False), time_major=True),
     "mha-cross-kdim": Entry(lambda: MultiHead(True, cross=True, kdim=5)),

@@ -97,19 +97,60 @@ def test_weighted_sum_forward_relevance_gradient(eps: float, bf: float) -> None:
         np.testing.assert_allclose(_bm(got), expected.numpy(), rtol=0, atol=1e-12)
 
 
-def _pooling_model(rng: np.random.Generator, reshape: bool) -> keras.Model:
+@pytest.mark.parametrize(("eps", "bf"), [(1e-3, 0.0), (0.3, 1.0)])
+def test_per_step_products_forward_relevance_gradient(eps: float, bf: float) -> None:
+    """``Multiply()([values, weights])``: each product ``w_t v_tj`` a one-term ε-node."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(6)
+    w, v = rng.random(size=(B, T, 1)), rng.normal(size=(B, T, H))
+    w[2, 3:] = 0.0
+    layer = L.Multiply(**F64)
+    theirs = keras.ops.convert_to_numpy(layer([v, w]))
+    spec, node = WeightedSumSpec(H, per_step=True), NODES["weighted_sum"]
+    out, cache = node.forward(spec, (), [_tm(w), _tm(v)], None)
+    np.testing.assert_allclose(_bm(out), theirs, rtol=0, atol=1e-12)
+    r = rng.normal(size=(B, T, H))
+    expected = np.zeros_like(v)
+    for b, t, j in np.ndindex(B, T, H):
+        z = w[b, t, 0] * v[b, t, j]
+        stab = eps if z >= 0 else -eps
+        expected[b, t, j] = (z + bf * stab) * r[b, t, j] / (z + stab)
+    (r_w, r_v), _ = node.relevance(spec, (), cache, _tm(r), _ctx(eps, bf, "cp_lrp"))
+    assert r_w is None
+    np.testing.assert_allclose(_bm(r_v), expected, rtol=0, atol=1e-10)
+    if bf == 1.0:
+        np.testing.assert_allclose(_bm(r_v), r, rtol=1e-12)
+    (r_w, r_v), _ = node.relevance(spec, (), cache, _tm(r), _ctx(eps, bf, "attnlrp"))
+    np.testing.assert_allclose(_bm(r_v), expected / 2, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(_bm(r_w), expected.sum(axis=-1, keepdims=True) / 2, rtol=0, atol=1e-10)
+    seed = rng.normal(size=(B, T, H))
+    tensors = [tf.Variable(w), tf.Variable(v)]
+    with tf.GradientTape() as tape:
+        picked = tf.reduce_sum(layer([tensors[1], tensors[0]]) * seed)
+    want = tape.gradient(picked, tensors)
+    grads = node.gradient(spec, (), cache, _tm(seed), _ctx(eps, bf, None))
+    for got, expected_grad in zip(grads, want, strict=True):
+        np.testing.assert_allclose(_bm(got), expected_grad.numpy(), rtol=0, atol=1e-12)
+
+
+def _pooling_model(rng: np.random.Generator, reshape: bool | None) -> keras.Model:
+    """``reshape`` True: Dot + Reshape, False: Dot + Flatten, None: Multiply + keras.ops.sum(axis=1)."""
     inputs = keras.Input((T, 3), dtype="float64")
     states = L.Bidirectional(L.GRU(3, return_sequences=True, **F64), **F64)(inputs)
     weights = L.Softmax(axis=1, **F64)(L.Dense(1, activation="tanh", **F64)(states))
-    context = L.Dot(axes=1, **F64)([weights, states])
-    context = L.Reshape((6,), **F64)(context) if reshape else L.Flatten(**F64)(context)
+    if reshape is None:
+        context = keras.ops.sum(L.Multiply(**F64)([states, weights]), axis=1)
+    else:
+        context = L.Dot(axes=1, **F64)([weights, states])
+        context = L.Reshape((6,), **F64)(context) if reshape else L.Flatten(**F64)(context)
     model = keras.Model(inputs, L.Dense(2, activation="softmax", **F64)(context))
     model.set_weights([rng.normal(scale=0.7, size=w.shape) for w in model.get_weights()])
     return model
 
 
-@pytest.mark.parametrize("reshape", [False, True])
-def test_keras_attention_pooling_forward_gradient_conservation(reshape: bool) -> None:
+@pytest.mark.parametrize("reshape", [False, True, None])
+def test_keras_attention_pooling_forward_gradient_conservation(reshape: bool | None) -> None:
     import tensorflow as tf
 
     from tf_lrp.convert.keras import score_model
@@ -119,7 +160,8 @@ def test_keras_attention_pooling_forward_gradient_conservation(reshape: bool) ->
     x = rng.normal(size=(B, T, 3))
     ex = Explainer.from_keras(model, sample=x, dtype="float64", tolerance=1e-12)
     kinds = [spec.kind for spec in ex.layout.layers]
-    assert kinds == ["gru", "dense", "activation", "softmax", "weighted_sum", "repeat_vector", "flatten", "dense"]
+    pooled = ["weighted_sum", "global_sum_pooling"] if reshape is None else ["weighted_sum", "repeat_vector", "flatten"]
+    assert kinds == ["gru", "dense", "activation", "softmax", *pooled, "dense"]
     reference = score_model(model)
     np.testing.assert_allclose(ex.score(x), keras.ops.convert_to_numpy(reference(x)), rtol=0, atol=1e-12)
 
@@ -158,12 +200,18 @@ def test_converter_refusals() -> None:
         convert(L.Dot(axes=1)([scores, states]))
     with pytest.raises(ConversionError, match="normalize=True"):
         convert(L.Dot(axes=1, normalize=True)([L.Softmax(axis=1)(scores), states]))
+    with pytest.raises(ConversionError, match="not a Softmax"):
+        convert(L.Reshape((T, 4))(L.Multiply()([states, scores])))
+    with pytest.raises(ConversionError, match=r"sums over axis=\[2\]"):
+        Explainer.from_keras(keras.Model(inputs, L.Dense(2)(L.Flatten()(keras.ops.sum(states, axis=2)))))
     masked_in = keras.Input((T, 3))
     masked_states = L.LSTM(4, return_sequences=True)(L.Masking(0.0)(masked_in))
     weights = L.Softmax(axis=1)(L.Dense(1)(masked_states))
     masked = keras.Model(masked_in, L.Dense(2)(L.Flatten()(L.Dot(axes=1)([weights, masked_states]))))
     with pytest.raises(ConversionError, match="cannot apply to its"):
         Explainer.from_keras(masked)
+    with pytest.raises(ConversionError, match=r"keras\.ops\.sum ignores the mask"):
+        Explainer.from_keras(keras.Model(masked_in, L.Dense(2)(keras.ops.sum(masked_states, axis=1))))
 
 
 def test_spec_reads_weights_and_values() -> None:

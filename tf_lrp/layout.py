@@ -432,15 +432,16 @@ class DenseSpec(Spec):
 
 @dataclass(frozen=True)
 class PoolingSpec(SameWidthSpec):
-    """Keras ``GlobalMaxPooling1D`` / ``GlobalAveragePooling1D``: a sequence (B, T, F) -> one vector (B, F).
+    """Keras ``GlobalMaxPooling1D`` / ``GlobalAveragePooling1D`` / ``keras.ops.sum(x, axis=1)``: (B, T, F) -> (B, F).
 
     Max: winner takes all (ties split equally), like Keras it ignores the mask; average: over the
-    valid steps (Keras's mask-aware mean), relevance proportional to each step's share (ε-rule).
+    valid steps (Keras's mask-aware mean), relevance proportional to each step's share (ε-rule);
+    sum: over the valid steps, the same ε-rule (the sum of an attention pooling's weighted steps).
     The rule is fixed by the kind: no rule to choose.
     """
 
-    kinds: ClassVar[tuple[str, ...]] = ("global_max_pooling", "global_average_pooling")
-    kind: str  # "global_max_pooling" or "global_average_pooling"
+    kinds: ClassVar[tuple[str, ...]] = ("global_max_pooling", "global_average_pooling", "global_sum_pooling")
+    kind: str  # "global_max_pooling", "global_average_pooling" or "global_sum_pooling"
     features: int
     name: str = ""
 
@@ -455,7 +456,9 @@ class PoolingSpec(SameWidthSpec):
 
     def describe(self, reads: str) -> str:
         """The ``info`` line."""
-        title = "GlobalMaxPooling1D" if self.kind == "global_max_pooling" else "GlobalAveragePooling1D"
+        title = {"global_max_pooling": "GlobalMaxPooling1D", "global_average_pooling": "GlobalAveragePooling1D"}.get(
+            self.kind, "Sum(over time)"
+        )
         return f"{title}{reads}: {self.features} -> {self.features}"
 
     def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
@@ -1380,7 +1383,9 @@ class WeightedSumSpec(SameWidthSpec):
     """The attention pooling's weighted sum over time: (weights (B, T, 1), values (B, T, F)) -> (B, F).
 
     ``o_j = Σ_t w_t v_tj``: Keras ``Dot(axes=1)([weights, values])`` (then a flatten), PyTorch
-    ``(w * out).sum(dim=1)`` / ``torch.bmm(w.transpose(1, 2), out).squeeze(1)``. CP-LRP (default):
+    ``(w * out).sum(dim=1)`` / ``torch.bmm(w.transpose(1, 2), out).squeeze(1)``. With ``per_step``
+    the products ``w_t v_tj`` themselves (B, T, F) (Keras ``Multiply()([values, weights])``, summed
+    over time by a ``global_sum_pooling`` after it). CP-LRP (default):
     the weights are constants, the values take all the relevance by the ε-rule over the T terms
     (conserving at bias_factor = 1 when the weights sum to 1: the converters read softmax weights only).
     """
@@ -1388,21 +1393,23 @@ class WeightedSumSpec(SameWidthSpec):
     kinds: ClassVar[tuple[str, ...]] = ("weighted_sum",)
     rule_kind: ClassVar[str | None] = "attention"
     features: int
+    per_step: bool = False
     name: str = ""
     kind: str = "weighted_sum"
 
     @classmethod
     def from_entry(cls, entry: Mapping[str, Any]) -> WeightedSumSpec:
         """The spec of a manifest entry."""
-        return cls(entry["features"], entry.get("name", ""))
+        return cls(entry["features"], entry.get("per_step", False), entry.get("name", ""))
 
     def to_entry(self) -> dict[str, Any]:
         """The normalised manifest entry."""
-        return {"kind": "weighted_sum", "features": self.features}
+        return {"kind": "weighted_sum", "features": self.features, "per_step": self.per_step}
 
     def describe(self, reads: str) -> str:
         """The ``info`` line."""
-        return f"WeightedSum(over time){reads}: weights 1, values {self.features} -> {self.features}"
+        what = "WeightedProduct(per step)" if self.per_step else "WeightedSum(over time)"
+        return f"{what}{reads}: weights 1, values {self.features} -> {self.features}"
 
     def infer(self, parts: Sequence[Port], where: str, is_output: bool) -> Port:
         """Weights (width 1) and values (width ``features``), both sequences; one vector out."""
@@ -1417,7 +1424,7 @@ class WeightedSumSpec(SameWidthSpec):
                 raise LayoutError(
                     f"{where}: its {role} {part.what} outputs width {part.width}; they must be {width} wide"
                 )
-        return Port(False, self.features, False, "")
+        return Port(self.per_step, self.features, False, "")
 
 
 LayerSpec = Spec

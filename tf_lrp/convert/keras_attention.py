@@ -15,7 +15,14 @@ from typing import Any
 import keras
 import numpy as np
 
-from ..layout import AttentionSpec, MultiHeadAttentionSpec, RepeatVectorSpec, SoftmaxSpec, WeightedSumSpec
+from ..layout import (
+    AttentionSpec,
+    MultiHeadAttentionSpec,
+    PoolingSpec,
+    RepeatVectorSpec,
+    SoftmaxSpec,
+    WeightedSumSpec,
+)
 from .keras_nodes import Call, Emitted, Handler, one_input, refuse, to_numpy
 
 _L = keras.layers
@@ -197,7 +204,29 @@ def dot(call: Call) -> Emitted:
     return Emitted(specs, masked=False)  # Keras's Dot passes no mask on; the (B, 1, F) output is one step
 
 
+def sum_over_time(call: Call) -> Emitted:
+    """``keras.ops.sum(x, axis=1)`` of a sequence (the sum of attention pooling's weighted steps)."""
+    layer = call.layer
+    incoming = one_input(call, want_sequence=True)
+    axis = getattr(layer, "axis", None)
+    axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    if axes not in ((1,), (-2,)) or getattr(layer, "keepdims", False):
+        raise refuse(
+            layer,
+            f"sums over axis={axis!r} (keepdims={getattr(layer, 'keepdims', False)!r}); tf_lrp reads "
+            "keras.ops.sum(x, axis=1) over the time axis of a sequence, without keepdims",
+        )
+    if incoming.masked:
+        raise refuse(
+            layer,
+            "sums a masked sequence: keras.ops.sum ignores the mask and adds the padded steps; use "
+            "GlobalAveragePooling1D or remove the mask",
+        )
+    return Emitted((PoolingSpec("global_sum_pooling", incoming.port.width, name=layer.name),))
+
+
 HANDLERS: dict[type, Handler] = {
+    keras.src.ops.numpy.Sum: sum_over_time,
     _L.Softmax: softmax,
     _L.Dot: dot,
     _L.Attention: attention,

@@ -16,7 +16,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from ..layout import ActivationSpec, MergeSpec, MultiplySpec, NormalizationSpec, PReLUSpec
+from ..layout import ActivationSpec, MergeSpec, MultiplySpec, NormalizationSpec, PReLUSpec, SoftmaxSpec, WeightedSumSpec
 from .keras_core import KERAS_ELEMENTWISE
 from .keras_nodes import Call, Emitted, Handler, activation_name, one_input, refuse, to_numpy
 
@@ -151,8 +151,27 @@ def merge(call: Call) -> Emitted:
     return Emitted((spec,), masked=all(incoming.masked for incoming in call.inputs))
 
 
+def _attention_weighting(call: Call) -> Emitted | None:
+    """``Multiply()([states, weights])`` with softmax weights (B, T, 1) broadcast: attention pooling's products."""
+    widths = [incoming.port.width for incoming in call.inputs]
+    if sorted(widths)[0] != 1 or widths[0] == widths[1] or not all(i.port.sequence for i in call.inputs):
+        return None
+    weights = widths.index(1)
+    if not isinstance(call.inputs[weights].producer, SoftmaxSpec):
+        raise refuse(
+            call.layer,
+            "broadcasts a (B, T, 1) tensor that is not a Softmax(axis=1) over time; tf_lrp reads Multiply of inputs of "
+            "one shape, or the attention weighting Multiply()([states, Softmax(axis=1)(scores)])",
+        )
+    spec = WeightedSumSpec(widths[1 - weights], per_step=True, name=call.layer.name)
+    return Emitted((spec,), reads=(weights, 1 - weights), masked=False)
+
+
 def multiply(call: Call) -> Emitted:
-    """``Multiply`` of two or more inputs of one shape."""
+    """``Multiply`` of two or more inputs of one shape (or attention weights (B, T, 1) times states)."""
+    weighting = _attention_weighting(call) if len(call.inputs) == 2 else None
+    if weighting is not None:
+        return weighting
     spec = MultiplySpec(_merged(call), name=call.layer.name)
     return Emitted((spec,), masked=all(incoming.masked for incoming in call.inputs))
 

@@ -1,4 +1,4 @@
-"""Pooling over time: ``GlobalMaxPooling1D`` and ``GlobalAveragePooling1D``, (T, B, F) -> (B, F).
+"""Pooling over time: ``GlobalMaxPooling1D``, ``GlobalAveragePooling1D`` and the sum, (T, B, F) -> (B, F).
 
 * **Max** (winner takes all): the relevance of each output unit goes to the step(s) where the
   maximum was taken, split equally between ties; conserving. Like Keras, the max ignores the mask:
@@ -9,6 +9,9 @@
   ``R_tj = (w_t x_tj / n + bias_factor · ε_j w_t / n) · R_j / (z_j + ε_j)`` with
   ``ε_j = ε·sign(z_j)``: the stabiliser's share of unit j is spread over its n valid inputs, so
   bias_factor = 1 conserves exactly; masked steps get exactly zero.
+* **Sum** (``keras.ops.sum(x, axis=1)``: the sum of an attention pooling's weighted steps):
+  ``z_j = Σ_t w_t x_tj`` over the valid steps, the same ε-rule with the stabiliser's share spread
+  evenly over the n valid steps: ``R_tj = w_t (x_tj + bias_factor · ε_j / n) · R_j / (z_j + ε_j)``.
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ def _average_weights(inputs: Tensor, mask: Tensor | None) -> Tensor:
 class PoolingNode(NodeType):
     """Global max or average pooling over the time axis."""
 
-    kinds: ClassVar[tuple[str, ...]] = ("global_max_pooling", "global_average_pooling")
+    kinds: ClassVar[tuple[str, ...]] = ("global_max_pooling", "global_average_pooling", "global_sum_pooling")
     takes_mask: ClassVar[bool] = True
 
     def cache_floats(self, spec: PoolingSpec, steps: int) -> int:
@@ -57,11 +60,16 @@ class PoolingNode(NodeType):
     def forward(
         self, spec: PoolingSpec, params: Any, inputs: Sequence[Tensor], mask: Tensor | None
     ) -> tuple[Tensor, PoolingCache]:
-        """The max over all steps (Keras ignores the mask there) or the mean over the valid steps."""
+        """The max over all steps (Keras ignores the mask there), the mean or the sum over the valid steps."""
         x = inputs[0]
         if spec.kind == "global_max_pooling":
             pooled = ops.max(x, axis=0)
             return pooled, PoolingCache(x, pooled, _max_weights(x, pooled))
+        if spec.kind == "global_sum_pooling":
+            valid = ops.ones_like(x[..., :1]) if mask is None else ops.cast(mask, x.dtype)
+            weights = ops.broadcast_to(valid, ops.shape(x))
+            pooled = ops.sum(weights * x, axis=0)
+            return pooled, PoolingCache(x, pooled, weights)
         weights = _average_weights(x, mask)
         pooled = ops.sum(weights * x, axis=0)
         return pooled, PoolingCache(x, pooled, weights)
@@ -75,10 +83,12 @@ class PoolingNode(NodeType):
         stabiliser = signed_eps(cache.pooled, ctx.eps)
         q = ops.expand_dims(relevance / (cache.pooled + stabiliser), 0)
         share = ctx.bias_factor * ops.expand_dims(stabiliser, 0) * q
+        if spec.kind == "global_sum_pooling":  # the share spread over the n valid steps
+            share = share / ops.sum(cache.weights, axis=0, keepdims=True)
         return (cache.weights * (cache.inputs * q + share),), None
 
     def gradient(
         self, spec: PoolingSpec, params: Any, cache: PoolingCache, grad: Tensor, ctx: NodeContext
     ) -> tuple[Tensor | None, ...]:
-        """The gradient of the max (split between ties) or of the mean."""
+        """The gradient of the max (split between ties), of the mean or of the sum."""
         return (cache.weights * ops.expand_dims(grad, 0),)
