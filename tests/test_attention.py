@@ -9,10 +9,11 @@ import keras
 import numpy as np
 import pytest
 
+from tests.nodekit import attention_rules, batch_major, node_context, time_major
 from tf_lrp import ConversionError, Explainer, InputError
 from tf_lrp.layout import AttentionSpec, MultiHeadAttentionSpec
-from tf_lrp.nodes import NODES, NodeContext
-from tf_lrp.rules import NodeRules, RuleSet
+from tf_lrp.nodes import NODES
+from tf_lrp.rules import RuleSet
 
 L = keras.layers
 F64 = {"dtype": "float64"}
@@ -38,25 +39,6 @@ def _padded(rng: np.random.Generator, steps: int, width: int, lengths: np.ndarra
     x = rng.normal(size=(B, steps, width))
     x[~_mask(lengths, steps)] = 0.0  # Masking(0.0)
     return x
-
-
-def _rules(attention: str) -> NodeRules:
-    base = RuleSet(attention=attention)
-    return NodeRules(base.product, base.sum_spread, base.head, None, attention=attention)
-
-
-def _ctx(eps: float, bf: float) -> NodeContext:
-    number = keras.ops.convert_to_tensor
-    return NodeContext(number(eps, "float64"), number(bf, "float64"), None, False)
-
-
-def _tm(x: np.ndarray) -> object:
-    """(B, T, F) numpy -> time-major tensor."""
-    return keras.ops.convert_to_tensor(np.transpose(x, (1, 0, 2)))
-
-
-def _bm(x: object) -> np.ndarray:
-    return np.transpose(keras.ops.convert_to_numpy(x), (1, 0, 2))
 
 
 def _tm_mask(mask: np.ndarray) -> object:
@@ -179,43 +161,43 @@ def test_attention_forward_relevance_gradient(mode: str, use_scale: bool, causal
     node = NODES["attention"]
     params = node.params(spec, [keras.ops.convert_to_tensor(w) for w in layer.get_weights()])
     masks = (_tm_mask(q_valid), _tm_mask(v_valid)) + ((_tm_mask(v_valid),) if has_key else ())
-    out, cache = node.forward(spec, params, [_tm(x) for x in feeds], masks)
+    out, cache = node.forward(spec, params, [time_major(x) for x in feeds], masks)
     theirs = keras.ops.convert_to_numpy(model(feeds))
-    np.testing.assert_allclose(_bm(out), theirs, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(batch_major(out), theirs, rtol=0, atol=1e-12)
 
     weights = _numpy_weights(spec, layer.get_weights(), q, k if has_key else v, q_valid, v_valid)
     np.testing.assert_allclose(np.einsum("bts,bsj->btj", weights, v), theirs, rtol=0, atol=1e-12)
     relevance = rng.normal(size=(B, TQ, spec.value_size)) * q_valid[..., None]  # none reaches a masked query step
-    messages, leftover = node.relevance(spec, params, cache, _tm(relevance), _ctx(eps, bf))
+    messages, leftover = node.relevance(spec, params, cache, time_major(relevance), node_context(eps, bf))
     assert leftover is None
     assert messages[0] is None
-    assert (not has_key or messages[2] is None)
-    ours = _bm(messages[1])
+    assert not has_key or messages[2] is None
+    ours = batch_major(messages[1])
     np.testing.assert_allclose(ours, _attention_oracle(weights, v, relevance, eps, bf), rtol=0, atol=1e-10)
     assert np.all(ours[~v_valid] == 0.0)
     if bf == 1.0:
         np.testing.assert_allclose(ours.sum(axis=(1, 2)), relevance.sum(axis=(1, 2)), rtol=1e-12)
 
-    attn = NodeContext(_ctx(eps, bf).eps, _ctx(eps, bf).bias_factor, _rules("attnlrp"), False)
-    messages, _ = node.relevance(spec, params, cache, _tm(relevance), attn)
+    attn = node_context(eps, bf, attention_rules("attnlrp"))
+    messages, _ = node.relevance(spec, params, cache, time_major(relevance), attn)
     r_q, r_v, r_k = _attnlrp_oracle(spec, layer.get_weights(), q, k if has_key else v, v, weights, relevance, eps, bf)
     if not has_key:
         r_v = r_v + r_k
-    np.testing.assert_allclose(_bm(messages[0]), r_q, rtol=0, atol=1e-10)
-    np.testing.assert_allclose(_bm(messages[1]), r_v, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(batch_major(messages[0]), r_q, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(batch_major(messages[1]), r_v, rtol=0, atol=1e-10)
     if has_key:
-        np.testing.assert_allclose(_bm(messages[2]), r_k, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(batch_major(messages[2]), r_k, rtol=0, atol=1e-10)
     for message, valid in zip(messages, (q_valid, v_valid, v_valid), strict=False):
-        assert np.all(_bm(message)[~valid] == 0.0)
+        assert np.all(batch_major(message)[~valid] == 0.0)
 
     seed = rng.normal(size=(B, TQ, spec.value_size))
     tensors = [tf.Variable(x) for x in feeds]
     with tf.GradientTape() as tape:
         picked = tf.reduce_sum(model(tensors) * seed)
     expected = tape.gradient(picked, tensors)
-    grads = node.gradient(spec, params, cache, _tm(seed), _ctx(eps, bf))
+    grads = node.gradient(spec, params, cache, time_major(seed), node_context(eps, bf))
     for got, want in zip(grads, expected, strict=True):
-        np.testing.assert_allclose(_bm(got), want.numpy(), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(batch_major(got), want.numpy(), rtol=0, atol=1e-12)
 
 
 # -- MultiHeadAttention -----------------------------------------------------------------------
@@ -307,9 +289,9 @@ def test_multi_head_attention(causal: bool, has_key: bool, use_bias: bool, cross
     arrays = [w.numpy() if hasattr(w, "numpy") else w for w in layer.get_weights()]
     params = node.params(spec, [keras.ops.convert_to_tensor(w) for w in arrays])
     masks = (_tm_mask(q_valid), _tm_mask(v_valid)) + ((_tm_mask(v_valid),) if has_key else ())
-    ours, cache = node.forward(spec, params, [_tm(x) for x in feeds], masks)
+    ours, cache = node.forward(spec, params, [time_major(x) for x in feeds], masks)
     theirs = keras.ops.convert_to_numpy(model(feeds))
-    np.testing.assert_allclose(_bm(ours), theirs, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(batch_major(ours), theirs, rtol=0, atol=1e-12)
 
     if not use_bias:
         arrays = [arrays[0], np.zeros(arrays[0].shape[1:]), arrays[1], np.zeros(arrays[1].shape[1:]),
@@ -320,33 +302,33 @@ def test_multi_head_attention(causal: bool, has_key: bool, use_bias: bool, cross
     relevance = rng.normal(size=(B, TQ, 4)) * q_valid[..., None]
     out, expected = _mha_oracle(arrays, q, v, k if has_key else v, allowed, relevance, eps, bf)
     np.testing.assert_allclose(out, theirs, rtol=0, atol=1e-12)
-    messages, leftover = node.relevance(spec, params, cache, _tm(relevance), _ctx(eps, bf))
+    messages, leftover = node.relevance(spec, params, cache, time_major(relevance), node_context(eps, bf))
     assert leftover is None
     assert messages[0] is None
-    got = _bm(messages[1])
+    got = batch_major(messages[1])
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10)
     assert np.all(got[~v_valid] == 0.0)
     if bf == 1.0:
         np.testing.assert_allclose(got.sum(axis=(1, 2)), relevance.sum(axis=(1, 2)), rtol=1e-10)
 
     _, (r_q, r_v, r_k) = _mha_oracle(arrays, q, v, k if has_key else v, allowed, relevance, eps, bf, "attnlrp")
-    attn = NodeContext(_ctx(eps, bf).eps, _ctx(eps, bf).bias_factor, _rules("attnlrp"), False)
-    messages, _ = node.relevance(spec, params, cache, _tm(relevance), attn)
-    np.testing.assert_allclose(_bm(messages[0]), r_q, rtol=0, atol=1e-10)
-    np.testing.assert_allclose(_bm(messages[1]), r_v if has_key else r_v + r_k, rtol=0, atol=1e-10)
+    attn = node_context(eps, bf, attention_rules("attnlrp"))
+    messages, _ = node.relevance(spec, params, cache, time_major(relevance), attn)
+    np.testing.assert_allclose(batch_major(messages[0]), r_q, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(batch_major(messages[1]), r_v if has_key else r_v + r_k, rtol=0, atol=1e-10)
     if has_key:
-        np.testing.assert_allclose(_bm(messages[2]), r_k, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(batch_major(messages[2]), r_k, rtol=0, atol=1e-10)
     for message, valid in zip(messages, (q_valid, v_valid, v_valid), strict=False):
-        assert np.all(_bm(message)[~valid] == 0.0)
+        assert np.all(batch_major(message)[~valid] == 0.0)
 
     seed = rng.normal(size=(B, TQ, 4)) * q_valid[..., None]
     tensors = [tf.Variable(x) for x in feeds]
     with tf.GradientTape() as tape:
         picked = tf.reduce_sum(model(tensors) * seed)
     wanted = tape.gradient(picked, tensors)
-    grads = node.gradient(spec, params, cache, _tm(seed), _ctx(eps, bf))
+    grads = node.gradient(spec, params, cache, time_major(seed), node_context(eps, bf))
     for mine, want in zip(grads, wanted, strict=True):
-        np.testing.assert_allclose(_bm(mine), want.numpy(), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(batch_major(mine), want.numpy(), rtol=0, atol=1e-12)
 
 
 # -- converter ---------------------------------------------------------------------------------
@@ -366,9 +348,7 @@ def test_converter_refusals() -> None:
         lambda h: L.MultiHeadAttention(2, 3)(h, h, attention_mask=keras.ops.ones((1, TQ, TQ), dtype="bool"))
     )
     assert "score_mode" not in _refused(lambda h: L.Attention()([h, L.GlobalAveragePooling1D()(h)]))
-    assert "return_attention_scores" in _refused(
-        lambda h: L.Attention()([h, h], return_attention_scores=True)[0]
-    )
+    assert "return_attention_scores" in _refused(lambda h: L.Attention()([h, h], return_attention_scores=True)[0])
 
 
 def test_cp_lrp_gives_query_and_key_nothing() -> None:

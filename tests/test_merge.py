@@ -9,20 +9,16 @@ import keras
 import numpy as np
 import pytest
 
+from tests.nodekit import node_context
 from tf_lrp import ConversionError, Explainer, InputError
 from tf_lrp.layout import MergeSpec, MultiplySpec
-from tf_lrp.nodes import NODES, NodeContext
+from tf_lrp.nodes import NODES
 from tf_lrp.nodes.merge import coefficients
 from tf_lrp.rules import Absolute, Half, NodeRules, Proportional, RuleSet, SignalTakesAll, ZPlus
 
 L = keras.layers
 T, B, F = 4, 3, 5
 KERAS_MERGES = {"add": L.Add, "subtract": L.Subtract, "average": L.Average}
-
-
-def _ctx(eps: float, bf: float, rules: NodeRules | None = None) -> NodeContext:
-    number = keras.ops.convert_to_tensor
-    return NodeContext(number(eps, "float64"), number(bf, "float64"), rules, False)
 
 
 def _merge_oracle(operation, xs, relevance, eps, bf):
@@ -46,7 +42,7 @@ def test_merge_matches_the_per_connection_oracle(operation: str, count: int, eps
     spec, node = MergeSpec(operation, F), NODES["merge"]
     _, cache = node.forward(spec, (), [keras.ops.convert_to_tensor(x) for x in xs], None)
     relevance = rng.normal(size=(T, B, F))
-    ours, leftover = node.relevance(spec, (), cache, keras.ops.convert_to_tensor(relevance), _ctx(eps, bf))
+    ours, leftover = node.relevance(spec, (), cache, keras.ops.convert_to_tensor(relevance), node_context(eps, bf))
     assert leftover is None
     ours = [keras.ops.convert_to_numpy(r) for r in ours]
     for mine, expected in zip(ours, _merge_oracle(operation, xs, relevance, eps, bf), strict=True):
@@ -85,7 +81,7 @@ def test_multiply_matches_the_per_connection_oracle(rule, eps: float, bf: float)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(out), x0 * x1)
     relevance = rng.normal(size=(B, F))
     rules = NodeRules(rule, "all", RuleSet().head)
-    ours, _ = node.relevance(spec, (), cache, keras.ops.convert_to_tensor(relevance), _ctx(eps, bf, rules))
+    ours, _ = node.relevance(spec, (), cache, keras.ops.convert_to_tensor(relevance), node_context(eps, bf, rules))
     ours = [keras.ops.convert_to_numpy(r) for r in ours]
     for mine, expected in zip(ours, _product_oracle(rule, x0, x1, relevance, eps, bf), strict=True):
         np.testing.assert_allclose(mine, expected, rtol=0, atol=1e-10 * max(1.0, np.abs(expected).max()))
@@ -110,7 +106,7 @@ def test_forward_equals_keras_and_gradient_equals_autodiff(operation: str) -> No
     node = NODES[spec.kind]
     ours, cache = node.forward(spec, (), xs, None)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(ours), theirs.numpy(), rtol=0, atol=1e-15)
-    grads = node.gradient(spec, (), cache, tf.constant(upstream), _ctx(0.0, 1.0))
+    grads = node.gradient(spec, (), cache, tf.constant(upstream), node_context(0.0, 1.0))
     for mine, expected in zip(grads, tape.gradient(total, xs), strict=True):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(mine), expected.numpy(), rtol=0, atol=1e-15)
 
@@ -244,7 +240,9 @@ def test_multiply_of_many_matches_the_per_connection_oracle(count: int, rule, ep
     np.testing.assert_allclose(keras.ops.convert_to_numpy(out), np.prod(xs, axis=0), rtol=1e-14, atol=0)
     relevance = rng.normal(size=(T, B, F))
     rules = NodeRules(rule, "all", RuleSet().head)
-    ours, leftover = node.relevance(spec, (), cache, keras.ops.convert_to_tensor(relevance), _ctx(eps, bf, rules))
+    ours, leftover = node.relevance(
+        spec, (), cache, keras.ops.convert_to_tensor(relevance), node_context(eps, bf, rules)
+    )
     assert leftover is None
     ours = [keras.ops.convert_to_numpy(r) for r in ours]
     for mine, expected in zip(ours, _many_oracle(rule, xs, relevance, eps, bf), strict=True):
@@ -266,7 +264,7 @@ def test_multiply_of_three_equals_keras_and_autodiff() -> None:
     spec, node = MultiplySpec(F), NODES["multiply"]
     ours, cache = node.forward(spec, (), xs, None)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(ours), theirs.numpy())
-    grads = node.gradient(spec, (), cache, tf.constant(upstream), _ctx(0.0, 1.0))
+    grads = node.gradient(spec, (), cache, tf.constant(upstream), node_context(0.0, 1.0))
     for mine, expected in zip(grads, tape.gradient(total, xs), strict=True):
         np.testing.assert_allclose(keras.ops.convert_to_numpy(mine), expected.numpy(), rtol=0, atol=1e-14)
 

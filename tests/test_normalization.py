@@ -7,9 +7,10 @@ import keras
 import numpy as np
 import pytest
 
+from tests.nodekit import node_context
 from tf_lrp import ConversionError, Explainer
 from tf_lrp.layout import NormalizationSpec
-from tf_lrp.nodes import NODES, NodeContext
+from tf_lrp.nodes import NODES
 
 L = keras.layers
 T, B, F = 4, 3, 5
@@ -54,11 +55,6 @@ def _oracle(kind, x, named, epsilon, relevance, eps, bf):
     return out
 
 
-def _ctx(eps: float, bf: float) -> NodeContext:
-    number = keras.ops.convert_to_tensor
-    return NodeContext(number(eps, "float64"), number(bf, "float64"), None, False)
-
-
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize(("center", "scale"), OPTIONS)
 @pytest.mark.parametrize(("eps", "bf"), [(1e-3, 0.0), (0.3, 1.0), (0.05, 0.5)])
@@ -70,7 +66,9 @@ def test_relevance_matches_the_per_connection_oracle(kind, center, scale, eps, b
     params = node.params(spec, [keras.ops.convert_to_tensor(a) for a in arrays])
     _, cache = node.forward(spec, params, [keras.ops.convert_to_tensor(x)], None)
     relevance = rng.normal(size=x.shape)
-    (ours,), leftover = node.relevance(spec, params, cache, keras.ops.convert_to_tensor(relevance), _ctx(eps, bf))
+    (ours,), leftover = node.relevance(
+        spec, params, cache, keras.ops.convert_to_tensor(relevance), node_context(eps, bf)
+    )
     assert leftover is None
     ours = keras.ops.convert_to_numpy(ours)
     expected = _oracle(kind, x, _named(kind, center, scale, arrays), 1e-3, relevance, eps, bf)
@@ -106,7 +104,7 @@ def test_forward_equals_keras_and_gradient_equals_autodiff(kind, center, scale) 
             total = tf.reduce_sum(theirs * upstream)
         ours, cache = node.forward(spec, params, [x], None)
         np.testing.assert_allclose(keras.ops.convert_to_numpy(ours), theirs.numpy(), rtol=0, atol=1e-13)
-        (grad,) = node.gradient(spec, params, cache, tf.constant(upstream), _ctx(0.0, 1.0))
+        (grad,) = node.gradient(spec, params, cache, tf.constant(upstream), node_context(0.0, 1.0))
         np.testing.assert_allclose(keras.ops.convert_to_numpy(grad), tape.gradient(total, x).numpy(),
                                    rtol=0, atol=1e-12)  # fmt: skip
 

@@ -7,16 +7,12 @@ import keras
 import numpy as np
 import pytest
 
+from tests.nodekit import node_context
 from tf_lrp import Explainer
 from tf_lrp.layout import RepeatVectorSpec
-from tf_lrp.nodes import NODES, NodeContext
+from tf_lrp.nodes import NODES
 
 L = keras.layers
-
-
-def _ctx() -> NodeContext:
-    number = keras.ops.convert_to_tensor
-    return NodeContext(number(1e-3, "float64"), number(1.0, "float64"), None, False)
 
 
 @pytest.mark.parametrize("n", [1, 4])
@@ -28,13 +24,13 @@ def test_forward_relevance_and_gradient(n: int) -> None:
     theirs = keras.ops.convert_to_numpy(L.RepeatVector(n, dtype="float64")(x))  # (B, n, F)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(out), theirs.transpose(1, 0, 2))
     relevance = rng.normal(size=(n, 3, 5))
-    (ours,), leftover = node.relevance(spec, (), cache, keras.ops.convert_to_tensor(relevance), _ctx())
+    (ours,), leftover = node.relevance(spec, (), cache, keras.ops.convert_to_tensor(relevance), node_context())
     assert leftover is None
     expected = np.zeros_like(x)
     for t in range(n):  # per connection: copy t of unit (b, j) came from (b, j)
         expected += relevance[t]
     np.testing.assert_allclose(keras.ops.convert_to_numpy(ours), expected, rtol=0, atol=1e-14)
-    (grad,) = node.gradient(spec, (), cache, keras.ops.convert_to_tensor(relevance), _ctx())
+    (grad,) = node.gradient(spec, (), cache, keras.ops.convert_to_tensor(relevance), node_context())
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf
 

@@ -11,30 +11,14 @@ import keras
 import numpy as np
 import pytest
 
+from tests.nodekit import attention_rules, batch_major, node_context, time_major
 from tf_lrp.layout import LayoutError, Port, SoftmaxSpec
-from tf_lrp.nodes import NODES, NodeContext
-from tf_lrp.rules import NodeRules, RuleSet
+from tf_lrp.nodes import NODES
+from tf_lrp.rules import RuleSet
 
 L = keras.layers
 B, T, F = 3, 5, 2
 LENGTHS = np.array([5, 3, 1])
-
-
-def _ctx(eps: float, bf: float, attention: str | None) -> NodeContext:
-    number = keras.ops.convert_to_tensor
-    rules = None
-    if attention is not None:
-        base = RuleSet(attention=attention)
-        rules = NodeRules(base.product, base.sum_spread, base.head, None, attention=attention)
-    return NodeContext(number(eps, "float64"), number(bf, "float64"), rules, False)
-
-
-def _tm(x: np.ndarray) -> object:
-    return keras.ops.convert_to_tensor(np.transpose(x, (1, 0, 2)))
-
-
-def _bm(x: object) -> np.ndarray:
-    return np.transpose(keras.ops.convert_to_numpy(x), (1, 0, 2))
 
 
 def _attnlrp_oracle(x: np.ndarray, a: np.ndarray, r: np.ndarray) -> np.ndarray:
@@ -59,19 +43,23 @@ def test_softmax_forward_relevance_gradient(masked: bool) -> None:
     theirs = keras.ops.convert_to_numpy(layer(x, mask=mask3) if masked else layer(x))
     spec, node = SoftmaxSpec(F), NODES["softmax"]
     tm_mask = keras.ops.convert_to_tensor(valid.T[..., None]) if masked else None
-    out, cache = node.forward(spec, (), [_tm(x)], tm_mask)
-    ours = _bm(out)
+    out, cache = node.forward(spec, (), [time_major(x)], tm_mask)
+    ours = batch_major(out)
     np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12)
     assert np.all(ours[~valid] == 0.0)
     expected = np.where(valid[..., None], np.exp(x), 0.0)
     np.testing.assert_allclose(ours, expected / expected.sum(axis=1, keepdims=True), rtol=0, atol=1e-12)
 
     relevance = rng.normal(size=(B, T, F)) * valid[..., None]
-    messages, leftover = node.relevance(spec, (), cache, _tm(relevance), _ctx(1e-3, 1.0, "cp_lrp"))
+    messages, leftover = node.relevance(
+        spec, (), cache, time_major(relevance), node_context(1e-3, 1.0, attention_rules("cp_lrp"))
+    )
     assert messages == (None,)
     assert leftover is None
-    messages, _ = node.relevance(spec, (), cache, _tm(relevance), _ctx(1e-3, 1.0, "attnlrp"))
-    r_x = _bm(messages[0])
+    messages, _ = node.relevance(
+        spec, (), cache, time_major(relevance), node_context(1e-3, 1.0, attention_rules("attnlrp"))
+    )
+    r_x = batch_major(messages[0])
     np.testing.assert_allclose(r_x, _attnlrp_oracle(x, ours, relevance), rtol=0, atol=1e-10)
     assert np.all(r_x[~valid] == 0.0)
 
@@ -80,9 +68,9 @@ def test_softmax_forward_relevance_gradient(masked: bool) -> None:
     with tf.GradientTape() as tape:
         picked = tf.reduce_sum((layer(variable, mask=mask3) if masked else layer(variable)) * seed)
     want = tape.gradient(picked, variable).numpy()
-    (grad,) = node.gradient(spec, (), cache, _tm(seed), _ctx(1e-3, 1.0, None))
-    np.testing.assert_allclose(_bm(grad), want, rtol=0, atol=1e-12)
-    assert np.all(_bm(grad)[~valid] == 0.0)
+    (grad,) = node.gradient(spec, (), cache, time_major(seed), node_context(1e-3, 1.0, attention_rules(None)))
+    np.testing.assert_allclose(batch_major(grad), want, rtol=0, atol=1e-12)
+    assert np.all(batch_major(grad)[~valid] == 0.0)
 
 
 def test_spec_reads_a_sequence_of_its_width() -> None:

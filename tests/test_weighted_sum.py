@@ -13,31 +13,14 @@ import keras
 import numpy as np
 import pytest
 
+from tests.nodekit import attention_rules, batch_major, node_context, time_major
 from tf_lrp import ConversionError, Explainer, RuleSet
 from tf_lrp.layout import LayoutError, Port, WeightedSumSpec
-from tf_lrp.nodes import NODES, NodeContext
-from tf_lrp.rules import NodeRules
+from tf_lrp.nodes import NODES
 
 L = keras.layers
 F64 = {"dtype": "float64"}
 B, T, H = 3, 5, 4
-
-
-def _ctx(eps: float, bf: float, attention: str | None) -> NodeContext:
-    number = keras.ops.convert_to_tensor
-    rules = None
-    if attention is not None:
-        base = RuleSet(attention=attention)
-        rules = NodeRules(base.product, base.sum_spread, base.head, None, attention=attention)
-    return NodeContext(number(eps, "float64"), number(bf, "float64"), rules, False)
-
-
-def _tm(x: np.ndarray) -> object:
-    return keras.ops.convert_to_tensor(np.transpose(x, (1, 0, 2)))
-
-
-def _bm(x: object) -> np.ndarray:
-    return np.transpose(keras.ops.convert_to_numpy(x), (1, 0, 2))
 
 
 def _oracle(w: np.ndarray, v: np.ndarray, r: np.ndarray, eps: float, bf: float) -> tuple[np.ndarray, np.ndarray]:
@@ -69,32 +52,36 @@ def test_weighted_sum_forward_relevance_gradient(eps: float, bf: float) -> None:
     layer = L.Dot(axes=1, **F64)
     theirs = keras.ops.convert_to_numpy(layer([w, v]))[:, 0, :]
     spec, node = WeightedSumSpec(H), NODES["weighted_sum"]
-    out, cache = node.forward(spec, (), [_tm(w), _tm(v)], None)
+    out, cache = node.forward(spec, (), [time_major(w), time_major(v)], None)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(out), theirs, rtol=0, atol=1e-12)
 
     r = rng.normal(size=(B, H))
     messages, want_out = _oracle(w, v, r, eps, bf)
     np.testing.assert_allclose(theirs, want_out, rtol=0, atol=1e-12)
-    (r_w, r_v), leftover = node.relevance(spec, (), cache, keras.ops.convert_to_tensor(r), _ctx(eps, bf, "cp_lrp"))
+    (r_w, r_v), leftover = node.relevance(
+        spec, (), cache, keras.ops.convert_to_tensor(r), node_context(eps, bf, attention_rules("cp_lrp"))
+    )
     assert r_w is None
     assert leftover is None
-    np.testing.assert_allclose(_bm(r_v), messages, rtol=0, atol=1e-10)
-    assert np.all(_bm(r_v)[2, 3:] == 0.0)
+    np.testing.assert_allclose(batch_major(r_v), messages, rtol=0, atol=1e-10)
+    assert np.all(batch_major(r_v)[2, 3:] == 0.0)
     if bf == 1.0:
-        np.testing.assert_allclose(_bm(r_v).sum(axis=(1, 2)), r.sum(axis=1), rtol=1e-12)
-    (r_w, r_v), _ = node.relevance(spec, (), cache, keras.ops.convert_to_tensor(r), _ctx(eps, bf, "attnlrp"))
-    np.testing.assert_allclose(_bm(r_v), messages / 2, rtol=0, atol=1e-10)
-    np.testing.assert_allclose(_bm(r_w), messages.sum(axis=-1, keepdims=True) / 2, rtol=0, atol=1e-10)
-    assert np.all(_bm(r_w)[2, 3:] == 0.0)
+        np.testing.assert_allclose(batch_major(r_v).sum(axis=(1, 2)), r.sum(axis=1), rtol=1e-12)
+    (r_w, r_v), _ = node.relevance(
+        spec, (), cache, keras.ops.convert_to_tensor(r), node_context(eps, bf, attention_rules("attnlrp"))
+    )
+    np.testing.assert_allclose(batch_major(r_v), messages / 2, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(batch_major(r_w), messages.sum(axis=-1, keepdims=True) / 2, rtol=0, atol=1e-10)
+    assert np.all(batch_major(r_w)[2, 3:] == 0.0)
 
     seed = rng.normal(size=(B, H))
     tensors = [tf.Variable(w), tf.Variable(v)]
     with tf.GradientTape() as tape:
         picked = tf.reduce_sum(layer(tensors)[:, 0, :] * seed)
     want = tape.gradient(picked, tensors)
-    grads = node.gradient(spec, (), cache, keras.ops.convert_to_tensor(seed), _ctx(eps, bf, None))
+    grads = node.gradient(spec, (), cache, keras.ops.convert_to_tensor(seed), node_context(eps, bf))
     for got, expected in zip(grads, want, strict=True):
-        np.testing.assert_allclose(_bm(got), expected.numpy(), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(batch_major(got), expected.numpy(), rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize(("eps", "bf"), [(1e-3, 0.0), (0.3, 1.0)])
@@ -108,30 +95,30 @@ def test_per_step_products_forward_relevance_gradient(eps: float, bf: float) -> 
     layer = L.Multiply(**F64)
     theirs = keras.ops.convert_to_numpy(layer([v, w]))
     spec, node = WeightedSumSpec(H, per_step=True), NODES["weighted_sum"]
-    out, cache = node.forward(spec, (), [_tm(w), _tm(v)], None)
-    np.testing.assert_allclose(_bm(out), theirs, rtol=0, atol=1e-12)
+    out, cache = node.forward(spec, (), [time_major(w), time_major(v)], None)
+    np.testing.assert_allclose(batch_major(out), theirs, rtol=0, atol=1e-12)
     r = rng.normal(size=(B, T, H))
     expected = np.zeros_like(v)
     for b, t, j in np.ndindex(B, T, H):
         z = w[b, t, 0] * v[b, t, j]
         stab = eps if z >= 0 else -eps
         expected[b, t, j] = (z + bf * stab) * r[b, t, j] / (z + stab)
-    (r_w, r_v), _ = node.relevance(spec, (), cache, _tm(r), _ctx(eps, bf, "cp_lrp"))
+    (r_w, r_v), _ = node.relevance(spec, (), cache, time_major(r), node_context(eps, bf, attention_rules("cp_lrp")))
     assert r_w is None
-    np.testing.assert_allclose(_bm(r_v), expected, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(batch_major(r_v), expected, rtol=0, atol=1e-10)
     if bf == 1.0:
-        np.testing.assert_allclose(_bm(r_v), r, rtol=1e-12)
-    (r_w, r_v), _ = node.relevance(spec, (), cache, _tm(r), _ctx(eps, bf, "attnlrp"))
-    np.testing.assert_allclose(_bm(r_v), expected / 2, rtol=0, atol=1e-10)
-    np.testing.assert_allclose(_bm(r_w), expected.sum(axis=-1, keepdims=True) / 2, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(batch_major(r_v), r, rtol=1e-12)
+    (r_w, r_v), _ = node.relevance(spec, (), cache, time_major(r), node_context(eps, bf, attention_rules("attnlrp")))
+    np.testing.assert_allclose(batch_major(r_v), expected / 2, rtol=0, atol=1e-10)
+    np.testing.assert_allclose(batch_major(r_w), expected.sum(axis=-1, keepdims=True) / 2, rtol=0, atol=1e-10)
     seed = rng.normal(size=(B, T, H))
     tensors = [tf.Variable(w), tf.Variable(v)]
     with tf.GradientTape() as tape:
         picked = tf.reduce_sum(layer([tensors[1], tensors[0]]) * seed)
     want = tape.gradient(picked, tensors)
-    grads = node.gradient(spec, (), cache, _tm(seed), _ctx(eps, bf, None))
+    grads = node.gradient(spec, (), cache, time_major(seed), node_context(eps, bf))
     for got, expected_grad in zip(grads, want, strict=True):
-        np.testing.assert_allclose(_bm(got), expected_grad.numpy(), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(batch_major(got), expected_grad.numpy(), rtol=0, atol=1e-12)
 
 
 def _pooling_model(rng: np.random.Generator, reshape: bool | None) -> keras.Model:

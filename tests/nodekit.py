@@ -1,0 +1,36 @@
+"""What the per-node tests share: a float64 NodeContext and the time-major <-> batch-major moves.
+
+Nodes run time-major ((T, B, F) sequences); the oracles and Keras layers are batch-major.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from tf_lrp.nodes import NodeContext
+from tf_lrp.rules import NodeRules, RuleSet
+
+
+def node_context(eps: float = 1e-3, bias_factor: float = 1.0, rules: NodeRules | None = None) -> NodeContext:
+    """A float64 context: ε, bias_factor, the node's rules (None: the defaults), no occlusion."""
+    number = keras.ops.convert_to_tensor
+    return NodeContext(number(eps, "float64"), number(bias_factor, "float64"), rules, False)
+
+
+def attention_rules(attention: str | None) -> NodeRules | None:
+    """The default node rules with attention rule ``attention`` (None: no rules, the node's defaults)."""
+    if attention is None:
+        return None
+    base = RuleSet(attention=attention)
+    return NodeRules(base.product, base.sum_spread, base.head, None, attention=attention)
+
+
+def time_major(x: np.ndarray) -> object:
+    """(B, T, F) numpy -> a (T, B, F) tensor."""
+    return keras.ops.convert_to_tensor(np.transpose(x, (1, 0, 2)))
+
+
+def batch_major(x: object) -> np.ndarray:
+    """A (T, B, F) tensor -> (B, T, F) numpy."""
+    return np.transpose(keras.ops.convert_to_numpy(x), (1, 0, 2))
