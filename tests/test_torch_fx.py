@@ -361,7 +361,7 @@ def _refused(model: nn.Module, match: str, x: np.ndarray | None = None) -> Conve
     return info.value
 
 
-class SumOverTime(nn.Module):
+class StdOverTime(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.rnn = nn.GRU(D, H, batch_first=True)
@@ -369,7 +369,7 @@ class SumOverTime(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.rnn(x)
-        return self.fc(out.sum(dim=1))
+        return self.fc(out.std(dim=1))
 
 
 class ReadsCellState(nn.Module):
@@ -448,8 +448,8 @@ class DataDependent(nn.Module):
 
 
 def test_unsupported_ops_are_refused_naming_the_op_and_source_line() -> None:
-    error = _refused(SumOverTime(), r"Tensor\.sum \(fx node 'sum_1'.*test_torch_fx\.py:\d+ `return self\.fc\(out\.sum")
-    assert "no tf_lrp node" in str(error)
+    error = _refused(StdOverTime(), r"Tensor\.std \(fx node 'std'.*test_torch_fx\.py:\d+ `return self\.fc\(out\.std")
+    assert "is not supported between the input and the score layer" in str(error)
     _refused(ReadsCellState(), r"cell state c_n of 'rnn'")
     _refused(HiddenLeaky(), r"module 'act' \(LeakyReLU\).*negative_slope=0\.01: tf_lrp's leaky_relu node computes")
     _refused(Projected(), r"module 'rnn' \(LSTM\).*proj_size=2")
@@ -485,7 +485,7 @@ class AttentionMisuse(nn.Module):
             return self.fc(self.mha(out, out, out)[0].mean(dim=1))
         if self.how == "raw-weights":
             return self.fc((self.att(out) * out).sum(dim=1))
-        return self.fc((out * out).mean(dim=1))
+        return self.fc((out * 2.0).mean(dim=1))
 
 
 def test_attention_misuse_is_refused() -> None:
@@ -495,7 +495,7 @@ def test_attention_misuse_is_refused() -> None:
     _refused(AttentionMisuse("bare-squeeze"), r"squeeze\(dim=None\)", x)
     _refused(AttentionMisuse("causal"), r"module 'mha' \(MultiheadAttention\).*is_causal=True", x)
     _refused(AttentionMisuse("zero-attn"), r"add_zero_attn", x)
-    _refused(AttentionMisuse("product"), r"products only in attention pooling", x)
+    _refused(AttentionMisuse("product"), r"products of two tensors of one shape and layout", x)
     _refused(AttentionMisuse("raw-weights"), r"w = torch\.softmax", x)
 
 

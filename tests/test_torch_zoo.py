@@ -247,6 +247,19 @@ class Entry:
     # sends the gradient to one of them, tf_lrp splits it, so the max-pooled CNN reads ids without runs)
 
 
+class GatedSum(nn.Module):
+    """BiGRU -> a sigmoid gate times the states (GLU-style) -> sum over time -> linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(D, H, batch_first=True, bidirectional=True)
+        self.gate, self.fc = nn.Linear(2 * H, 2 * H), nn.Linear(2 * H, C)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out, _ = self.rnn(x)
+        return self.fc((torch.sigmoid(self.gate(out)) * out).sum(dim=1))
+
+
 ZOO: dict[str, Entry] = {
     "bilstm_max_text": Entry(BiLSTMMaxText, tokens=True),
     "gru_mean": Entry(GRUMean),
@@ -262,6 +275,7 @@ ZOO: dict[str, Entry] = {
     "bidirectional_last_step_trap": Entry(BidirectionalLastStep),
     "kim_cnn": Entry(KimCNN, tokens=True, padded=False),
     "flatten_head": Entry(FlattenHead),
+    "gated_sum": Entry(GatedSum),
 }
 
 

@@ -26,18 +26,18 @@ version-2 manifest, so what the head reads is what the module reads (the state_d
   relu, tanh, sigmoid, gelu, elu, selu, silu, softplus, ... with the activation node's parameters)
   -> an ``activation`` node; ``relu`` right after an ``nn.Linear`` / ``nn.Conv1d`` read by nothing
   else becomes its activation. ``a + b`` / ``a - b`` of two tensors of one shape and layout ->
-  ``merge`` (add / subtract).
+  ``merge`` (add / subtract); ``a * b`` of one shape -> ``multiply`` (a product node).
 * Tensor ops: ``out[:, t]`` / ``out[t]`` (by layout) -> ``select_step``; feature slices that fall
   on direction boundaries (``out[:, -1, :H]``); ``h_n[i]``, ``h_n[a:b]`` and their
   ``transpose(0, 1).reshape(B, -1)`` / ``flatten(1)``; ``torch.cat`` on the feature axis;
-  ``mean`` / ``max`` / ``amax`` over time -> ``global_average_pooling`` / ``global_max_pooling``
-  (PyTorch has no masks: the mean is over every step), also with the time axis kept (``keepdim``,
-  ``AdaptiveMaxPool1d(1)``, ``F.max_pool1d(h, h.size(2))``) and then squeezed; ``out.reshape(B, -1)``
-  of a (batch, time, F) sequence into an ``nn.Linear`` -> ``flatten`` (T = in_features / F);
-  ``transpose`` / ``permute`` between the
-  layouts (batch, time, F), (time, batch, F) and channels-first (batch, F, time), tracked per
-  value; ``view`` / ``reshape`` of a sequence that keeps its shape; dropout, ``contiguous`` and
-  dtype casts (the identity).
+  ``mean`` / ``max`` / ``amax`` / ``sum`` over time -> ``global_average_pooling`` /
+  ``global_max_pooling`` / ``global_sum_pooling`` (PyTorch has no masks: every step counts), also
+  with the time axis kept (``keepdim``, ``AdaptiveMaxPool1d(1)``, ``F.max_pool1d(h, h.size(2))``)
+  and then squeezed; ``out.reshape(B, -1)`` of a (batch, time, F) sequence into an ``nn.Linear``
+  -> ``flatten`` (T = in_features / F); ``transpose`` / ``permute`` between the layouts (batch,
+  time, F), (time, batch, F) and channels-first (batch, F, time), tracked per value; ``view`` /
+  ``reshape`` of a sequence that keeps its shape; dropout, ``contiguous`` and dtype casts (the
+  identity).
 * Attention pooling: ``torch.softmax(scores, dim=time)`` -> ``softmax``; ``(w * out).sum(dim=time)``
   and ``torch.bmm(w.transpose(1, 2), out).squeeze(1)`` -> ``weighted_sum`` (the weights must
   be a softmax's: they sum to 1, so the ε-rule conserves). ``nn.MultiheadAttention`` (self or cross,
@@ -73,6 +73,7 @@ from ..layout import (
     LayerSpec,
     MergeSpec,
     MultiHeadAttentionSpec,
+    MultiplySpec,
     NormalizationSpec,
     Pooling1DSpec,
     PoolingSpec,
@@ -691,7 +692,7 @@ class _Walk:
                 return _WeightsRow(args[0])
             return self.transpose(args[0], dims)
         if method in ("mul", "bmm", "matmul"):
-            return self.weigh(method, args)
+            return self.weigh(node, method, args)
         if method == "permute":
             order = list(args[1] if len(args) == 2 and isinstance(args[1], (list, tuple)) else args[1:])
             return self.permute(args[0], order or list(kwargs.get("dims", ())))
@@ -951,28 +952,33 @@ class _Walk:
         edge = self.conv.add(spec, [self.conv.materialize(x, str(node.target))], arrays)
         return _like(x, edge, x.width)
 
+    def same_shape(self, a: Any, b: Any) -> bool:
+        """Whether ``a`` and ``b`` are two vectors, or two (non-token) sequences in one layout, of one width."""
+        if isinstance(a, _Seq) and isinstance(b, _Seq) and not (a.tokens or b.tokens):
+            same = a.axes == b.axes or self.conv.resolve(a.axes) == self.conv.resolve(b.axes)
+        else:
+            same = isinstance(a, _Vec) and isinstance(b, _Vec)
+        return same and a.width == b.width
+
     def merge(self, method: str, args: list[Any], kwargs: dict[str, Any]) -> Any:
         """``a + b`` / ``a - b`` of two tensors of one shape -> a merge node (add / subtract)."""
         operation = "add" if "add" in method else "subtract"
         alpha = kwargs.get("alpha", args[2] if len(args) > 2 else 1)
         other = kwargs.get("other", args[1] if len(args) > 1 else None)
         a, b = self.known(args[0]), self.known(other)
-        same = isinstance(a, _Vec) and isinstance(b, _Vec)
-        if isinstance(a, _Seq) and isinstance(b, _Seq) and not (a.tokens or b.tokens):
-            same = a.axes == b.axes or self.conv.resolve(a.axes) == self.conv.resolve(b.axes)
-        if (
-            not same
-            or not isinstance(a, (_Seq, _Vec))
-            or not isinstance(b, (_Seq, _Vec))
-            or a.width != b.width
-            or alpha != 1
-        ):
+        if not self.same_shape(a, b) or alpha != 1:
             raise _RefusalError(
                 f"{operation}s {_describe(a)} and {_describe(b)}{'' if alpha == 1 else f' with alpha={alpha!r}'}; "
                 "tf_lrp adds or subtracts two tensors of one shape and layout (no constants, no broadcasting)"
             )
         edges = [self.conv.materialize(v, operation) for v in (a, b)]
         edge = self.conv.add(MergeSpec(operation, a.width, name=operation), edges)
+        return _like(a, edge, a.width)
+
+    def multiply(self, node: Any, a: Any, b: Any) -> Any:
+        """``a * b`` of two tensors of one shape (a gate, e.g. ``torch.sigmoid(g) * h``) -> a multiply node."""
+        edges = [self.conv.materialize(v, str(node.name)) for v in (a, b)]
+        edge = self.conv.add(MultiplySpec(a.width, name=str(node.name)), edges)
         return _like(a, edge, a.width)
 
     # attention pooling and nn.MultiheadAttention -----------------------------------------------
@@ -1017,9 +1023,14 @@ class _Walk:
             and self.conv.resolve(value.axes) == "bt"
         )
 
-    def weigh(self, method: str, args: list[Any]) -> Any:
-        """``w * out`` (either order) and ``torch.bmm(w.transpose(1, 2), out)``: the products of attention pooling."""
+    def weigh(self, node: Any, method: str, args: list[Any]) -> Any:
+        """``a * b`` of one shape, ``w * out`` (either order) and ``torch.bmm(w.transpose(1, 2), out)``.
+
+        The last two are the products of attention pooling (``w`` a softmax over time, width 1).
+        """
         first, second = args[0], args[1] if len(args) > 1 else None
+        if method == "mul" and self.same_shape(first, second):
+            return self.multiply(node, first, second)
         if method == "mul" and isinstance(first, _Seq) and isinstance(second, _Seq):
             weights, values = (first, second) if first.width == 1 else (second, first)
             same = self.conv.resolve(weights.axes) == self.conv.resolve(values.axes)
@@ -1029,9 +1040,9 @@ class _Walk:
         if row and isinstance(second, _Seq) and self.conv.resolve(second.axes) == "bt" and not second.tokens:
             return _Context(first.weights, second)
         raise _RefusalError(
-            f"{method} of {_describe(first)} and {_describe(second)}; tf_lrp reads products only in attention "
-            "pooling: (w * out).sum(dim=1) or torch.bmm(w.transpose(1, 2), out).squeeze(1), w = torch.softmax(scores, "
-            "dim=1) of width 1"
+            f"{method} of {_describe(first)} and {_describe(second)}; tf_lrp reads products of two tensors of one "
+            "shape and layout (a multiply node), and attention pooling: (w * out).sum(dim=1) or "
+            "torch.bmm(w.transpose(1, 2), out).squeeze(1), w = torch.softmax(scores, dim=1) of width 1"
         )
 
     def weighted_sum(self, name: str, weights: _Seq, values: _Seq) -> _Vec:
@@ -1040,16 +1051,12 @@ class _Walk:
         return _Vec(((self.conv.add(WeightedSumSpec(values.width, name=name), reads), values.width),))
 
     def sum(self, node: Any, args: list[Any], kwargs: dict[str, Any]) -> Any:
-        """``(w * out).sum(dim=time)`` -> a weighted_sum node; a plain sum over time is refused."""
+        """``(w * out).sum(dim=time)`` -> a weighted_sum node; ``out.sum(dim=time)`` -> global_sum_pooling."""
         value = args[0]
+        if not isinstance(value, _Weighted):
+            return self.pool(node, "sum", args, kwargs)
         dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
         keepdim = kwargs.get("keepdim", args[2] if len(args) > 2 else False)
-        if not isinstance(value, _Weighted):
-            raise _RefusalError(
-                "a sum over time has no tf_lrp node (it is T times the mean, and T varies); use .mean(dim) "
-                "(global_average_pooling) or .max(dim), or weigh the steps first (attention pooling: "
-                "(w * out).sum(dim=1) with w = torch.softmax(scores, dim=1))"
-            )
         if keepdim or _norm_dim(dim, 3) != self.time_axis(value.values):
             raise _RefusalError(
                 f"sums the weighted steps over dim={dim!r} (keepdim={keepdim!r}); tf_lrp reads the sum over the time "
@@ -1284,15 +1291,15 @@ class _Walk:
         time = _AXES[self.conv.resolve(value.axes)].index("t")
         if _norm_dim(dim, 3) != time:
             raise _RefusalError(f"{method} over dim={dim} is not the time axis ({time}); tf_lrp pools over time only")
-        pooled = self.global_pool(node, value, "mean" if method == "mean" else "max")
+        pooled = self.global_pool(node, value, "max" if method in ("max", "amax") else method)
         kept = _Kept(pooled, time) if keepdim else pooled
         if method == "max":  # Tensor.max(dim) returns (values, indices)
             return (kept, _Opaque("the indices of a max (argmax)"))
         return kept
 
     def global_pool(self, node: Any, value: _Seq, how: str) -> _Vec:
-        """``value`` pooled over time (a pooling node per part)."""
-        kind = "global_average_pooling" if how == "mean" else "global_max_pooling"
+        """``value`` pooled over time (a pooling node per part); ``how``: "mean", "max" or "sum"."""
+        kind = {"mean": "global_average_pooling", "max": "global_max_pooling", "sum": "global_sum_pooling"}[how]
         parts = []
         for part in value.parts:
             source = self.conv.edge_of(part, str(node.name))
