@@ -44,7 +44,10 @@ version-2 manifest, so what the head reads is what the module reads (the state_d
   no masks) -> ``multi_head_attention``.
 
 Anything else is refused with a :class:`~tf_lrp.errors.ConversionError` naming the operation, the
-module path and the source line (from the fx node's stack trace). torch is imported inside the
+module path and the source line (from the fx node's stack trace). The values flowing on fx edges and the
+graph being written live in :mod:`~tf_lrp.convert.torch_fx_values`, the reading of fx nodes (op
+names, activations, the score, refusals) in :mod:`~tf_lrp.convert.torch_fx_ops`; this module walks
+the graph and converts each operation. torch is imported inside the
 functions only: ``import tf_lrp.convert`` works without it.
 """
 
@@ -52,50 +55,65 @@ from __future__ import annotations
 
 import dataclasses
 import operator
-import os
-import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 
-from ..errors import ConversionError, LayoutError
+from ..errors import ConversionError
 from ..layout import (
     ActivationSpec,
-    ConcatenateSpec,
     ConvSpec,
     DenseSpec,
-    Edge,
     EmbeddingSpec,
     FlattenSpec,
-    InputSpec,
-    LayerSpec,
     MergeSpec,
     MultiHeadAttentionSpec,
     MultiplySpec,
     NormalizationSpec,
     Pooling1DSpec,
     PoolingSpec,
-    Port,
     RecurrentSpec,
-    SelectStepSpec,
     SoftmaxSpec,
     WeightedSumSpec,
     input_edge,
-    to_manifest,
-    validate_manifest,
 )
 from . import Converted
 from .torch import _gru_rows, _to_numpy
+from .torch_fx_ops import (
+    _CELLS,
+    _activation,
+    _ancestors,
+    _hidden_activation,
+    _is_identity,
+    _kind,
+    _refuse,
+    _score_node,
+)
+from .torch_fx_values import (
+    _AXES,
+    _FLIP,
+    Part,
+    _Context,
+    _Converter,
+    _describe,
+    _Flat,
+    _Kept,
+    _like,
+    _norm_dim,
+    _Opaque,
+    _permute_layout,
+    _RefusalError,
+    _Seq,
+    _Size,
+    _slice_parts,
+    _Stack,
+    _Vec,
+    _Weighted,
+    _WeightsRow,
+)
 
 #: activations skipped after the score layer (the explained score is its pre-activation)
-OUTPUT_ACTIVATIONS = ("relu", "tanh", "sigmoid", "softmax", "log_softmax")
-_CELLS = {"LSTM": "lstm", "GRU": "gru", "RNN": "simple_rnn"}
-_ACTIVATION_MODULES = {
-    "ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "Softmax": "softmax", "LogSoftmax": "log_softmax"
-}  # fmt: skip
-_FRAME = re.compile(r'File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>\S+)\n\s*(?P<code>[^\n]*)')
 
 
 class TracedModule(NamedTuple):
@@ -114,459 +132,6 @@ class TracedModule(NamedTuple):
     score: str
     time_major: bool
     score_time_major: bool
-
-
-# --------------------------------------------------------------------------------------------
-# Values: what flows on an fx edge, as the converter sees it
-
-
-#: a part of a value's feature axis: an edge (node output or input), or a lazy time step of one
-Part = tuple[Any, int]  # (edge | ("step", edge, t), width)
-
-
-@dataclass(frozen=True)
-class _Seq:
-    """A sequence whose features are ``parts`` side by side; ``axes`` its torch layout.
-
-    ``axes`` is ``"bt"`` (batch, time, ...), ``"tb"`` (time, batch, ...), ``"bf"`` (batch, features,
-    time: channels-first, what ``nn.Conv1d`` reads), or ``"in"`` / ``"ni"``: the module input's layout
-    (not known yet) or its transpose.
-    """
-
-    parts: tuple[Part, ...]
-    axes: str
-    tokens: bool = False
-
-    @property
-    def width(self) -> int:
-        return sum(w for _, w in self.parts)
-
-
-@dataclass(frozen=True)
-class _Vec:
-    """One vector per sample (batch, features): ``parts`` side by side."""
-
-    parts: tuple[Part, ...]
-
-    @property
-    def width(self) -> int:
-        return sum(w for _, w in self.parts)
-
-
-@dataclass(frozen=True)
-class _Stack:
-    """``h_n``: final states stacked on axis 0 (``batch_first``: after ``transpose(0, 1)``)."""
-
-    items: tuple[_Vec, ...]
-    batch_first: bool = False
-
-
-@dataclass(frozen=True)
-class _Opaque:
-    """A value tf_lrp cannot use (an LSTM's ``c_n``, argmax indices); refused when read."""
-
-    what: str
-
-
-@dataclass(frozen=True)
-class _Size:
-    """A size read off a tensor (``x.size(0)``, ``x.shape``): reshape arguments and pooling windows use it.
-
-    ``letter``: the axis it is the size of (b, t or f) where known; ``letters``: a whole ``shape``'s.
-    """
-
-    letter: str = ""
-    letters: str = ""
-
-
-@dataclass(frozen=True)
-class _Kept:
-    """A sequence pooled over time with its time axis kept (size 1): ``keepdim=True``, ``AdaptiveMaxPool1d(1)``."""
-
-    vec: _Vec
-    axis: int  # where the size-1 axis is
-
-    @property
-    def width(self) -> int:
-        return self.vec.width
-
-
-@dataclass(frozen=True)
-class _Flat:
-    """A (batch, time, F) sequence flattened to (batch, time·F): its step count comes from the nn.Linear reading it."""
-
-    seq: _Seq
-
-
-@dataclass(frozen=True)
-class _Weighted:
-    """``w * out`` of attention pooling: weights (width 1) times values, per step; only ``.sum(time)`` reads it."""
-
-    weights: _Seq
-    values: _Seq
-
-
-@dataclass(frozen=True)
-class _WeightsRow:
-    """``w.transpose(1, 2)``: attention weights (B, 1, T); only ``torch.bmm(·, out)`` reads it."""
-
-    weights: _Seq
-
-
-@dataclass(frozen=True)
-class _Context:
-    """``torch.bmm(w.transpose(1, 2), out)``: the weighted sum (B, 1, H); only ``.squeeze(1)`` reads it."""
-
-    weights: _Seq
-    values: _Seq
-
-
-_FLIP = {"bt": "tb", "tb": "bt", "in": "ni", "ni": "in"}
-#: a concrete layout -> the order of its torch axes (b: batch, t: time, f: features), and back
-_AXES = {"bt": "btf", "tb": "tbf", "bf": "bft"}
-_LAYOUTS = {letters: name for name, letters in _AXES.items()}
-
-
-def _permute_layout(layout: str, order: Sequence[int | None]) -> str | None:
-    """The layout of a (3-d) sequence in ``layout`` after ``permute(order)``, or None when it is not one."""
-    if sorted(d if d is not None else -1 for d in order) != [0, 1, 2]:
-        return None
-    letters = _AXES[layout]
-    return _LAYOUTS.get("".join(letters[d] for d in order if d is not None))
-
-
-def _norm_dim(dim: Any, ndim: int) -> int | None:
-    if isinstance(dim, bool) or not isinstance(dim, int):
-        return None
-    return dim + ndim if dim < 0 else dim
-
-
-def _slice_parts(parts: tuple[Part, ...], item: slice) -> tuple[Part, ...] | None:
-    """The parts a feature slice keeps, or None when it cuts one."""
-    total = sum(w for _, w in parts)
-    start, stop, step = item.indices(total)
-    if step != 1:
-        return None
-    kept: list[Part] = []
-    offset = 0
-    for part in parts:
-        end = offset + part[1]
-        if start <= offset and end <= stop:
-            kept.append(part)
-        elif end > start and offset < stop:
-            return None
-        offset = end
-    return tuple(kept) if kept else None
-
-
-# --------------------------------------------------------------------------------------------
-# The converter
-
-
-class _RefusalError(Exception):
-    """Raised inside a handler; the walker adds the node's name and source line."""
-
-
-class _Converter:
-    def __init__(self, module: Any) -> None:
-        self.module = module
-        self.specs: list[LayerSpec] = []
-        self.edges: list[tuple[Edge, ...]] = []
-        self.arrays: list[list[np.ndarray]] = []
-        self.ports: dict[Edge, Port] = {}
-        self.names: set[str] = {"input"}
-        self.input_spec: InputSpec | None = None
-        self.input_layout: str | None = None  # "bt" or "tb" once known
-        self.cache: dict[Any, Edge] = {}
-        self.producers: dict[Edge, Any] = {}  # edge -> fx node that produced it (dense folding)
-
-    # layout -----------------------------------------------------------------------------------
-
-    def resolve(self, axes: str, default: str = "bt") -> str:
-        """The concrete layout of ``axes`` (fixing the input's to ``default`` if still open)."""
-        if axes in _AXES:
-            return axes
-        if self.input_layout is None:
-            self.input_layout = default
-        return self.input_layout if axes == "in" else _FLIP[self.input_layout]
-
-    def require(self, axes: str, want: str) -> bool:
-        """Whether ``axes`` is ``want`` (fixing the input's layout so that it is, if still open)."""
-        if axes in _AXES:
-            return axes == want
-        if self.input_layout is None:
-            self.input_layout = want if axes == "in" else _FLIP[want]
-        return self.resolve(axes) == want
-
-    # graph ------------------------------------------------------------------------------------
-
-    def unique(self, name: str) -> str:
-        base, candidate, count = name or "node", name or "node", 0
-        while candidate in self.names:
-            count += 1
-            candidate = f"{base}_{count}"
-        self.names.add(candidate)
-        return candidate
-
-    def add(self, spec: LayerSpec, reads: Sequence[Edge], arrays: Sequence[np.ndarray] = ()) -> Edge:
-        spec = dataclasses.replace(spec, name=self.unique(spec.name or spec.kind))  # type: ignore[type-var]
-        index = len(self.specs)
-        if any(e not in self.ports for e in reads):
-            raise _RefusalError(
-                "reads the module's input directly; tf_lrp reads it through nn.Embedding, a recurrent module, "
-                "nn.Conv1d, a normalization or "
-                "nn.Linear"
-            )
-        try:
-            port = spec.infer([self.ports[e] for e in reads], f"tf_lrp {spec.kind} {spec.name!r}", False)
-        except LayoutError as exc:
-            raise _RefusalError(str(exc)) from exc
-        self.specs.append(spec)
-        self.edges.append(tuple(reads))
-        self.arrays.append(list(arrays))
-        self.ports[index] = port._replace(what=f"layer {spec.name!r}")
-        return index
-
-    def input_value(self, tokens: bool, features: int) -> Edge:
-        """The network input's edge, declaring what it holds on first use."""
-        edge = input_edge(0)
-        want = InputSpec("input", 1 if tokens else features, tokens)
-        if self.input_spec is None:
-            self.input_spec = want
-            self.ports[edge] = Port(True, want.features, tokens, "input 'input'")
-        elif self.input_spec != want:
-            raise _RefusalError(
-                "the module input is read both as token ids and as features (or with two widths); tf_lrp reads one "
-                "(batch, time, features) or (batch, time) input"
-            )
-        return edge
-
-    def edge_of(self, part: Part, name: str) -> Edge:
-        """The edge of one part (a lazy time step becomes a select_step node, once)."""
-        key, width = part
-        if isinstance(key, tuple):
-            if key not in self.cache:
-                _, source, step = key
-                self.cache[key] = self.add(SelectStepSpec(step, width, name=f"{name}.step{step}"), [source])
-            return self.cache[key]
-        return int(key)
-
-    def materialize(self, value: _Seq | _Vec, name: str) -> Edge:
-        """One edge holding ``value`` (its parts joined by a concatenate node when there are several)."""
-        edges = tuple(self.edge_of(part, name) for part in value.parts)
-        if len(edges) == 1:
-            return edges[0]
-        key = ("cat", edges)
-        if key not in self.cache:
-            self.cache[key] = self.add(ConcatenateSpec(tuple(w for _, w in value.parts), name=f"{name}.cat"), edges)
-        return self.cache[key]
-
-    # result -----------------------------------------------------------------------------------
-
-    def converted(self, output: Edge, name: str) -> Converted:
-        keep: set[int] = set()
-        stack = [output]
-        while stack:
-            index = stack.pop()
-            if index < 0 or index in keep:
-                continue
-            keep.add(index)
-            stack.extend(self.edges[index])
-        order = sorted(keep)
-        if order[-1] != output:
-            raise ConversionError(f"internal: the score node {output} is not the last of {order}")
-        renumber = {old: new for new, old in enumerate(order)}
-        specs = [self.specs[i] for i in order]
-        edges = [tuple(e if e < 0 else renumber[e] for e in self.edges[i]) for i in order]
-        weights = [array for i in order for array in self.arrays[i]]
-        if self.input_spec is None:
-            raise ConversionError("the module's input reaches no nn.Embedding, recurrent or nn.Linear module")
-        manifest = to_manifest(specs, name=name, edges=tuple(edges), inputs=(self.input_spec,))
-        try:
-            validate_manifest(manifest)
-        except LayoutError as exc:
-            raise ConversionError(f"module {name!r} cannot be explained by tf_lrp: {exc}") from exc
-        return Converted(manifest, weights)
-
-
-# --------------------------------------------------------------------------------------------
-# Refusals with the source line
-
-
-def _source(node: Any) -> str:
-    """``file:line `code``` of the user's frame that made the fx node, or '' when unknown."""
-    trace = node.meta.get("stack_trace") or getattr(node, "stack_trace", None) or ""
-    frames = [m for m in _FRAME.finditer(trace) if f"{os.sep}torch{os.sep}" not in m.group("file")]
-    if not frames:
-        return ""
-    frame = frames[-1]
-    return f" at {os.path.basename(frame.group('file'))}:{frame.group('line')} `{frame.group('code').strip()}`"
-
-
-def _module_path(node: Any) -> str:
-    stack = node.meta.get("nn_module_stack")
-    if stack:
-        return str(list(stack.values())[-1][0]) or "the root module"
-    return ""
-
-
-def _op_name(node: Any, module: Any) -> str:
-    if node.op == "call_module":
-        return f"module {node.target!r} ({type(module.get_submodule(node.target)).__name__})"
-    if node.op == "call_method":
-        return f"Tensor.{node.target}"
-    if node.op == "call_function":
-        target = node.target
-        owner = getattr(target, "__module__", None) or ""
-        name = getattr(target, "__name__", repr(target))
-        if owner in ("_operator", "operator"):
-            return f"operator.{name}"
-        return f"{owner + '.' if owner else 'torch.'}{name}"
-    return f"{node.op} {node.target!r}"
-
-
-def _refuse(node: Any, module: Any, reason: str) -> ConversionError:
-    where = _module_path(node)
-    inside = f" in {where!r}" if where and node.op != "call_module" else ""
-    return ConversionError(f"{_op_name(node, module)} (fx node {node.name!r}{inside}){_source(node)}: {reason}")
-
-
-# --------------------------------------------------------------------------------------------
-# The walk
-
-
-_IDENTITY_METHODS = ("contiguous", "float", "double", "half", "to", "type_as", "clone", "detach", "long", "int")
-
-
-def _kind(node: Any, module: Any) -> tuple[str, str]:
-    """``(family, name)`` of an fx node: ("module", class name), ("function"/"method", name)."""
-    if node.op == "call_module":
-        return "module", type(module.get_submodule(node.target)).__name__
-    if node.op == "call_method":
-        return "method", str(node.target)
-    if node.op == "call_function":
-        return "function", getattr(node.target, "__name__", "")
-    return node.op, str(node.target)
-
-
-def _activation(node: Any, module: Any) -> str | None:
-    """The activation an fx node applies (relu, tanh, ...), or None."""
-    family, name = _kind(node, module)
-    if family == "module":
-        return {
-            "ReLU": "relu",
-            "Tanh": "tanh",
-            "Sigmoid": "sigmoid",
-            "Softmax": "softmax",
-            "LogSoftmax": "log_softmax",
-        }.get(name)
-    if family in ("function", "method") and name.rstrip("_") in OUTPUT_ACTIVATIONS:
-        return name.rstrip("_")
-    return None
-
-
-#: torch activations (module class, function or method name) -> the activation node's (Keras) name
-_HIDDEN_MODULES = {
-    "ReLU": "relu", "Tanh": "tanh", "Sigmoid": "sigmoid", "GELU": "gelu", "ELU": "elu", "SELU": "selu",
-    "CELU": "celu", "SiLU": "silu", "Mish": "mish", "Softplus": "softplus", "LeakyReLU": "leaky_relu",
-    "ReLU6": "relu6", "Hardtanh": "hard_tanh", "Hardsigmoid": "hard_sigmoid", "Hardswish": "hard_silu",
-    "Softsign": "softsign", "Tanhshrink": "tanh_shrink", "LogSigmoid": "log_sigmoid",
-}  # fmt: skip
-_HIDDEN_FUNCTIONS = {
-    "relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "gelu": "gelu", "elu": "elu", "selu": "selu",
-    "celu": "celu", "silu": "silu", "mish": "mish", "softplus": "softplus", "leaky_relu": "leaky_relu",
-    "relu6": "relu6", "hardtanh": "hard_tanh", "hardsigmoid": "hard_sigmoid", "hardswish": "hard_silu",
-    "softsign": "softsign", "tanhshrink": "tanh_shrink", "logsigmoid": "log_sigmoid",
-}  # fmt: skip
-#: the parameters the activation node computes (Keras's defaults): name -> ((torch name, position, value), ...)
-_FIXED: dict[str, tuple[tuple[str, int, Any], ...]] = {
-    "elu": (("alpha", 1, 1.0),),
-    "celu": (("alpha", 1, 1.0),),
-    "softplus": (("beta", 1, 1.0), ("threshold", 2, 20.0)),
-    "leaky_relu": (("negative_slope", 1, 0.2),),
-    "hard_tanh": (("min_val", 1, -1.0), ("max_val", 2, 1.0)),
-}
-#: torch's defaults where they differ from the node's (the check above then fails unless set)
-_TORCH_DEFAULTS = {("leaky_relu", "negative_slope"): 0.01}
-
-
-def _hidden_activation(node: Any, module: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str | None:
-    """The activation node's name for a hidden torch activation, or None when the node is no activation.
-
-    Raises:
-        _RefusalError: a known activation with parameters the node does not compute.
-    """
-    family, name = _kind(node, module)
-    if family == "module":
-        keras_name = _HIDDEN_MODULES.get(name)
-    elif family in ("function", "method"):
-        keras_name = _HIDDEN_FUNCTIONS.get(name.rstrip("_"))
-    else:
-        return None
-    if keras_name is None:
-        return None
-    sub = module.get_submodule(node.target) if family == "module" else None
-
-    def read(key: str, index: int, default: Any) -> Any:
-        if sub is not None:
-            return getattr(sub, key, default)
-        return kwargs.get(key, args[index] if len(args) > index else default)
-
-    if keras_name == "gelu":
-        approximate = read("approximate", 1, "none")
-        if approximate not in ("none", "tanh"):
-            raise _RefusalError(f"approximate={approximate!r} is not supported; use 'none' or 'tanh'")
-        return "gelu" if approximate == "none" else "gelu_approximate"
-    for key, index, value in _FIXED.get(keras_name, ()):
-        given = read(key, index, _TORCH_DEFAULTS.get((keras_name, key), value))
-        if isinstance(given, bool) or not isinstance(given, (int, float)) or float(given) != value:
-            raise _RefusalError(
-                f"{key}={given!r}: tf_lrp's {keras_name} node computes {key}={value} only (Keras's default); "
-                f"build it with {key}={value}"
-            )
-    return keras_name
-
-
-def _is_identity(node: Any, module: Any) -> bool:
-    family, name = _kind(node, module)
-    if family == "module":
-        return name in ("Dropout", "Dropout1d", "Dropout2d", "AlphaDropout", "FeatureAlphaDropout", "Identity")
-    if family == "function":
-        return name in ("dropout", "alpha_dropout", "feature_alpha_dropout")
-    return family == "method" and name in _IDENTITY_METHODS
-
-
-def _score_node(graph: Any, module: Any) -> tuple[Any, str]:
-    """The fx node of the explained score (the output past activations and identities) and its activation."""
-    outputs = [n for n in graph.nodes if n.op == "output"]
-    value = outputs[0].args[0]
-    if not hasattr(value, "op"):
-        raise ConversionError(
-            f"the module returns {type(value).__name__}; tf_lrp explains one output tensor (return the scores only)"
-        )
-    activation = "linear"
-    while True:
-        name = _activation(value, module)
-        if name is not None:
-            activation = name if activation == "linear" else activation
-            value = value.args[0]
-            continue
-        if _is_identity(value, module):
-            value = value.args[0]
-            continue
-        return value, activation
-
-
-def _ancestors(node: Any) -> set[Any]:
-    seen: set[Any] = set()
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if current in seen:
-            continue
-        seen.add(current)
-        stack.extend(current.all_input_nodes)
-    return seen
 
 
 class _Walk:
@@ -1410,13 +975,6 @@ def _flattens(method: str, shape: Sequence[Any], kwargs: Mapping[str, Any], widt
     return (second == -1 and first != -1) or (second == width)
 
 
-def _like(value: _Seq | _Vec, edge: Edge, width: int) -> _Seq | _Vec:
-    """A value of ``value``'s kind (and layout) held by one edge."""
-    if isinstance(value, _Seq):
-        return _Seq(((edge, width),), value.axes)
-    return _Vec(((edge, width),))
-
-
 def _single(module: Any, key: str, default: Any = None) -> int:
     """An ``nn.*1d`` option that may be an int or a 1-tuple (``stride=None``: the kernel size)."""
     value = getattr(module, key, default)
@@ -1482,26 +1040,6 @@ def _expand(items: list[Any], ndim: int) -> list[Any] | None:
     if len(items) > ndim:
         return None
     return items + [slice(None)] * (ndim - len(items))
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, _Seq):
-        return "token ids" if value.tokens else f"a sequence of width {value.width}"
-    if isinstance(value, _Vec):
-        return f"a (batch, {value.width}) tensor"
-    if isinstance(value, _Stack):
-        return f"stacked final states h_n ({len(value.items)})"
-    if isinstance(value, _Opaque):
-        return value.what
-    if isinstance(value, _Kept):
-        return f"a pooled (batch, {value.width}, 1) tensor"
-    if isinstance(value, _Flat):
-        return f"a flattened sequence of width {value.seq.width} (only an nn.Linear reads it)"
-    if isinstance(value, (_Weighted, _WeightsRow, _Context)):
-        return "attention-pooling weights or products"
-    if isinstance(value, tuple):
-        return f"a tuple of {len(value)}"
-    return type(value).__name__
 
 
 def _rnn_arrays(rnn: Any, cell: str, suffix: str, units: int, gates: int) -> list[np.ndarray]:
