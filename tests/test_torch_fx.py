@@ -393,11 +393,11 @@ class HiddenTanh(nn.Module):
         return self.fc(torch.tanh(self.hidden(self.rnn(x)[0][:, -1])))
 
 
-class HiddenLeaky(nn.Module):
+class HiddenELU(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.rnn = nn.GRU(D, H, batch_first=True)
-        self.hidden, self.act, self.fc = nn.Linear(H, 3), nn.LeakyReLU(), nn.Linear(3, C)
+        self.hidden, self.act, self.fc = nn.Linear(H, 3), nn.ELU(alpha=0.5), nn.Linear(3, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.act(self.hidden(self.rnn(x)[0][:, -1])))
@@ -451,7 +451,7 @@ def test_unsupported_ops_are_refused_naming_the_op_and_source_line() -> None:
     error = _refused(StdOverTime(), r"Tensor\.std \(fx node 'std'.*test_torch_fx\.py:\d+ `return self\.fc\(out\.std")
     assert "is not supported between the input and the score layer" in str(error)
     _refused(ReadsCellState(), r"cell state c_n of 'rnn'")
-    _refused(HiddenLeaky(), r"module 'act' \(LeakyReLU\).*negative_slope=0\.01: tf_lrp's leaky_relu node computes")
+    _refused(HiddenELU(), r"module 'act' \(ELU\).*alpha=0\.5: tf_lrp's elu node computes alpha=1\.0 only")
     _refused(Projected(), r"module 'rnn' \(LSTM\).*proj_size=2")
     _refused(HalfDirection(), r"across a direction or layer boundary")
     _refused(InitialState(), r"initial state")
@@ -602,23 +602,35 @@ def test_conv_options_and_every_activation_equal_the_module(build: Callable[[], 
 
 
 class Leaky(nn.Module):
-    def __init__(self) -> None:
+    """GRU -> a leaky relu of slope ``slope`` (``nn.LeakyReLU`` or ``F.leaky_relu``; None: torch's default)."""
+
+    def __init__(self, slope: float | None = 0.2, functional: bool = False) -> None:
         super().__init__()
-        self.rnn, self.act, self.fc = nn.GRU(D, H, batch_first=True), nn.LeakyReLU(0.2), nn.Linear(H, C)
+        self.slope, self.functional = slope, functional
+        act = nn.LeakyReLU() if slope is None else nn.LeakyReLU(slope)
+        self.rnn, self.act, self.fc = nn.GRU(D, H, batch_first=True), act, nn.Linear(H, C)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.act(self.rnn(x)[0])[:, -1])
+        out = self.rnn(x)[0]
+        out = nn.functional.leaky_relu(out, self.slope) if self.functional else self.act(out)
+        return self.fc(out[:, -1])
 
 
-def test_leaky_relu_slope_0_2_converts_with_tensorflow_float32_slope() -> None:
-    """TensorFlow applies leaky_relu's 0.2 as a float32 attribute: scores agree to ~3e-9 |x|, not 1e-10."""
-    model = _init(Leaky(), 1)
+@pytest.mark.parametrize(("slope", "functional"), [(0.2, False), (None, False), (0.1, True), (0.3, False)])
+def test_leaky_relu_of_any_slope_converts_with_tensorflow_float32_slope(slope: float | None, functional: bool) -> None:
+    """The node applies the module's slope (torch's default 0.01 included); TensorFlow applies it as a float32
+    attribute, so scores agree to ~3e-9 |x|, not 1e-10."""
+    model = _init(Leaky(slope, functional), 1)
     x = _data(Entry(Leaky), 3) * 4.0
     ex = Explainer.from_torch(model, dtype="float64", sample=x, tolerance=1e-7)
-    assert "activation" in [layer.kind for layer in ex.layout.layers]
+    (spec,) = [layer for layer in ex.layout.layers if layer.kind == "activation"]
+    assert spec.activation == "leaky_relu"
+    assert spec.negative_slope == (0.01 if slope is None else slope)
     with torch.no_grad():
         expected = model(torch.tensor(x)).numpy()
     np.testing.assert_allclose(ex.score(x), expected, rtol=0, atol=1e-7)
+    lrp = ex.explain(x, method="lrp", eps=1e-3, bias_factor=1.0)
+    np.testing.assert_allclose(lrp.absorbed, 0.0, atol=1e-9 * max(1.0, float(np.abs(lrp.explained_score).max())))
 
 
 class _Refused(nn.Module):

@@ -214,7 +214,7 @@ class _Walk:
             )
         hidden = _hidden_activation(node, self.module, args, kwargs)
         if hidden is not None:
-            return self.activation(node, hidden, args)
+            return self.activation(node, hidden.name, args, hidden.negative_slope)
         if family == "module":
             sub = self.module.get_submodule(node.target)
             if name in _CELLS:
@@ -397,8 +397,11 @@ class _Walk:
             return _Seq(((edge, linear.out_features),), x.axes)
         return _Vec(((edge, linear.out_features),))
 
-    def activation(self, node: Any, name: str, args: list[Any]) -> Any:
-        """An elementwise activation: relu folded into the nn.Linear / nn.Conv1d right before it, else a node."""
+    def activation(self, node: Any, name: str, args: list[Any], negative_slope: float | None = None) -> Any:
+        """An elementwise activation: relu folded into the nn.Linear / nn.Conv1d right before it, else a node.
+
+        ``negative_slope``: leaky_relu's slope (the spec's default when None).
+        """
         x = self.known(args[0])
         if not isinstance(x, (_Seq, _Vec)) or (isinstance(x, _Seq) and x.tokens):
             raise _RefusalError(f"applies {name} to {_describe(x)}; tf_lrp applies activations to features")
@@ -414,7 +417,10 @@ class _Walk:
             ):
                 self.conv.specs[edge] = dataclasses.replace(spec, activation="relu")
                 return x
-        edge = self.conv.add(ActivationSpec(name, x.width, name=str(node.name)), [self.conv.materialize(x, node.name)])
+        spec = ActivationSpec(name, x.width, name=str(node.name))
+        if negative_slope is not None:
+            spec = dataclasses.replace(spec, negative_slope=negative_slope)
+        edge = self.conv.add(spec, [self.conv.materialize(x, node.name)])
         return _like(x, edge, x.width)
 
     def flatten(self, node: Any, flat: _Flat, width: int) -> _Vec:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import ConversionError
 from .torch_fx_values import _RefusalError
@@ -112,15 +112,21 @@ _FIXED: dict[str, tuple[tuple[str, int, Any], ...]] = {
     "elu": (("alpha", 1, 1.0),),
     "celu": (("alpha", 1, 1.0),),
     "softplus": (("beta", 1, 1.0), ("threshold", 2, 20.0)),
-    "leaky_relu": (("negative_slope", 1, 0.2),),
     "hard_tanh": (("min_val", 1, -1.0), ("max_val", 2, 1.0)),
 }
-#: torch's defaults where they differ from the node's (the check above then fails unless set)
-_TORCH_DEFAULTS = {("leaky_relu", "negative_slope"): 0.01}
+#: torch's ``leaky_relu`` default slope (Keras's is 0.2: the spec records the slope either way)
+_TORCH_LEAKY_SLOPE = 0.01
 
 
-def _hidden_activation(node: Any, module: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> str | None:
-    """The activation node's name for a hidden torch activation, or None when the node is no activation.
+class Hidden(NamedTuple):
+    """A hidden torch activation as the activation node computes it."""
+
+    name: str  # the node's activation name
+    negative_slope: float | None = None  # leaky_relu only: the module's slope
+
+
+def _hidden_activation(node: Any, module: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> Hidden | None:
+    """The activation node's activation for a hidden torch activation, or None when the node is no activation.
 
     Raises:
         _RefusalError: a known activation with parameters the node does not compute.
@@ -145,15 +151,20 @@ def _hidden_activation(node: Any, module: Any, args: Sequence[Any], kwargs: Mapp
         approximate = read("approximate", 1, "none")
         if approximate not in ("none", "tanh"):
             raise _RefusalError(f"approximate={approximate!r} is not supported; use 'none' or 'tanh'")
-        return "gelu" if approximate == "none" else "gelu_approximate"
+        return Hidden("gelu" if approximate == "none" else "gelu_approximate")
+    if keras_name == "leaky_relu":
+        slope = read("negative_slope", 1, _TORCH_LEAKY_SLOPE)
+        if isinstance(slope, bool) or not isinstance(slope, (int, float)):
+            raise _RefusalError(f"negative_slope={slope!r}: tf_lrp reads a number")
+        return Hidden("leaky_relu", float(slope))
     for key, index, value in _FIXED.get(keras_name, ()):
-        given = read(key, index, _TORCH_DEFAULTS.get((keras_name, key), value))
+        given = read(key, index, value)
         if isinstance(given, bool) or not isinstance(given, (int, float)) or float(given) != value:
             raise _RefusalError(
                 f"{key}={given!r}: tf_lrp's {keras_name} node computes {key}={value} only (Keras's default); "
                 f"build it with {key}={value}"
             )
-    return keras_name
+    return Hidden(keras_name)
 
 
 def _is_identity(node: Any, module: Any) -> bool:
