@@ -9,6 +9,7 @@ import keras
 import numpy as np
 import pytest
 
+from tests.nodekit import keras_gradient_x_input
 from tf_lrp import ConversionError, Explainer
 from tf_lrp.convert.keras import from_keras
 from tf_lrp.convert.keras_core import KERAS_ELEMENTWISE
@@ -244,10 +245,6 @@ def _leaky_prelu_model() -> keras.Model:
 
 
 def test_leaky_relu_and_prelu_layers_convert_and_explain() -> None:
-    import tensorflow as tf
-
-    from tf_lrp.convert.keras import score_model
-
     model = _leaky_prelu_model()
     manifest = from_keras(model).manifest
     layers = [(e["kind"], e.get("activation"), e.get("negative_slope")) for e in manifest["layers"]]
@@ -262,11 +259,7 @@ def test_leaky_relu_and_prelu_layers_convert_and_explain() -> None:
     np.testing.assert_allclose(result.relevance_sum + result.initial_state_relevance, result.explained_score,
                                rtol=1e-10, atol=1e-12)  # fmt: skip
     target = np.array([0, 1, 1, 0])
-    tensor = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(tensor)
-        total = tf.reduce_sum(tf.gather(score_model(model)(tensor), target, axis=-1, batch_dims=1))
-    expected = (tape.gradient(total, tensor) * tensor).numpy()
+    expected = keras_gradient_x_input(model, x, target)
     gxi = ex.explain(x, target=target, method="gradient_x_input").relevance
     np.testing.assert_allclose(gxi, expected, rtol=0, atol=1e-11)
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import tf_lrp.convert.keras as keras_convert
+from tests.nodekit import keras_gradient_x_input
 from tf_lrp import Explainer
 
 L = keras.layers
@@ -87,16 +87,6 @@ def _lrp_oracle(model: keras.Model, after: bool, x: np.ndarray, target: np.ndarr
     return r_input
 
 
-def _grad_x_input(model: keras.Model, x: np.ndarray, target: np.ndarray) -> np.ndarray:
-    scores = keras_convert.score_model(model)
-    tensor = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(tensor)
-        picked = tf.gather(scores(tensor, training=False), target, axis=-1, batch_dims=1)
-        total = tf.reduce_sum(picked)
-    return (tape.gradient(total, tensor) * tensor).numpy()
-
-
 @pytest.mark.parametrize("after", [True, False], ids=["bn_after_dense", "bn_before_dense"])
 @pytest.mark.parametrize(("eps", "bf"), [(1e-3, 0.0), (0.2, 1.0), (0.05, 0.5)])
 def test_folded_dense_matches_keras_and_the_per_connection_oracle(after: bool, eps: float, bf: float) -> None:
@@ -113,7 +103,7 @@ def test_folded_dense_matches_keras_and_the_per_connection_oracle(after: bool, e
     if bf == 1.0:
         np.testing.assert_allclose(result.relevance_sum, result.explained_score, rtol=1e-10, atol=1e-12)
     gxi = ex.explain(x, target=target, method="gradient_x_input").relevance
-    np.testing.assert_allclose(gxi, _grad_x_input(model, x, target), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(gxi, keras_gradient_x_input(model, x, target), rtol=0, atol=1e-10)
 
 
 def _conv_model(center: bool, scale: bool, use_bias: bool) -> keras.Model:
@@ -142,7 +132,7 @@ def test_folded_conv1d_matches_keras_gradient_and_conserves(center: bool, scale:
     total = result.relevance_sum + result.initial_state_relevance
     np.testing.assert_allclose(total, result.explained_score, rtol=1e-9, atol=1e-12)
     gxi = ex.explain(x, target=target, method="gradient_x_input").relevance
-    np.testing.assert_allclose(gxi, _grad_x_input(model, x, target), rtol=0, atol=1e-10)
+    np.testing.assert_allclose(gxi, keras_gradient_x_input(model, x, target), rtol=0, atol=1e-10)
 
 
 def test_float32_model_folds_within_the_default_tolerance() -> None:

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from tests.nodekit import node_context
+from tests.nodekit import keras_gradient_x_input, node_context
 from tf_lrp import ConversionError, Explainer, InputError
 from tf_lrp.layout import MergeSpec, MultiplySpec
 from tf_lrp.nodes import NODES
@@ -287,10 +287,6 @@ def _three_way_model() -> tuple[keras.Model, np.ndarray]:
 
 @pytest.mark.parametrize("product", ["half", "proportional", "abs"])
 def test_multiply_of_three_converts_conserves_and_matches_autodiff(product: str) -> None:
-    import tensorflow as tf
-
-    from tf_lrp.convert.keras import score_model
-
     model, x = _three_way_model()
     rules = RuleSet(kinds={"multiply": product})
     ex = Explainer.from_keras(model, sample=x, dtype="float64", tolerance=1e-10, rules=rules)
@@ -301,11 +297,7 @@ def test_multiply_of_three_converts_conserves_and_matches_autodiff(product: str)
                                rtol=1e-9, atol=1e-12)  # fmt: skip
     assert np.all(result.relevance[2, 2:] == 0.0)
     target = np.array([0, 1, 1, 0])
-    tensor = tf.constant(x)
-    with tf.GradientTape() as tape:
-        tape.watch(tensor)
-        total = tf.reduce_sum(tf.gather(score_model(model)(tensor), target, axis=-1, batch_dims=1))
-    expected = (tape.gradient(total, tensor) * tensor).numpy()
+    expected = keras_gradient_x_input(model, x, target)
     np.testing.assert_allclose(ex.explain(x, target=target, method="gradient_x_input").relevance, expected,
                                rtol=0, atol=1e-11)  # fmt: skip
 
