@@ -101,12 +101,10 @@ _HIDDEN_MODULES = {
     "ReLU6": "relu6", "Hardtanh": "hard_tanh", "Hardsigmoid": "hard_sigmoid", "Hardswish": "hard_silu",
     "Softsign": "softsign", "Tanhshrink": "tanh_shrink", "LogSigmoid": "log_sigmoid",
 }  # fmt: skip
+#: the functional forms (``F.gelu``, ``torch.tanh``, ``x.sigmoid()``): the module names in lower case
 _HIDDEN_FUNCTIONS = {
-    "relu": "relu", "tanh": "tanh", "sigmoid": "sigmoid", "gelu": "gelu", "elu": "elu", "selu": "selu",
-    "celu": "celu", "silu": "silu", "mish": "mish", "softplus": "softplus", "leaky_relu": "leaky_relu",
-    "relu6": "relu6", "hardtanh": "hard_tanh", "hardsigmoid": "hard_sigmoid", "hardswish": "hard_silu",
-    "softsign": "softsign", "tanhshrink": "tanh_shrink", "logsigmoid": "log_sigmoid",
-}  # fmt: skip
+    ("leaky_relu" if module == "LeakyReLU" else module.lower()): name for module, name in _HIDDEN_MODULES.items()
+}
 #: the parameters the activation node computes (Keras's defaults): name -> ((torch name, position, value), ...)
 _FIXED: dict[str, tuple[tuple[str, int, Any], ...]] = {
     "elu": (("alpha", 1, 1.0),),
