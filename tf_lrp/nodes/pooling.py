@@ -41,9 +41,14 @@ def _max_weights(inputs: Tensor, pooled: Tensor) -> Tensor:
     return winners / ops.sum(winners, axis=0, keepdims=True)
 
 
+def _valid_steps(inputs: Tensor, mask: Tensor | None) -> Tensor:
+    """(T, B, 1) 1 at the valid steps, 0 at masked ones."""
+    return ops.ones_like(inputs[..., :1]) if mask is None else ops.cast(mask, inputs.dtype)
+
+
 def _average_weights(inputs: Tensor, mask: Tensor | None) -> Tensor:
     """(T, B, F) ``w_t / n``: 1/n at the n valid steps, 0 at masked ones (broadcast over features)."""
-    valid = ops.ones_like(inputs[..., :1]) if mask is None else ops.cast(mask, inputs.dtype)
+    valid = _valid_steps(inputs, mask)
     return ops.broadcast_to(valid / ops.sum(valid, axis=0, keepdims=True), ops.shape(inputs))
 
 
@@ -66,8 +71,7 @@ class PoolingNode(NodeType):
             pooled = ops.max(x, axis=0)
             return pooled, PoolingCache(x, pooled, _max_weights(x, pooled))
         if spec.kind == "global_sum_pooling":
-            valid = ops.ones_like(x[..., :1]) if mask is None else ops.cast(mask, x.dtype)
-            weights = ops.broadcast_to(valid, ops.shape(x))
+            weights = ops.broadcast_to(_valid_steps(x, mask), ops.shape(x))
             pooled = ops.sum(weights * x, axis=0)
             return pooled, PoolingCache(x, pooled, weights)
         weights = _average_weights(x, mask)
