@@ -21,6 +21,8 @@ of the inputs' step masks. Neither node reads the mask.
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -99,10 +101,7 @@ class MergeNode(NodeType):
 
 def _product(factors: Sequence[Tensor]) -> Tensor:
     """``x_0 ⊙ x_1 ⊙ ...`` in Keras's order (left to right)."""
-    out = factors[0]
-    for x in factors[1:]:
-        out = out * x
-    return out
+    return functools.reduce(operator.mul, factors)
 
 
 def split_many(
@@ -122,9 +121,7 @@ def split_many(
     if isinstance(rule, SignalTakesAll):
         raise TypeError("SignalTakesAll has no n-ary form")  # the rule map refuses it first
     weights = [ops.abs(x) if isinstance(rule, Absolute) else x for x in factors]
-    total = weights[0]
-    for w in weights[1:]:
-        total = total + w
+    total = functools.reduce(operator.add, weights)
     stabiliser = signed_eps(total, eps)
     q = relevance / (total + stabiliser)
     share = bias_factor * stabiliser * q / count
