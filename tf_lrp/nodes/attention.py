@@ -47,6 +47,11 @@ from .base import NodeContext, NodeType
 MASKED_SCORE = 1.0e9
 
 
+def uses_cp_lrp(ctx: NodeContext) -> bool:
+    """Whether an attention node runs CP-LRP: the rule map's attention rule, the default without resolved rules."""
+    return ctx.rules is None or ctx.rules.attention == "cp_lrp"
+
+
 def batch_major(x: Tensor) -> Tensor:
     """(T, B, F) <-> (B, T, F)."""
     return ops.transpose(x, (1, 0, 2))
@@ -294,7 +299,7 @@ class AttentionNode(NodeType):
     ) -> tuple[tuple[Tensor | None, ...], Tensor | None]:
         """CP-LRP (all relevance to the values; query and key get none) or AttnLRP (see the module)."""
         r_out = batch_major(relevance)
-        if ctx.rules is None or ctx.rules.attention == "cp_lrp":
+        if uses_cp_lrp(ctx):
             r_value = weighted_sum_relevance(
                 cache.effective, cache.value, cache.output, r_out, ctx.eps, ctx.bias_factor
             )

@@ -35,6 +35,7 @@ from .attention import (
     batch_major,
     softmax_gradient,
     swap,
+    uses_cp_lrp,
     weighted_sum_relevance,
 )
 from .base import NodeContext, NodeType
@@ -176,7 +177,7 @@ class MultiHeadAttentionNode(NodeType):
         r_context = _flat_heads(cache.context) * ops.matmul(q, ops.transpose(out_kernel)) + share
         r_context = _split_heads(r_context, heads)
         v_sizes = (spec.value_size, heads, spec.value_dim)
-        if ctx.rules is None or ctx.rules.attention == "cp_lrp":
+        if uses_cp_lrp(ctx):
             r_v_heads = weighted_sum_relevance(
                 cache.weights, cache.v_heads, cache.context, r_context, ctx.eps, ctx.bias_factor
             )

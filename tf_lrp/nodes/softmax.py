@@ -22,7 +22,7 @@ from keras import ops
 
 from .._typing import Tensor
 from ..layout import SoftmaxSpec
-from .attention import MASKED_SCORE, attnlrp_softmax, softmax_gradient
+from .attention import MASKED_SCORE, attnlrp_softmax, softmax_gradient, uses_cp_lrp
 from .base import NodeContext, NodeType
 
 
@@ -72,7 +72,7 @@ class SoftmaxNode(NodeType):
         self, spec: SoftmaxSpec, params: Any, cache: SoftmaxCache, relevance: Tensor, ctx: NodeContext
     ) -> tuple[tuple[Tensor | None, ...], Tensor | None]:
         """CP-LRP: none passes; AttnLRP: ``x ⊙ (R − a Σ_t R)``."""
-        if ctx.rules is None or ctx.rules.attention == "cp_lrp":
+        if uses_cp_lrp(ctx):
             return (None,), None
         r_scores = attnlrp_softmax(_time_last(cache.scores), _time_last(cache.weights), _time_last(relevance))
         return (_time_first(r_scores),), None

@@ -33,7 +33,7 @@ from keras import ops
 from .._typing import Tensor
 from ..layout import WeightedSumSpec
 from ..rules import signed_eps
-from .attention import attnlrp_weighted_sum, weighted_sum_relevance
+from .attention import attnlrp_weighted_sum, uses_cp_lrp, weighted_sum_relevance
 from .base import NodeContext, NodeType
 
 
@@ -52,7 +52,7 @@ def _per_step_relevance(
     product = cache[2]
     stabiliser = signed_eps(product, ctx.eps)
     r_product = (product + ctx.bias_factor * stabiliser) * relevance / (product + stabiliser)
-    if ctx.rules is None or ctx.rules.attention == "cp_lrp":
+    if uses_cp_lrp(ctx):
         return None, r_product
     return ops.sum(r_product, axis=-1, keepdims=True) / 2, r_product / 2
 
@@ -85,7 +85,7 @@ class WeightedSumNode(NodeType):
         if spec.per_step:
             return _per_step_relevance(cache, relevance, ctx), None
         r_out = ops.expand_dims(relevance, 1)
-        if ctx.rules is None or ctx.rules.attention == "cp_lrp":
+        if uses_cp_lrp(ctx):
             r_values = weighted_sum_relevance(
                 cache.weights, cache.values, cache.output, r_out, ctx.eps, ctx.bias_factor
             )
