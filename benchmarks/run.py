@@ -66,18 +66,23 @@ KEPT = {"lstm": 9, "gru": 8}  # H-vectors the forward keeps per step and directi
 FULL_BATCHES = (1, 32, 256, 1024, 4096)
 ROOT = Path(__file__).resolve().parents[1]
 
+#: --xla: the Explainer's jit_compile (TensorFlow; JAX compiles every call whole)
+JIT_COMPILE = {"off": False, "auto": "auto", "on": True}
+
 QUICK = [  # (cell, direction, size, batch, dtype, xla)
+    ("lstm", "bi", "small", 256, "float32", "auto"),
     ("lstm", "bi", "small", 256, "float32", "off"),
     ("lstm", "bi", "small", 256, "float32", "on"),
-    ("lstm", "bi", "small", 256, "float64", "off"),
-    ("lstm", "bi", "small", 1, "float32", "off"),
-    ("lstm", "bi", "small", 32, "float32", "off"),
+    ("lstm", "bi", "small", 256, "float64", "auto"),
+    ("lstm", "bi", "small", 1, "float32", "auto"),
+    ("lstm", "bi", "small", 32, "float32", "auto"),
+    ("lstm", "bi", "small", 1024, "float32", "auto"),
     ("lstm", "bi", "small", 1024, "float32", "off"),
-    ("lstm", "uni", "small", 256, "float32", "off"),
-    ("gru", "bi", "small", 256, "float32", "off"),
-    ("gru", "uni", "small", 256, "float64", "off"),
-    ("lstm", "bi", "large", 256, "float32", "off"),
-    ("lstm", "bi", "large", 256, "float64", "off"),
+    ("lstm", "uni", "small", 256, "float32", "auto"),
+    ("gru", "bi", "small", 256, "float32", "auto"),
+    ("gru", "uni", "small", 256, "float64", "auto"),
+    ("lstm", "bi", "large", 256, "float32", "auto"),
+    ("lstm", "bi", "large", 256, "float64", "auto"),
 ]
 
 GPU = [  # most important first: a run cut short by --deadline loses the tail
@@ -365,7 +370,7 @@ def run_row(row: dict) -> dict:
     bidirectional = row["direction"] == "bi"
     e, _, _, t = SIZES[size]
     weights = make_weights(cell, bidirectional, size, dtype)
-    xla = row["xla"] == "on"
+    xla = JIT_COMPILE[row["xla"]]
     budget = row.get("memory_budget")
     if budget is None and backend.accelerator_memory() is not None:  # what explain_dataset's "auto" would use
         from tf_lrp import dataset
@@ -618,7 +623,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", nargs="+", choices=sorted(SIZES), default=["small"])
     parser.add_argument("--batch", nargs="+", type=int, default=[256])
     parser.add_argument("--dtype", nargs="+", choices=("float32", "float64"), default=["float32"])
-    parser.add_argument("--xla", nargs="+", choices=("off", "on"), default=["off"])
+    parser.add_argument("--xla", nargs="+", choices=tuple(JIT_COMPILE), default=["auto"],
+                        help="Explainer(jit_compile=): off False, auto (the default) fuses the loop steps, on True")
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per row after the warm-up")
     parser.add_argument("--quick", action="store_true", help="the representative subset (RESULTS.md)")
     parser.add_argument("--gpu", action="store_true", help="the GPU subset (benchmarks/gpu.sh)")

@@ -18,6 +18,7 @@ RANKS = {
     "errors": 0,
     "_version": 0,
     "_typing": 0,
+    "_fusion": 0,
     "text": 0.5,
     "_io": 1,
     "_progress": 1,

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from tf_lrp import Explainer, backend
+from tf_lrp._fusion import fused_step
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -496,3 +497,77 @@ def test_accelerator_memory_asks_the_active_backend(monkeypatch: pytest.MonkeyPa
         assert backend.accelerator_memory() is fake
     monkeypatch.setattr(backend, "name", lambda: "numpy")
     assert backend.accelerator_memory() is None
+
+
+def _doubling_function(record: list[bool]) -> object:
+    """A core function whose one "loop step" goes through fused_step; records whether it was compiled."""
+
+    def step(a):
+        return a * 2.0 + 1.0
+
+    def function(x):
+        fused = fused_step(step, ("test_backend", "doubling"))
+        record.append(fused is not step)
+        return fused(x)
+
+    return function
+
+
+def test_auto_fuses_loop_steps_only_for_calls_with_enough_rows() -> None:
+    record: list[bool] = []
+    signature = [backend.TensorSpec((None, 4), "float64")]
+    compiled = backend.Compiled(_doubling_function(record), signature, jit_compile="auto", batch_args=[0], loop_width=4)
+    tensorflow = backend.name() == "tensorflow"
+    assert compiled.fused_from == (backend.FUSED_STEP_NUMBERS // 4 if tensorflow else None)
+    np.testing.assert_array_equal(compiled(np.ones((3, 4))), np.full((3, 4), 3.0))
+    assert record == [False]  # a small call runs the plain graph
+    if tensorflow:
+        rows = compiled.fused_from
+        for batch in (rows, rows + 5, rows - 1, 2):
+            np.testing.assert_array_equal(compiled(np.ones((batch, 4))), np.full((batch, 4), 3.0))
+        assert record == [False, True]  # one trace per variant, whatever the batch
+        assert compiled.traces == 2
+    assert fused_step(_doubling_function, "outside") is _doubling_function  # outside a trace: the step itself
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_only_auto_fuses_loop_steps(jit_compile: bool) -> None:
+    compiled = backend.Compiled(_doubling_function([]), [backend.TensorSpec((None, 4), "float64")],
+                                jit_compile=jit_compile, batch_args=[0], loop_width=4)  # fmt: skip
+    assert compiled.fused_from is None
+    no_loop = backend.Compiled(_doubling_function([]), [backend.TensorSpec((None, 4), "float64")],
+                               jit_compile="auto", batch_args=[0], loop_width=0)  # fmt: skip
+    assert no_loop.fused_from is None
+
+
+@pytest.mark.skipif(backend.name() != "tensorflow", reason="step fusion is TensorFlow's (JAX compiles whole calls)")
+def test_fused_trace_runs_its_loop_steps_as_xla_functions(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backend, "FUSED_STEP_NUMBERS", 1)  # fuse whatever the batch
+    from .test_layout import lstm_weights
+
+    ex = Explainer.from_weights(lstm_weights(np.random.default_rng(1)), cell="lstm", bidirectional=True)
+    plain = Explainer.from_weights(lstm_weights(np.random.default_rng(1)), cell="lstm", bidirectional=True,
+                                   jit_compile=False)  # fmt: skip
+    x = np.random.default_rng(2).normal(size=(4, 5, 3)).astype(np.float32)
+    np.testing.assert_allclose(ex.explain(x).relevance, plain.explain(x).relevance, rtol=0, atol=1e-6)  # float32
+    (compiled,) = ex._compiled.values()
+    (plain_compiled,) = plain._compiled.values()
+
+    def xla_functions(function) -> int:
+        library = function.get_concrete_function().graph.as_graph_def().library.function
+        return sum(f.attr["_XlaMustCompile"].b for f in library)
+
+    assert xla_functions(compiled._fused) == 1  # the backward step, one function for both directions (equal keys)
+    assert xla_functions(plain_compiled._call) == 0
+
+
+@pytest.mark.skipif(backend.name() != "tensorflow", reason="XLA steps are TensorFlow's")
+def test_xla_steps_are_kept_by_key_and_bounded() -> None:
+    steps = backend.XlaSteps(size=2)
+    first = steps(lambda a: a + 1.0, "a")
+    assert steps(lambda a: a + 2.0, "a") is first  # an equal key: the same compiled function
+    steps(lambda a: a, "b")
+    steps(lambda a: a, "c")  # evicts "a", the least recently used
+    assert steps(lambda a: a + 1.0, "a") is not first
+    unhashable = steps(lambda a: a, ["a list"])
+    assert unhashable is not steps(lambda a: a, ["a list"])  # no key: compiled alone

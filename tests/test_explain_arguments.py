@@ -168,3 +168,10 @@ def test_explain_dataset_carries_a_vector_input_as_one_step(with_static, tmp_pat
         progress=False, bias_factor=1.0, out=tmp_path / "rel.npy",
     )  # fmt: skip
     np.testing.assert_allclose(files.load()["relevance/static"][:, 0, :], direct.relevance[1], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None, "AUTO"])
+def test_bad_jit_compile_names_the_choices(value) -> None:
+    with pytest.raises(InputError, match=r'jit_compile must be True, False or "auto"; got '):
+        Explainer.from_weights(lstm_weights(np.random.default_rng(1)), cell="lstm", bidirectional=True,
+                               jit_compile=value)  # fmt: skip

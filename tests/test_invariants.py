@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import pytest
 
+from tf_lrp import Explainer, backend
 from tf_lrp.methods import EXTRA_INPUTS, METHODS
 from tf_lrp.nodes import NODES
 
@@ -32,19 +33,20 @@ def case(request: pytest.FixtureRequest) -> Case:
     return NETWORKS[request.param](np.random.default_rng(7))
 
 
-def _explain(case: Case, method: str, x=None, lengths=None, **options):
+def _explain(case: Case, method: str, x=None, lengths=None, explainer=None, **options):
     x = case.x if x is None else x
     lengths = case.lengths if lengths is None else lengths
+    explainer = case.explainer if explainer is None else explainer
     several = isinstance(x, tuple)
-    if case.explainer.layout.inputs[0].tokens:
-        return case.explainer.explain(x, method=method, **options)  # mask_zero pads
+    if explainer.layout.inputs[0].tokens:
+        return explainer.explain(x, method=method, **options)  # mask_zero pads
     if several:
         masks = [
             None if n is None else np.arange(x_k.shape[1])[None, :] < n[:, None]
             for x_k, n in zip(x, lengths, strict=True)
         ]  # None: a vector input (no time axis)
-        return case.explainer.explain(list(x), method=method, mask=masks, **options)
-    return case.explainer.explain(x, method=method, lengths=lengths, **options)
+        return explainer.explain(list(x), method=method, mask=masks, **options)
+    return explainer.explain(x, method=method, lengths=lengths, **options)
 
 
 def _methods(case: Case) -> list[str]:
@@ -149,6 +151,25 @@ def test_gradient_x_input_equals_autodiff(case: Case) -> None:
     for k, (part, grad) in enumerate(zip(_parts(result.relevance), grads, strict=True)):
         expected = grad.numpy() * points[k].numpy()
         np.testing.assert_allclose(part, expected, rtol=0, atol=1e-10 * max(1.0, np.abs(expected).max()))
+
+
+@pytest.mark.parametrize("method", ["lrp", "gradient_x_input"])
+def test_fused_loop_steps_equal_the_plain_graph(case: Case, method: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``jit_compile="auto"`` on a batch large enough (every loop step one XLA function) equals ``False``."""
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("step fusion is TensorFlow's (JAX compiles whole calls)")
+    ex = case.explainer
+    if not any(NODES[spec.kind].loop_width(spec) for spec in ex.layout.layers):
+        pytest.skip("no time loop")
+    monkeypatch.setattr(backend, "FUSED_STEP_NUMBERS", 1)  # fuse whatever the batch
+    fused = Explainer(ex.layout, ex.weights, dtype=ex.dtype, rules=ex.rules, jit_compile="auto")
+    plain = Explainer(ex.layout, ex.weights, dtype=ex.dtype, rules=ex.rules, jit_compile=False)
+    result = _explain(case, method, explainer=fused, bias_factor=1.0)
+    expected = _explain(case, method, explainer=plain, bias_factor=1.0)
+    assert [c.fused_from for c in fused._compiled.values()] == [1]
+    for part, part_expected in zip(_parts(result.relevance), _parts(expected.relevance), strict=True):
+        np.testing.assert_allclose(part, part_expected, rtol=0, atol=1e-12 * max(1.0, np.abs(part_expected).max()))
+    np.testing.assert_allclose(result.explained_score, expected.explained_score, rtol=1e-12)
 
 
 def _at_point(case: Case, k: int, like: np.ndarray) -> np.ndarray:

@@ -32,12 +32,15 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import keras
 import numpy as np
+
+from ._fusion import compiling_steps_with
 
 
 def name() -> str:
@@ -337,32 +340,101 @@ def _pad_rows(array: Any, rows: int) -> np.ndarray:
     return np.concatenate([array, np.repeat(array[-1:], rows, axis=0)], axis=0)
 
 
+class XlaSteps:
+    """TensorFlow: bodies of time loops as XLA-compiled functions, kept by their static key.
+
+    TensorFlow runs a loop body one kernel per op; a backward step of an LSTM is about 30
+    elementwise ops on (B, H) tensors, each a pass over memory. XLA fuses them into a few
+    loops (benchmarks/NOTES.md: about 15 % off an LRP call on a CPU, the same numbers to the
+    bit in the cases measured). XLA compiles a function once per batch size, at its first
+    call, in about 0.1-0.2 s; keeping the function by its key (:func:`tf_lrp._fusion.fused_step`)
+    lets every later trace of an equal step (another method, another explainer of the same
+    layer) reuse the compiled kernel. The ``size`` most recently used are kept.
+
+    Args:
+        size: how many compiled steps to keep.
+    """
+
+    def __init__(self, size: int = 256) -> None:
+        self._size = size
+        self._steps: OrderedDict[Hashable, Callable[..., Any]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, step: Callable[..., Any], key: Hashable) -> Callable[..., Any]:
+        """The compiled step of ``key``, compiling ``step`` for it on first use."""
+        import tensorflow as tf
+
+        try:
+            hash(key)
+        except TypeError:  # a static part without a hash: compile this step alone
+            return tf.function(step, jit_compile=True, autograph=False)
+        with self._lock:
+            if key not in self._steps:
+                self._steps[key] = tf.function(step, jit_compile=True, autograph=False)
+                if len(self._steps) > self._size:
+                    self._steps.popitem(last=False)
+            self._steps.move_to_end(key)
+            return self._steps[key]
+
+
+#: the compiled loop steps of ``jit_compile="auto"`` calls (TensorFlow)
+XLA_STEPS = XlaSteps()
+#: ``jit_compile="auto"`` fuses the loop steps of a call whose (B, H) loop states hold at least
+#: this many numbers. Measured on a 2-core CPU (benchmarks/NOTES.md): the small bi-LSTM (H = 60)
+#: gains 7-15 % at B >= 512 and loses 10-40 % at B <= 256, where each step's XLA call costs more
+#: than the fusion saves; the large one (H = 256) is even at B = 64 and 256.
+FUSED_STEP_NUMBERS = 32768
+
+
+def check_jit_compile(value: Any) -> bool | str:
+    """``jit_compile`` must be True, False or ``"auto"``; return it.
+
+    Raises:
+        InputError: naming the value received.
+    """
+    from .errors import InputError
+
+    if value is True or value is False or value == "auto":
+        return value
+    raise InputError(f'jit_compile must be True, False or "auto"; got {value!r}')
+
+
 class Compiled:
     """A core function compiled for the active backend, with a trace counter.
 
     Args:
         function: the pure ``keras.ops`` function; positional tensor arguments only.
         signature: a list of :class:`TensorSpec` (or nested lists of them), one per argument.
-        jit_compile: TensorFlow only: compile with XLA.
+        jit_compile: TensorFlow only: ``True`` compiles the whole function with XLA;
+            ``False``: no XLA; ``"auto"``: a call with enough rows (``B·loop_width >=``
+            :data:`FUSED_STEP_NUMBERS`) runs a second trace whose time-loop steps are each one
+            XLA function (:data:`XLA_STEPS`, through :func:`tf_lrp._fusion.fused_step`), the
+            rest as a graph; smaller calls run the plain graph.
         batch_args: positions of the batch-major arguments (same first dimension B). When
             given, a shape-specialising call (JAX, or TensorFlow with XLA) pads them to
             :func:`bucket` (B) rows by repeating the last row, and cuts every output back to
             its first B rows; only for functions whose samples are independent and whose
             outputs are all batch-major. The trace count then stays within the number of
             buckets instead of growing with every new batch size.
+        loop_width: H of the widest (B, H) state the function's time loops carry (0: no loop).
     """
 
     def __init__(
         self,
         function: Callable[..., Any],
         signature: list[Any],
-        jit_compile: bool = False,
+        jit_compile: bool | str = False,
         batch_args: Sequence[int] = (),
+        loop_width: int = 0,
     ) -> None:
         self.traces = 0
         self.backend = name()
         self.x64 = needs_x64(signature)
-        specialises = self.backend == "jax" or (self.backend == "tensorflow" and jit_compile)
+        whole = check_jit_compile(jit_compile) is True
+        fuses = self.backend == "tensorflow" and jit_compile == "auto" and loop_width > 0 and bool(batch_args)
+        #: rows from which a call runs the trace with fused loop steps (None: never)
+        self.fused_from = -(-FUSED_STEP_NUMBERS // loop_width) if fuses else None
+        specialises = self.backend == "jax" or (self.backend == "tensorflow" and whole)
         self._batched = frozenset(batch_args) if specialises else frozenset()
         self._batch_args = frozenset(batch_args)  # split across replicas by run_distributed
         self._steps: dict[int, tuple[Any, Callable[..., Any]]] = {}  # id(strategy) -> (strategy, step)
@@ -370,6 +442,11 @@ class Compiled:
         def traced(*args: Any) -> Any:
             self.traces += 1  # runs once per trace, never per call
             return function(*args)
+
+        def traced_fused(*args: Any) -> Any:
+            self.traces += 1
+            with compiling_steps_with(XLA_STEPS):
+                return function(*args)
 
         if self.backend == "tensorflow":
             import tensorflow as tf
@@ -380,8 +457,11 @@ class Compiled:
             self._call: Callable[..., Any] = tf.function(
                 functools.partial(traced),
                 input_signature=_tf_signature(signature),
-                jit_compile=jit_compile,
+                jit_compile=whole,
                 reduce_retracing=True,
+            )
+            self._fused: Callable[..., Any] = tf.function(
+                functools.partial(traced_fused), input_signature=_tf_signature(signature), reduce_retracing=True
             )
         elif self.backend == "jax":
             import jax
@@ -398,8 +478,11 @@ class Compiled:
             extra = bucket(rows) - rows
             if extra:
                 args = tuple(_pad_rows(a, extra) if i in self._batched else a for i, a in enumerate(args))
+        call = self._call
+        if self.fused_from is not None and len(args[min(self._batch_args)]) >= self.fused_from:
+            call = self._fused
         with _scope(self.x64), float32_matmuls():
-            result = self._call(*args)
+            result = call(*args)
             result = keras.tree.map_structure(lambda t: np.asarray(keras.ops.convert_to_numpy(t)), result)
         if rows is not None:
             result = keras.tree.map_structure(lambda t: t[:rows] if t.ndim else t, result)

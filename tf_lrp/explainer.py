@@ -315,7 +315,8 @@ class Explainer:
         dtype: ``"float32"`` or ``"float64"``; the weights are cast to it.
         rules: a :class:`~tf_lrp.rules.RuleSet` or preset name; default ``"arras2017"``.
             Its per-layer overrides (``RuleSet(layers=...)``) are checked against ``layout``.
-        jit_compile: TensorFlow: compile with XLA.
+        jit_compile: TensorFlow: ``"auto"`` (default) compiles each step of the time loops
+            with XLA (fused elementwise work), ``True`` the whole call, ``False`` nothing.
         memory_budget: bytes one compiled call may use for the forward activations kept for
             the backward pass; ``explain`` splits larger batches into chunks.
     """
@@ -326,7 +327,7 @@ class Explainer:
         weights: Sequence[Any] | Mapping[str, Any],
         dtype: str = "float32",
         rules: RuleSet | str | None = None,
-        jit_compile: bool = False,
+        jit_compile: bool | str = "auto",
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
     ) -> None:
         if dtype not in DTYPES:
@@ -335,7 +336,7 @@ class Explainer:
         self.dtype = dtype
         self.rules = as_ruleset(rules)
         self.rules.check(layout)
-        self.jit_compile = bool(jit_compile)
+        self.jit_compile = backend.check_jit_compile(jit_compile)
         if int(memory_budget) <= 0:
             raise InputError(f"memory_budget must be a positive number of bytes; got {memory_budget!r}")
         self.memory_budget = int(memory_budget)
@@ -480,7 +481,7 @@ class Explainer:
         model: Any,
         dtype: str = "float32",
         rules: RuleSet | str | None = None,
-        jit_compile: bool = False,
+        jit_compile: bool | str = "auto",
         memory_budget: int = DEFAULT_MEMORY_BUDGET,
         *,
         sample: Any = None,
@@ -705,9 +706,11 @@ class Explainer:
                     relevance = result.relevance if isinstance(result.relevance, tuple) else (result.relevance,)
                     return (*relevance, result.scores, result.target, result.initial_state, result.explained)
 
+            loop_width = max(NODES[spec.kind].loop_width(spec) for spec in layout.layers)
             self._compiled[key] = backend.Compiled(
-                run, template.flatten(), jit_compile=self.jit_compile, batch_args=template.batch_positions()
-            )
+                run, template.flatten(), jit_compile=self.jit_compile, batch_args=template.batch_positions(),
+                loop_width=loop_width,
+            )  # fmt: skip
         return self._compiled[key]
 
     def _check_x(self, x: Any) -> Any:

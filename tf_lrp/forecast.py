@@ -166,7 +166,8 @@ class Seq2SeqExplainer:
         rules: a :class:`~tf_lrp.rules.RuleSet` or preset name; default ``"arras2017"``.
             Per-layer overrides (``RuleSet(layers=...)``) are not supported here; ``output``
             is the rule of ``head2``, ``head`` that of ``head1``.
-        jit_compile: TensorFlow: compile with XLA.
+        jit_compile: TensorFlow: ``"auto"`` (default) compiles each step of the time loops
+            with XLA (fused elementwise work), ``True`` the whole call, ``False`` nothing.
     """
 
     def __init__(
@@ -175,7 +176,7 @@ class Seq2SeqExplainer:
         weights: Sequence[Any] | Mapping[str, Any],
         dtype: str = "float32",
         rules: RuleSet | str | None = None,
-        jit_compile: bool = False,
+        jit_compile: bool | str = "auto",
     ) -> None:
         if dtype not in DTYPES:
             raise InputError(f"dtype must be one of {DTYPES}; got {dtype!r}")
@@ -187,7 +188,7 @@ class Seq2SeqExplainer:
                 "the forecaster takes one rule set for all its layers: RuleSet(product=..., sum_spread=..., "
                 "head=..., output=...); per-layer rules (RuleSet(layers=...)) are for Explainer networks only"
             )
-        self.jit_compile = bool(jit_compile)
+        self.jit_compile = backend.check_jit_compile(jit_compile)
         checked = check_seq2seq_weights(spec, weights)
         self.weights: list[np.ndarray] = [np.ascontiguousarray(w, dtype=dtype) for w in checked]
         self._compiled: dict[str, backend.Compiled] = {}
@@ -364,7 +365,7 @@ class Seq2SeqExplainer:
             # x, x_future, static are batch-major and every output is: a shape-specialising
             # backend (JAX, XLA) pads the batch to a bucket instead of compiling per batch size
             self._compiled[method] = backend.Compiled(
-                run, signature, jit_compile=self.jit_compile, batch_args=(1, 2, 3)
+                run, signature, jit_compile=self.jit_compile, batch_args=(1, 2, 3), loop_width=spec.units
             )
         return self._compiled[method]
 

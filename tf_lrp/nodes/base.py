@@ -61,6 +61,14 @@ class NodeType(ABC):
         """Group this node's weight arrays (Keras ``get_weights()`` order) for the step functions."""
         return tuple(arrays)
 
+    def loop_width(self, spec: Any) -> int:
+        """H of the (B, H) states its time loops carry from step to step; 0 for a node without one.
+
+        The compiled call fuses loop steps only where ``B·H`` is large enough to pay
+        (:class:`tf_lrp.backend.Compiled`, ``jit_compile="auto"``).
+        """
+        return 0
+
     @abstractmethod
     def cache_floats(self, spec: Any, steps: int) -> int:
         """Floats per sample the forward keeps for the backward passes, for ``steps`` time steps."""

@@ -292,6 +292,10 @@ class ForecasterNode(NodeType):
 
     kinds: ClassVar[tuple[str, ...]] = ("seq2seq",)
 
+    def loop_width(self, spec: Seq2SeqSpec) -> int:
+        """The GRUs' units: encoder and decoder carry (B, units) states per layer."""
+        return spec.units
+
     def cache_floats(self, spec: Seq2SeqSpec, steps: int) -> int:
         """Per step and GRU layer its cache (about 8 H-vectors) and input; per decoder step also the head's."""
         per_layer = 8 * spec.units

@@ -21,6 +21,7 @@ from typing import Any, ClassVar, NamedTuple
 import keras
 from keras import ops
 
+from .._fusion import fused_step
 from .._typing import Tensor
 from ..cells import CELLS
 from ..layout import RecurrentSpec
@@ -302,10 +303,16 @@ def backward_scan(
     elif final is not None:
         init = (init[0] + final, *init[1:])
 
+    def cell_step(params: Any, cache: Any, carry: Any, eps: Tensor, bias_factor: Tensor) -> tuple[Any, Any]:
+        return propagator.step(cell, spec, params, cache, carry, ctx._replace(eps=eps, bias_factor=bias_factor))
+
+    # every tensor is an argument, so the key names all the step closes over: one kernel serves every call
+    cell_step = fused_step(cell_step, (propagator.name, spec, ctx.rules))
+
     def step(carry: Any, xs: dict[str, Any]) -> tuple[Any, Any]:
         if "above" in xs:
             carry = (carry[0] + xs["above"], *carry[1:])
-        new_carry, out = propagator.step(cell, spec, params, xs["cache"], carry, ctx)
+        new_carry, out = cell_step(params, xs["cache"], carry, ctx.eps, ctx.bias_factor)
         mask_t = xs.get("mask")
         zero_out = tuple(ops.zeros_like(o) for o in out) if isinstance(out, tuple) else ops.zeros_like(out)
         return tuple(_select(mask_t, tuple(new_carry), carry)), _select(mask_t, out, zero_out)
@@ -336,6 +343,10 @@ class RecurrentNode(NodeType):
             cell.params_from_arrays(spec, arrays[i * per_direction : (i + 1) * per_direction])
             for i in range(len(spec.directions))
         )
+
+    def loop_width(self, spec: RecurrentSpec) -> int:
+        """The layer's units: each direction's scan carries (B, units) states."""
+        return spec.units
 
     def cache_floats(self, spec: RecurrentSpec, steps: int) -> int:
         """Per direction and step the cell's cached H-vectors (``CACHE_VECTORS``) and the inputs."""
