@@ -364,13 +364,14 @@ class XlaSteps:
         """The compiled step of ``key``, compiling ``step`` for it on first use."""
         import tensorflow as tf
 
+        compile_step = functools.partial(tf.function, jit_compile=True, autograph=False)
         try:
             hash(key)
         except TypeError:  # a static part without a hash: compile this step alone
-            return tf.function(step, jit_compile=True, autograph=False)
+            return compile_step(step)
         with self._lock:
             if key not in self._steps:
-                self._steps[key] = tf.function(step, jit_compile=True, autograph=False)
+                self._steps[key] = compile_step(step)
                 if len(self._steps) > self._size:
                     self._steps.popitem(last=False)
             self._steps.move_to_end(key)
@@ -439,13 +440,9 @@ class Compiled:
         self._batch_args = frozenset(batch_args)  # split across replicas by run_distributed
         self._steps: dict[int, tuple[Any, Callable[..., Any]]] = {}  # id(strategy) -> (strategy, step)
 
-        def traced(*args: Any) -> Any:
+        def traced(step_compiler: Any, *args: Any) -> Any:
             self.traces += 1  # runs once per trace, never per call
-            return function(*args)
-
-        def traced_fused(*args: Any) -> Any:
-            self.traces += 1
-            with compiling_steps_with(XLA_STEPS):
+            with compiling_steps_with(step_compiler):
                 return function(*args)
 
         if self.backend == "tensorflow":
@@ -455,32 +452,34 @@ class Compiled:
             # detector counts traces per code object, so one trace per Compiled (by design) across
             # several methods would otherwise print "triggered tf.function retracing".
             self._call: Callable[..., Any] = tf.function(
-                functools.partial(traced),
+                functools.partial(traced, None),
                 input_signature=_tf_signature(signature),
                 jit_compile=whole,
                 reduce_retracing=True,
             )
-            self._fused: Callable[..., Any] = tf.function(
-                functools.partial(traced_fused), input_signature=_tf_signature(signature), reduce_retracing=True
-            )
+            self._fused = self._call
+            if self.fused_from is not None:  # a second trace, its loop steps compiled by XLA_STEPS
+                self._fused = tf.function(
+                    functools.partial(traced, XLA_STEPS), input_signature=_tf_signature(signature),
+                    reduce_retracing=True,
+                )  # fmt: skip
         elif self.backend == "jax":
             import jax
 
-            self._call = jax.jit(traced)  # called, so traced, inside float32_matmuls: precision=HIGHEST
+            self._call = jax.jit(functools.partial(traced, None))  # called, so traced, inside float32_matmuls
         else:  # eager: numpy arguments become the backend's tensors first
-            self._call = lambda *args: traced(*keras.tree.map_structure(keras.ops.convert_to_tensor, args))
+            self._call = lambda *args: traced(None, *keras.tree.map_structure(keras.ops.convert_to_tensor, args))
 
     def __call__(self, *args: Any) -> Any:
         """Run on numpy arguments; return the outputs as numpy arrays (same structure)."""
+        batch = len(args[min(self._batch_args)]) if self._batch_args else 0
         rows = None
         if self._batched:
-            rows = len(args[min(self._batched)])
+            rows = batch
             extra = bucket(rows) - rows
             if extra:
                 args = tuple(_pad_rows(a, extra) if i in self._batched else a for i, a in enumerate(args))
-        call = self._call
-        if self.fused_from is not None and len(args[min(self._batch_args)]) >= self.fused_from:
-            call = self._fused
+        call = self._fused if self.fused_from is not None and batch >= self.fused_from else self._call
         with _scope(self.x64), float32_matmuls():
             result = call(*args)
             result = keras.tree.map_structure(lambda t: np.asarray(keras.ops.convert_to_numpy(t)), result)
