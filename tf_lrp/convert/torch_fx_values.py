@@ -111,11 +111,16 @@ class _Flat:
 
 
 @dataclass(frozen=True)
-class _Weighted:
-    """``w * out`` of attention pooling: weights (width 1) times values, per step; only ``.sum(time)`` reads it."""
+class _WeightsAndValues:
+    """Attention weights (width 1) and the values they weight, not yet summed over time."""
 
     weights: _Seq
     values: _Seq
+
+
+@dataclass(frozen=True)
+class _Weighted(_WeightsAndValues):
+    """``w * out`` of attention pooling: weights times values, per step; only ``.sum(time)`` reads it."""
 
 
 @dataclass(frozen=True)
@@ -126,11 +131,8 @@ class _WeightsRow:
 
 
 @dataclass(frozen=True)
-class _Context:
+class _Context(_WeightsAndValues):
     """``torch.bmm(w.transpose(1, 2), out)``: the weighted sum (B, 1, H); only ``.squeeze(1)`` reads it."""
-
-    weights: _Seq
-    values: _Seq
 
 
 _FLIP = {"bt": "tb", "tb": "bt", "in": "ni", "ni": "in"}
@@ -321,7 +323,7 @@ def _describe(value: Any) -> str:
         return f"a pooled (batch, {value.width}, 1) tensor"
     if isinstance(value, _Flat):
         return f"a flattened sequence of width {value.seq.width} (only an nn.Linear reads it)"
-    if isinstance(value, (_Weighted, _WeightsRow, _Context)):
+    if isinstance(value, (_WeightsAndValues, _WeightsRow)):
         return "attention-pooling weights or products"
     if isinstance(value, tuple):
         return f"a tuple of {len(value)}"
